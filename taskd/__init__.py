@@ -1,0 +1,43 @@
+"""taskd: a real-time task queue on Redis Streams.
+
+Public API: :class:`Client` to submit and inspect tasks, :func:`task` to register a
+handler, :class:`Context` (what a handler receives), :class:`Retry` and :class:`Fail`
+(what a handler may raise), and the error classes.
+"""
+
+from taskd.client import Client, Page
+from taskd.context import Context
+from taskd.errors import (
+    ConfigError,
+    Fail,
+    RedisUnavailable,
+    Retry,
+    StaleAttempt,
+    TaskdError,
+    TaskNotFound,
+    ValidationError,
+    WrongState,
+)
+from taskd.model import Status, Task
+from taskd.registry import task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "Context",
+    "Fail",
+    "Page",
+    "RedisUnavailable",
+    "Retry",
+    "StaleAttempt",
+    "Status",
+    "Task",
+    "TaskNotFound",
+    "TaskdError",
+    "ValidationError",
+    "WrongState",
+    "__version__",
+    "task",
+]

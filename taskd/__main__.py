@@ -1,0 +1,5 @@
+"""``python -m taskd``."""
+
+from taskd.cli import main
+
+main()

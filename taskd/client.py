@@ -1,0 +1,196 @@
+"""The Python client: submit tasks and read them back from any process sharing the Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+from taskd import config
+from taskd.errors import TaskdError, ValidationError
+from taskd.model import FINISHED, Status, Task, TaskSpec, make_spec
+from taskd.paging import Cursor
+from taskd.store import Store
+
+SUBMIT_ARGS = frozenset(
+    {"task_type", "payload", "name", "priority", "queue", "delay_s", "run_at", "max_retries",
+     "timeout_s", "unique_key"}
+)
+
+
+def embedded_url_file(data_dir: Path) -> Path:
+    """Where a running daemon with an embedded server writes that server's URL."""
+    return data_dir / "redis" / "url"
+
+
+def resolve_redis_url(settings: config.Settings) -> str:
+    """The configured URL, else the URL of the embedded server a local daemon runs."""
+    if settings.redis.url:
+        return settings.redis.url
+    marker = embedded_url_file(settings.data_dir)
+    try:
+        return marker.read_text().strip()
+    except FileNotFoundError:
+        raise TaskdError(
+            f"no Redis URL configured and no embedded server running under {settings.data_dir}; "
+            "start `taskd serve` or set TASKD_REDIS_URL"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; pass ``next_cursor`` back for the next one."""
+
+    tasks: list[Task]
+    next_cursor: str | None
+
+
+class Client:
+    """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does."""
+
+    def __init__(self, redis_url: str | None = None) -> None:
+        self._url = redis_url
+        self._store: Store | None = None
+        self._settings: config.Settings | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.store()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def store(self) -> Store:
+        """The connected store (connects on first use)."""
+        if self._store is None:
+            settings = self.settings
+            url = self._url or resolve_redis_url(settings)
+            self._store = await Store.connect(url)
+        return self._store
+
+    @property
+    def settings(self) -> config.Settings:
+        """Settings from the environment (and TASKD_CONFIG), for defaults and the URL."""
+        if self._settings is None:
+            self._settings = config.load(None, os.environ, {})
+        return self._settings
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    def spec(self, task_type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> TaskSpec:
+        """Validate submit arguments into a TaskSpec (ValidationError names the field)."""
+        run_at = kw.pop("run_at", None)
+        if isinstance(run_at, datetime):
+            run_at = run_at.isoformat()
+        tasks = self.settings.tasks
+        return make_spec(
+            task_type,
+            dict(payload) if isinstance(payload, Mapping) else payload,
+            run_at=run_at,
+            default_max_retries=tasks.max_retries,
+            default_timeout_s=tasks.timeout_s,
+            **kw,
+        )
+
+    async def submit(
+        self,
+        task_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        priority: int = 5,
+        queue: str = "default",
+        delay_s: float | None = None,
+        run_at: datetime | str | None = None,
+        max_retries: int | None = None,
+        timeout_s: float | None = None,
+        unique_key: str | None = None,
+    ) -> Task:
+        """Submit one task; with a ``unique_key`` already used, returns the existing task."""
+        spec = self.spec(
+            task_type, payload, name=name, priority=priority, queue=queue, delay_s=delay_s,
+            run_at=run_at, max_retries=max_retries, timeout_s=timeout_s, unique_key=unique_key,
+        )
+        ((task, _created),) = await (await self.store()).submit([spec])
+        return task
+
+    async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
+        """Submit many tasks in one round trip; every item is validated before any is sent."""
+        specs = []
+        for i, item in enumerate(items):
+            unknown = set(item) - SUBMIT_ARGS
+            if unknown:
+                raise ValidationError(f"[{i}].{sorted(unknown)[0]}", "unknown argument")
+            args = dict(item)
+            try:
+                specs.append(self.spec(args.pop("task_type", None), args.pop("payload", None),
+                                       **args))
+            except ValidationError as exc:
+                raise ValidationError(f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]) from None
+        return [task for task, _ in await (await self.store()).submit(specs)]
+
+    async def get(self, task_id: str) -> Task:
+        """One task by id (TaskNotFound if unknown or expired)."""
+        return await (await self.store()).get(task_id)
+
+    async def list(
+        self, status: str | None = None, limit: int = 100, cursor: str | None = None,
+        queue: str | None = None,
+    ) -> Page:
+        """Tasks newest first, optionally of one status; follow ``next_cursor`` for more."""
+        wanted = Status(status) if status else None
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit", "must be from 1 to 1000")
+        tasks, nxt = await (await self.store()).list_tasks(
+            limit=limit,
+            cursor=Cursor.decode(cursor) if cursor else None,
+            queue=queue,
+            accept=(lambda t: t.status == wanted) if wanted else None,
+        )
+        return Page(tasks, nxt.encode() if nxt and len(tasks) == limit else None)
+
+    async def stats(self, queue: str | None = None) -> dict[str, int]:
+        """Counts per status and totals (O(number of queues))."""
+        return await (await self.store()).stats(queue)
+
+    async def cancel(self, task_id: str) -> str:
+        """Cancel; returns 'cancelled', or 'cancelling' for a running task."""
+        return await (await self.store()).cancel(task_id)
+
+    async def retry(self, task_id: str) -> Task:
+        """Send a failed or cancelled task back to pending."""
+        return await (await self.store()).retry(task_id)
+
+    async def wait(self, task_id: str, timeout_s: float = 60.0) -> Task:
+        """Wait until the task is finished (completed, failed or cancelled) and return it.
+
+        Follows the queue's event stream (blocking reads, no polling sleeps); raises
+        TimeoutError when ``timeout_s`` passes first.
+        """
+        store = await self.store()
+        queue = await store.locate(task_id)
+        deadline = time.monotonic() + timeout_s
+        last = (await store.last_event_ids([queue]))[queue]
+        while True:
+            task = await store.get(task_id, queue)
+            if task.status in FINISHED:
+                return task
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s}s")
+            events = await store.read_events({queue: last}, block_ms=max(1, int(min(left, 5) * 1000)))
+            while events and not any(e.task.get("id") == task_id for e in events):
+                last = events[-1].event_id
+                events = await store.read_events({queue: last}, block_ms=None)
+            if events:
+                last = events[-1].event_id
+            await asyncio.sleep(0)

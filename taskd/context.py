@@ -1,0 +1,65 @@
+"""What a handler receives besides its payload: the task, progress reporting, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from taskd.errors import ValidationError
+from taskd.model import Task
+
+ProgressSink = Callable[[Task, int, str], Awaitable[int]]
+
+
+class Context:
+    """Passed to every handler call; one per attempt."""
+
+    def __init__(
+        self,
+        task: Task,
+        sink: ProgressSink,
+        *,
+        interval_s: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.task = task
+        self.log: Any = structlog.get_logger("taskd.handler")
+        self._sink = sink
+        self._interval_s = interval_s
+        self._loop = loop
+        self._last_write = 0.0
+        self.cancel_requested = False
+
+    @property
+    def task_id(self) -> str:
+        """The task's id."""
+        return self.task.id
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first run, growing with every redelivery or retry."""
+        return self.task.attempt
+
+    async def progress(self, percent: float, message: str = "") -> None:
+        """Report progress (0-100). Writes are rate-limited; 100 is always written."""
+        value = _check_percent(percent)
+        now = time.monotonic()
+        if value < 100 and now - self._last_write < self._interval_s:
+            return
+        self._last_write = now
+        if await self._sink(self.task, value, message) == 2:
+            self.cancel_requested = True
+
+    def report(self, percent: float, message: str = "") -> None:
+        """Thread-safe progress for synchronous handlers running in the executor."""
+        asyncio.run_coroutine_threadsafe(self.progress(percent, message), self._loop)
+
+
+def _check_percent(percent: float) -> int:
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent <= 100:
+        raise ValidationError("progress", "must be a number from 0 to 100")
+    return int(percent)

@@ -1,0 +1,144 @@
+"""The composition root of ``taskd serve``: builds everything, owns startup, shutdown, signals.
+
+Startup: embedded Redis (when no URL) -> store -> handlers -> HTTP listener -> pool and
+supervisor. Shutdown (SIGTERM/SIGINT): stop fetching, let running tasks finish within the
+grace period, hand the rest back, close HTTP, then Redis. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from taskd.client import embedded_url_file
+from taskd.config import Settings, mask_url
+from taskd.embedded import EmbeddedRedis, find_server_binary
+from taskd.http.app import AppState, build_app
+from taskd.pool import PoolConfig, WorkerPool, consumer_name
+from taskd.registry import Registry
+from taskd.store import Store
+from taskd.supervisor import Supervisor, SupervisorConfig
+
+log = structlog.get_logger(__name__)
+
+
+class Daemon:
+    """One taskd node: HTTP API, worker pool and supervisor in one event loop."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or Registry.from_modules(settings.workers.handlers)
+        self.stop = asyncio.Event()
+        self.embedded: EmbeddedRedis | None = None
+        self.store: Store | None = None
+        self.pool: WorkerPool | None = None
+        self.port: int | None = None
+
+    async def run(self) -> None:
+        """Run until a signal (or ``stop``) ends it; release everything on the way out."""
+        self._install_signals()
+        runner: web.AppRunner | None = None
+        try:
+            url = await self._start_redis()
+            self.store = store = await Store.connect(url)
+            consumer = consumer_name()
+            self.pool = pool = WorkerPool(store, self.registry, consumer, self._pool_config())
+            supervisor = Supervisor(store, consumer, self._supervisor_config())
+            for queue in self.settings.workers.queues:
+                await store.ensure_queue(queue)
+            runner = await self._start_http(AppState(store=store, pool=pool))
+            log.info(
+                "taskd_started",
+                listen=f"http://{self.settings.server.host}:{self.port}",
+                redis=self._describe_redis(url),
+                workers=self.settings.workers.count,
+                queues=list(self.settings.workers.queues),
+                task_types=[t.name for t in self.registry],
+                consumer=consumer,
+            )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(pool.run(self.stop))
+                group.create_task(supervisor.run(self.stop))
+            log.info("taskd_stopped")
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            if self.store is not None:
+                await self.store.close()
+            await self._stop_redis()
+
+    def _pool_config(self) -> PoolConfig:
+        w, t = self.settings.workers, self.settings.tasks
+        return PoolConfig(
+            queues=w.queues,
+            concurrency=w.count,
+            prefetch=w.prefetch or w.count,
+            lease_s=t.lease_s,
+            backoff_base_s=t.backoff_base_s,
+            backoff_max_s=t.backoff_max_s,
+            progress_interval_s=t.progress_interval_s,
+            shutdown_grace_s=self.settings.server.shutdown_grace_s,
+        )
+
+    def _supervisor_config(self) -> SupervisorConfig:
+        t = self.settings.tasks
+        return SupervisorConfig(
+            lease_s=t.lease_s, sweep_interval_s=t.sweep_interval_s, retention_s=t.retention_s
+        )
+
+    async def _start_redis(self) -> str:
+        if self.settings.redis.url:
+            return self.settings.redis.url
+        binary = find_server_binary(self.settings.redis.server_bin or None)
+        data = self.settings.data_dir / "redis"
+        self.embedded = EmbeddedRedis(data, binary=binary)
+        url = await self.embedded.start()
+        _write_private(embedded_url_file(self.settings.data_dir), url)
+        return url
+
+    async def _stop_redis(self) -> None:
+        if self.embedded is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            embedded_url_file(self.settings.data_dir).unlink()
+        await self.embedded.stop()
+
+    async def _start_http(self, state: AppState) -> web.AppRunner:
+        runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
+        return runner
+
+    def _describe_redis(self, url: str) -> str:
+        if self.embedded is not None:
+            version = self.embedded.version
+            return f"embedded {version[0]} {'.'.join(map(str, version[1]))} at {url}"
+        return mask_url(url)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.stop.is_set():
+            log.warning("second_signal_exiting_now", signal=sig.name)
+            os._exit(128 + sig.value)
+        log.info("shutdown_requested", signal=sig.name)
+        self.stop.set()
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(text + "\n")
+    path.chmod(0o600)

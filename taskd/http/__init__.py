@@ -1,0 +1,1 @@
+"""The HTTP layer: imports the engine, never the other way round."""

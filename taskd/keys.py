@@ -1,0 +1,89 @@
+"""Every Redis key name taskd uses, made here and nowhere else.
+
+All keys of one queue share the hash tag ``{<queue>}`` so that each Lua script touches a
+single Redis Cluster slot, and different queues spread over the shards.
+
+==============================  ======  ==================================================
+key                             type    holds
+==============================  ======  ==================================================
+taskd:{q}:task:<id>             hash    the task's fields (see taskd.model.Task)
+taskd:{q}:stream:<p>            stream  ready tasks of priority p (1-10); group ``taskd``
+taskd:{q}:delayed               zset    scheduled and retrying task ids, score = due ms
+taskd:{q}:index                 zset    every task id, score = created ms * 1000 + seq
+taskd:{q}:seq                   string  counter that orders tasks created in one ms
+taskd:{q}:finished              zset    finished task ids, score = finish ms (retention)
+taskd:{q}:dead                  zset    failed task ids (dead letters), score = fail ms
+taskd:{q}:stats                 hash    count per status, ``total``, monotonic counters
+taskd:{q}:events                stream  one entry per transition / progress (capped)
+taskd:{q}:unique:<key>          string  id of the task submitted with this unique key
+taskd:queues                    set     names of queues that ever had a task
+taskd:workers                   zset    consumer name -> last heartbeat ms
+taskd:worker:<consumer>         string  JSON info of a live consumer (expires)
+taskd:cancel                    pubsub  ids of processing tasks asked to cancel
+==============================  ======  ==================================================
+"""
+
+from __future__ import annotations
+
+from taskd.model import MAX_PRIORITY, MIN_PRIORITY
+
+GROUP = "taskd"
+QUEUES = "taskd:queues"
+WORKERS = "taskd:workers"
+CANCEL_CHANNEL = "taskd:cancel"
+PRIORITIES = tuple(range(MIN_PRIORITY, MAX_PRIORITY + 1))
+
+
+def worker_info(consumer: str) -> str:
+    """Key of a consumer's heartbeat record."""
+    return f"taskd:worker:{consumer}"
+
+
+class Keys:
+    """Key names of one queue."""
+
+    __slots__ = (
+        "dead",
+        "delayed",
+        "events",
+        "finished",
+        "index",
+        "queue",
+        "seq",
+        "stats",
+        "streams",
+        "tag",
+        "task_prefix",
+        "unique_prefix",
+    )
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.tag = f"taskd:{{{queue}}}"
+        self.task_prefix = f"{self.tag}:task:"
+        self.unique_prefix = f"{self.tag}:unique:"
+        self.delayed = f"{self.tag}:delayed"
+        self.index = f"{self.tag}:index"
+        self.seq = f"{self.tag}:seq"
+        self.finished = f"{self.tag}:finished"
+        self.dead = f"{self.tag}:dead"
+        self.stats = f"{self.tag}:stats"
+        self.events = f"{self.tag}:events"
+        self.streams: dict[int, str] = {p: f"{self.tag}:stream:{p}" for p in PRIORITIES}
+
+    def task(self, task_id: str) -> str:
+        """The hash of one task."""
+        return self.task_prefix + task_id
+
+    def unique(self, unique_key: str) -> str:
+        """The pointer from a unique key to its task id."""
+        return self.unique_prefix + unique_key
+
+    def stream(self, priority: int) -> str:
+        """The ready stream of one priority level."""
+        return self.streams[priority]
+
+    @property
+    def streams_by_urgency(self) -> list[str]:
+        """Streams from priority 10 down to 1: the order fetch reads them in."""
+        return [self.streams[p] for p in reversed(PRIORITIES)]

@@ -1,0 +1,283 @@
+"""The task record, its statuses and legal transitions, and the submit specification.
+
+Redis stores a task as one hash of strings; timestamps there are integer milliseconds of
+Redis's own clock (``TIME``). The API shows them as ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from taskd.errors import ValidationError
+
+MIN_PRIORITY = 1
+MAX_PRIORITY = 10
+DEFAULT_QUEUE = "default"
+MAX_NAME_LEN = 200
+MAX_UNIQUE_KEY_LEN = 200
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+TASK_TYPE_NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,100}$")
+TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Status(StrEnum):
+    """Where a task is in its lifecycle (DESIGN.md, "The task")."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Finished tasks never run again unless retried by hand, and expire after retention."""
+        return self in FINISHED
+
+
+STATUS_NAMES = tuple(s.value for s in Status)
+FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+CANCELLABLE = frozenset({Status.PENDING, Status.SCHEDULED, Status.RETRYING, Status.PROCESSING})
+RETRYABLE_BY_HAND = frozenset({Status.FAILED, Status.CANCELLED})
+
+
+def new_task_id() -> str:
+    """Random 128-bit id as 32 hex digits: unguessable, URL-safe, fixed length."""
+    return uuid.uuid4().hex
+
+
+def ms_to_iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch to ISO-8601 UTC with millisecond precision."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def iso_to_ms(value: str, field_name: str) -> int:
+    """Parse an ISO-8601 timestamp (naive means UTC) into epoch milliseconds."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        raise ValidationError(field_name, f"not an ISO-8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class Task:
+    """One task as stored in Redis, with its fencing ``attempt`` and stream entry ``sid``."""
+
+    id: str
+    name: str
+    task_type: str
+    queue: str
+    priority: int
+    payload: dict[str, Any]
+    status: Status
+    progress: int = 0
+    progress_message: str = ""
+    result: Any = None
+    error: str | None = None
+    retry_count: int = 0
+    max_retries: int = 3
+    timeout_s: float = 300.0
+    created_at: int = 0
+    updated_at: int = 0
+    started_at: int | None = None
+    completed_at: int | None = None
+    run_at: int | None = None
+    worker: str | None = None
+    unique_key: str | None = None
+    attempt: int = 0
+    sid: str = ""
+    cancel_requested: bool = False
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> Task:
+        """Build from HGETALL's reply (bytes or str keys)."""
+        h = {_text(k): _text(v) for k, v in raw.items()}
+
+        def opt_int(name: str) -> int | None:
+            value = h.get(name, "")
+            return int(value) if value else None
+
+        result = h.get("result", "")
+        return cls(
+            id=h["id"],
+            name=h.get("name", ""),
+            task_type=h.get("task_type", ""),
+            queue=h.get("queue", DEFAULT_QUEUE),
+            priority=int(h.get("priority", "5")),
+            payload=orjson.loads(h.get("payload") or "{}"),
+            status=Status(h.get("status", "pending")),
+            progress=int(h.get("progress") or 0),
+            progress_message=h.get("progress_message", ""),
+            result=orjson.loads(result) if result else None,
+            error=h.get("error") or None,
+            retry_count=int(h.get("retry_count") or 0),
+            max_retries=int(h.get("max_retries") or 0),
+            timeout_s=float(h.get("timeout_s") or 0),
+            created_at=int(h.get("created_at") or 0),
+            updated_at=int(h.get("updated_at") or 0),
+            started_at=opt_int("started_at"),
+            completed_at=opt_int("completed_at"),
+            run_at=opt_int("run_at"),
+            worker=h.get("worker") or None,
+            unique_key=h.get("unique_key") or None,
+            attempt=int(h.get("attempt") or 0),
+            sid=h.get("sid", ""),
+            cancel_requested=h.get("cancel") == "1",
+        )
+
+    @classmethod
+    def from_flat(cls, flat: list[Any]) -> Task:
+        """Build from a script's flat ``[field, value, ...]`` reply."""
+        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def to_api(self) -> dict[str, Any]:
+        """The public JSON shape (seed-compatible field names, ISO timestamps)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "task_type": self.task_type,
+            "queue": self.queue,
+            "priority": self.priority,
+            "payload": self.payload,
+            "status": str(self.status),
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "result": self.result,
+            "error": self.error,
+            "retry_count": self.retry_count,
+            "max_retries": self.max_retries,
+            "timeout_s": self.timeout_s,
+            "attempt": self.attempt,
+            "created_at": ms_to_iso(self.created_at),
+            "updated_at": ms_to_iso(self.updated_at),
+            "started_at": ms_to_iso(self.started_at),
+            "completed_at": ms_to_iso(self.completed_at),
+            "run_at": ms_to_iso(self.run_at),
+            "worker": self.worker,
+            "unique_key": self.unique_key,
+            "cancel_requested": self.cancel_requested,
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A validated request to create one task; build it with :func:`make_spec`."""
+
+    id: str
+    name: str
+    task_type: str
+    queue: str
+    priority: int
+    payload_json: bytes
+    max_retries: int
+    timeout_s: float
+    delay_ms: int | None = None
+    run_at_ms: int | None = None
+    unique_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_spec(
+    task_type: Any,
+    payload: Any = None,
+    *,
+    name: Any = None,
+    priority: Any = 5,
+    queue: Any = DEFAULT_QUEUE,
+    delay_s: Any = None,
+    run_at: Any = None,
+    max_retries: Any = None,
+    timeout_s: Any = None,
+    unique_key: Any = None,
+    default_max_retries: int = 3,
+    default_timeout_s: float = 300.0,
+    max_payload_bytes: int = 1024 * 1024,
+) -> TaskSpec:
+    """Validate submit arguments from any caller (client, REST, CLI); raise ValidationError."""
+    if not isinstance(task_type, str) or not TASK_TYPE_NAME.match(task_type):
+        raise ValidationError("task_type", "must be 1-100 characters of letters, digits, _.-:")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ValidationError("payload", "must be a JSON object")
+    try:
+        payload_json = orjson.dumps(payload)
+    except TypeError as exc:
+        raise ValidationError("payload", f"not JSON-serialisable: {exc}") from None
+    if len(payload_json) > max_payload_bytes:
+        raise ValidationError("payload", f"larger than {max_payload_bytes} bytes")
+    if name is None:
+        name = task_type
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LEN:
+        raise ValidationError("name", f"must be a string of 1-{MAX_NAME_LEN} characters")
+    priority = _int_in("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
+    retries = default_max_retries if max_retries is None else max_retries
+    retries = _int_in("max_retries", retries, 0, 1000)
+    timeout = default_timeout_s if timeout_s is None else _number("timeout_s", timeout_s)
+    if not 0 < timeout <= 7 * 86400:
+        raise ValidationError("timeout_s", "must be > 0 and at most 7 days")
+    if delay_s is not None and run_at is not None:
+        raise ValidationError("run_at", "give either delay_s or run_at, not both")
+    delay_ms = None
+    if delay_s is not None:
+        delay = _number("delay_s", delay_s)
+        if not 0 <= delay <= 365 * 86400:
+            raise ValidationError("delay_s", "must be between 0 and one year")
+        delay_ms = int(delay * 1000)
+    run_at_ms = None
+    if run_at is not None:
+        if not isinstance(run_at, str):
+            raise ValidationError("run_at", "must be an ISO-8601 timestamp string")
+        run_at_ms = iso_to_ms(run_at, "run_at")
+    if unique_key is not None and (
+        not isinstance(unique_key, str) or not 0 < len(unique_key) <= MAX_UNIQUE_KEY_LEN
+    ):
+        raise ValidationError("unique_key", f"must be a string of 1-{MAX_UNIQUE_KEY_LEN} chars")
+    return TaskSpec(
+        id=new_task_id(),
+        name=name,
+        task_type=task_type,
+        queue=queue,
+        priority=priority,
+        payload_json=payload_json,
+        max_retries=retries,
+        timeout_s=timeout,
+        delay_ms=delay_ms,
+        run_at_ms=run_at_ms,
+        unique_key=unique_key,
+    )
+
+
+def _number(field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(field_name, "must be a number")
+    return float(value)
+
+
+def _int_in(field_name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(field_name, f"must be an integer from {low} to {high}")
+    return value

@@ -1,0 +1,322 @@
+"""The worker pool: one fetcher feeding N runner coroutines, with leases and cancellation.
+
+The fetcher starts at most ``concurrency + prefetch`` tasks at a time, so a task of
+priority 10 submitted behind a long backlog waits for at most that window, never the
+backlog. Every held entry's lease is renewed well inside ``lease_s``; a task that outlives
+its timeout, or whose handler ignores cancellation, is abandoned and failed so the pool
+keeps its size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import random
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from taskd.context import Context
+from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
+from taskd.log import bind_task
+from taskd.model import Task
+from taskd.registry import Registry, TaskType
+from taskd.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """Tuning of one pool (from Settings.workers and Settings.tasks)."""
+
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 4
+    prefetch: int = 0
+    lease_s: float = 30.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    progress_interval_s: float = 0.1
+    cancel_grace_s: float = 2.0
+    shutdown_grace_s: float = 30.0
+    block_ms: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, before it is written to Redis."""
+
+    kind: str  # completed | retry | fail | cancel | release
+    result: Any = None
+    error: str = ""
+    delay_s: float | None = None
+
+
+def backoff_s(retry_count: int, base_s: float, max_s: float) -> float:
+    """Exponential back-off with jitter in [d/2, d], d = min(max, base * 2**n)."""
+    ceiling = min(max_s, base_s * (2 ** min(retry_count, 32)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+def consumer_name(n: int = 0) -> str:
+    """Stable, unique consumer name of this process: ``host:pid:n``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{n}"
+
+
+class WorkerPool:
+    """Runs tasks of the configured queues until asked to stop."""
+
+    def __init__(self, store: Store, registry: Registry, consumer: str, config: PoolConfig):
+        self.store = store
+        self.registry = registry
+        self.consumer = consumer
+        self.config = config
+        self.held: dict[str, Task] = {}
+        self._ready: asyncio.Queue[Task | None] = asyncio.Queue()
+        self._running: dict[str, asyncio.Task[Outcome]] = {}
+        self._cancel_requested: set[str] = set()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._shutting_down = False
+        self._executor: ThreadPoolExecutor | None = None
+        self.started = asyncio.Event()
+        self.completed = 0
+        self.failed = 0
+
+    @property
+    def capacity(self) -> int:
+        """How many tasks this pool may hold at once (running + prefetched)."""
+        return self.config.concurrency + self.config.prefetch
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and run tasks until ``stop`` is set, then shut down gracefully."""
+        self._executor = ThreadPoolExecutor(self.config.concurrency, "taskd-handler")
+        try:
+            async with asyncio.TaskGroup() as group:
+                background = [
+                    group.create_task(self._renew_loop()),
+                    group.create_task(self._cancel_listener()),
+                ]
+                runners = [group.create_task(self._runner()) for _ in range(self.config.concurrency)]
+                fetcher = group.create_task(self._fetch_loop(stop))
+                self.started.set()
+                await fetcher
+                await self._shutdown(runners)
+                for job in background:
+                    job.cancel()
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            try:
+                await self.store.unregister(self.consumer)
+            except RedisUnavailable:
+                log.warning("unregister_failed", consumer=self.consumer)
+
+    async def _shutdown(self, runners: list[asyncio.Task[None]]) -> None:
+        """Hand back what never started, give running tasks the grace period, then release."""
+        self._shutting_down = True
+        while not self._ready.empty():
+            waiting = self._ready.get_nowait()
+            if waiting is not None:
+                await self._finish(waiting, Outcome("release"), 0.0)
+        for _ in runners:
+            self._ready.put_nowait(None)
+        running = list(self._running.values())
+        if running:
+            log.info("shutdown_waiting", running=len(running), grace_s=self.config.shutdown_grace_s)
+            _, late = await asyncio.wait(running, timeout=self.config.shutdown_grace_s)
+            for job in late:
+                job.cancel()
+        await asyncio.gather(*runners)
+
+    async def _fetch_loop(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            room = self.capacity - len(self.held)
+            if room <= 0:
+                self._room.clear()
+                await _first(self._room.wait(), stop.wait())
+                continue
+            try:
+                tasks = await self._fetch(room)
+                failures = 0
+            except RedisUnavailable as exc:
+                failures += 1
+                delay = min(5.0, 0.1 * 2**failures)
+                log.warning("fetch_failed", error=str(exc), retry_in_s=round(delay, 2))
+                await _first(asyncio.sleep(delay), stop.wait())
+                continue
+            for task in tasks:
+                self.held[task.id] = task
+                self._ready.put_nowait(task)
+
+    async def _fetch(self, room: int) -> list[Task]:
+        queues = self.config.queues
+        if len(queues) == 1:
+            return await self.store.fetch(queues[0], self.consumer, room, self.config.block_ms)
+        for queue in queues:  # preference order, none blocking, then a short wait
+            tasks = await self.store.fetch(queue, self.consumer, room, 0)
+            if tasks:
+                return tasks
+        return await self.store.fetch(queues[0], self.consumer, room, 100)
+
+    async def _runner(self) -> None:
+        while True:
+            task = await self._ready.get()
+            if task is None:
+                return
+            await self._execute(task)
+
+    async def _execute(self, task: Task) -> None:
+        started = time.monotonic()
+        with bind_task(task.id, task.task_type, task.attempt):
+            handler = self.registry.get(task.task_type)
+            if handler is None:
+                outcome = Outcome("fail", error=f"no handler registered for task type "
+                                  f"{task.task_type!r}")
+            elif self._shutting_down:
+                outcome = Outcome("release")
+            else:
+                log.debug("task_started", worker=self.consumer)
+                outcome = await self._supervise(task, handler)
+            await self._finish(task, outcome, time.monotonic() - started)
+
+    async def _supervise(self, task: Task, handler: TaskType) -> Outcome:
+        """Run the handler under its timeout; survive handlers that ignore cancellation."""
+        ctx = Context(task, self._report_progress, interval_s=self.config.progress_interval_s,
+                      loop=asyncio.get_running_loop())
+        job = asyncio.create_task(self._invoke(handler, ctx, task.payload))
+        self._running[task.id] = job
+        try:
+            done, _ = await asyncio.wait({job}, timeout=task.timeout_s)
+            if not done:
+                job.cancel()
+                done, _ = await asyncio.wait({job}, timeout=self.config.cancel_grace_s)
+                if not done:
+                    log.error("handler_ignored_cancellation", grace_s=self.config.cancel_grace_s)
+                return Outcome("retry", error=f"timed out after {task.timeout_s:g}s")
+            if not job.cancelled():
+                return job.result()
+            if task.id in self._cancel_requested:
+                return Outcome("cancel", error="cancelled on request")
+            return Outcome("release")
+        finally:
+            self._running.pop(task.id, None)
+            self._cancel_requested.discard(task.id)
+
+    async def _invoke(self, handler: TaskType, ctx: Context, payload: dict[str, Any]) -> Outcome:
+        try:
+            if handler.is_async:
+                result = await handler.func(ctx, payload)
+            else:
+                call = contextvars.copy_context().run
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._executor, call, handler.func, ctx, payload)
+            return Outcome("completed", result=result)
+        except asyncio.CancelledError:
+            raise
+        except Retry as exc:
+            return Outcome("retry", error=str(exc), delay_s=exc.delay_s)
+        except Fail as exc:
+            return Outcome("fail", error=str(exc) or "failed")
+        except BaseException as exc:  # noqa: BLE001 - a handler must never take the pool down
+            return Outcome("retry", error=f"{type(exc).__name__}: {exc}")
+
+    async def _finish(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+        """Write the outcome, retrying while Redis is briefly away; free the slot."""
+        try:
+            for attempt in range(1, 1000):
+                try:
+                    status = await self._write(task, outcome)
+                    break
+                except RedisUnavailable:
+                    if attempt * 0.5 > self.config.lease_s:
+                        status = "abandoned"  # the lease expired; another worker takes it
+                        break
+                    await asyncio.sleep(0.5)
+            log.info("task_finished", outcome=status, duration_ms=round(duration_s * 1000, 2),
+                     error=outcome.error or None)
+        except (StaleAttempt, TaskNotFound) as exc:
+            log.warning("stale_attempt_refused", reason=str(exc))
+        finally:
+            self.held.pop(task.id, None)
+            self._room.set()
+
+    async def _write(self, task: Task, outcome: Outcome) -> str:
+        if outcome.kind == "completed":
+            try:
+                await self.store.complete(task, outcome.result)
+            except TypeError as exc:
+                return await self.store.fail(task, f"result is not JSON-serialisable: {exc}",
+                                             "fail")
+            self.completed += 1
+            return "completed"
+        if outcome.kind == "release":
+            return await self.store.release(task)
+        delay = outcome.delay_s
+        if delay is None:
+            delay = backoff_s(task.retry_count, self.config.backoff_base_s,
+                              self.config.backoff_max_s)
+        status = await self.store.fail(task, outcome.error, outcome.kind, int(delay * 1000))
+        if status == "failed":
+            self.failed += 1
+        return status
+
+    async def _report_progress(self, task: Task, percent: int, message: str) -> int:
+        reply = await self.store.progress(task, percent, message)
+        if reply == 2:
+            self._request_cancel(task.id)
+        return reply
+
+    def _request_cancel(self, task_id: str) -> None:
+        job = self._running.get(task_id)
+        if job is not None and task_id not in self._cancel_requested:
+            self._cancel_requested.add(task_id)
+            job.cancel()
+            log.info("task_cancel_requested", task_id=task_id)
+
+    async def _cancel_listener(self) -> None:
+        while True:
+            try:
+                async for task_id in self.store.cancel_messages():
+                    self._request_cancel(task_id)
+            except RedisUnavailable:
+                await asyncio.sleep(1.0)
+
+    async def _renew_loop(self) -> None:
+        """Renew leases and the heartbeat every third of the lease."""
+        interval = self.config.lease_s / 3
+        info = {
+            "consumer": self.consumer,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": self.config.concurrency,
+            "queues": list(self.config.queues),
+            "started_at": time.time(),
+        }
+        while True:
+            try:
+                await self.store.renew(self.consumer, list(self.held.values()))
+                await self.store.heartbeat(
+                    self.consumer,
+                    info | {"held": len(self.held), "completed": self.completed,
+                            "failed": self.failed, "heartbeat_at": time.time()},
+                    ttl_s=self.config.lease_s,
+                )
+            except RedisUnavailable as exc:
+                log.warning("lease_renewal_failed", error=str(exc))
+            await asyncio.sleep(interval)
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until the first of several awaitables finishes; cancel the rest."""
+    jobs = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for job in jobs:
+            job.cancel()

@@ -1,0 +1,128 @@
+"""Task types and their handlers: ``@taskd.task`` marks functions, a Registry collects them.
+
+The decorator only attaches metadata to the function; registries are built by the
+composition root from modules, so there is no process-wide mutable registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, TypeVar
+
+from taskd.errors import HandlerImportError, ValidationError
+from taskd.model import TASK_TYPE_NAME
+
+F = TypeVar("F", bound=Callable[..., Any])
+MARK = "__taskd_task__"
+BUILTIN_MODULES = ("taskd.handlers.builtin",)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskType:
+    """A registered task type: its handler and what the API tells users about it."""
+
+    name: str
+    func: Callable[..., Any]
+    description: str = ""
+    schema: dict[str, Any] | None = None
+    example: dict[str, Any] = field(default_factory=dict)
+    validate: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def is_async(self) -> bool:
+        """Coroutine functions run on the loop; plain functions run in a thread."""
+        return inspect.iscoroutinefunction(self.func)
+
+
+def task(
+    name: str,
+    *,
+    description: str | None = None,
+    schema: dict[str, Any] | None = None,
+    example: dict[str, Any] | None = None,
+    validate: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[F], F]:
+    """Mark ``func`` as the handler of task type ``name`` (docstring = description)."""
+    if not TASK_TYPE_NAME.match(name):
+        raise ValueError(f"invalid task type name {name!r}")
+
+    def mark(func: F) -> F:
+        doc = inspect.getdoc(func) or ""
+        setattr(
+            func,
+            MARK,
+            TaskType(
+                name=name,
+                func=func,
+                description=description or doc.split("\n\n")[0].replace("\n", " "),
+                schema=schema,
+                example=example or {},
+                validate=validate,
+            ),
+        )
+        return func
+
+    return mark
+
+
+class Registry:
+    """Task type name -> TaskType, filled from modules."""
+
+    def __init__(self, types: Iterable[TaskType] = ()) -> None:
+        self._types: dict[str, TaskType] = {}
+        for t in types:
+            self.add(t)
+
+    @classmethod
+    def from_modules(cls, names: Iterable[str], *, builtins: bool = True) -> Registry:
+        """Import each module and collect its marked handlers (user modules win)."""
+        registry = cls()
+        for name in (*BUILTIN_MODULES, *names) if builtins else tuple(names):
+            registry.add_module(import_handlers(name))
+        return registry
+
+    def add(self, task_type: TaskType) -> None:
+        """Register one type; a later registration of the same name replaces it."""
+        self._types[task_type.name] = task_type
+
+    def add_module(self, module: ModuleType) -> None:
+        """Register every function the module marked with ``@taskd.task``."""
+        for value in vars(module).values():
+            marked = getattr(value, MARK, None)
+            if isinstance(marked, TaskType):
+                self.add(marked)
+
+    def get(self, name: str) -> TaskType | None:
+        """The type's handler, or None when no handler is registered for it."""
+        return self._types.get(name)
+
+    def check_payload(self, name: str, payload: dict[str, Any]) -> None:
+        """Validate a payload at submit time with the type's own validator, if any."""
+        found = self._types.get(name)
+        if found is None:
+            raise ValidationError("task_type", f"unknown task type {name!r}")
+        if found.validate is not None:
+            found.validate(payload)
+
+    def __iter__(self) -> Iterator[TaskType]:
+        return iter(sorted(self._types.values(), key=lambda t: t.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+def import_handlers(name: str) -> ModuleType:
+    """Import a handler module, turning any failure into one clear error."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise HandlerImportError(
+            f"cannot import handler module {name!r}: {type(exc).__name__}: {exc}", module=name
+        ) from exc

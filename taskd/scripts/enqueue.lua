@@ -1,0 +1,74 @@
+--[[
+  Create one or more tasks of one queue atomically (a batch is one round trip).
+
+  KEYS[1]  stats hash            KEYS[2]  index zset        KEYS[3]  events stream
+  KEYS[4]  delayed zset          KEYS[5]  seq counter
+  KEYS[6..15]  ready streams of priority 1..10
+  then for task i (0-based):  KEYS[16+2i] its hash,  KEYS[17+2i] its unique-key pointer
+                              (the task hash again when the task has no unique key)
+
+  ARGV[1]  events MAXLEN    ARGV[2]  task key prefix (the queue's hash tag)
+  then 11 values per task: id, name, task_type, queue, priority, payload (JSON),
+           max_retries, timeout_s, delay_ms ('' = none), run_at_ms ('' = none),
+           unique_key ('' = none)
+
+  Reply: for each task {1, its HGETALL} when created, or {0, the existing task's HGETALL}
+         when its unique key already names a live task.
+  Events: created (one per new task).
+  Errors: none; the caller validated every value.
+]]
+local stats, index, events, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local maxlen, prefix = ARGV[1], ARGV[2]
+local per_task = 11
+local count = (#ARGV - 2) / per_task
+local now = now_ms()
+local reply = {}
+
+for i = 0, count - 1 do
+  local a = 3 + i * per_task
+  local id, name, task_type, queue = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local priority = tonumber(ARGV[a + 4])
+  local payload, max_retries, timeout_s = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local delay_ms, run_at_ms, unique_key = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10]
+  local task_key, unique_ptr = KEYS[16 + 2 * i], KEYS[17 + 2 * i]
+
+  local existing = false
+  if unique_key ~= '' then existing = redis.call('GET', unique_ptr) end
+
+  if existing then
+    reply[#reply + 1] = {0, redis.call('HGETALL', prefix .. existing)}
+  else
+    local due = nil
+    if delay_ms ~= '' then due = now + tonumber(delay_ms) end
+    if run_at_ms ~= '' then due = tonumber(run_at_ms) end
+    local status = 'pending'
+    if due and due > now then status = 'scheduled' end
+    local seq = redis.call('INCR', seq_key)
+
+    redis.call('HSET', task_key,
+      'id', id, 'name', name, 'task_type', task_type, 'queue', queue,
+      'priority', priority, 'payload', payload, 'status', status,
+      'progress', 0, 'retry_count', 0, 'max_retries', max_retries,
+      'timeout_s', timeout_s, 'created_at', int(now), 'updated_at', int(now), 'attempt', 0)
+    if due then redis.call('HSET', task_key, 'run_at', int(due)) end
+    if unique_key ~= '' then
+      redis.call('SET', unique_ptr, id)
+      redis.call('HSET', task_key, 'unique_key', unique_key)
+    end
+
+    if status == 'scheduled' then
+      redis.call('ZADD', delayed, int(due), id)
+    else
+      local sid = redis.call('XADD', KEYS[5 + priority], '*', 'id', id)
+      redis.call('HSET', task_key, 'sid', sid)
+    end
+
+    redis.call('ZADD', index, int(now * 1000 + seq % 1000), id)
+    redis.call('HINCRBY', stats, 'total', 1)
+    redis.call('HINCRBY', stats, 'submitted', 1)
+    move(stats, nil, status)
+    emit(events, maxlen, 'created', task_key, now)
+    reply[#reply + 1] = {1, redis.call('HGETALL', task_key)}
+  end
+end
+return reply

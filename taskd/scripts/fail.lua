@@ -1,0 +1,59 @@
+--[[
+  Record the unsuccessful end of one attempt: retry after a back-off, fail for good, or
+  confirm a cooperative cancellation.
+
+  KEYS[1]  task hash      KEYS[2]  ready stream of the task's priority
+  KEYS[3]  stats hash     KEYS[4]  events stream     KEYS[5]  finished zset
+  KEYS[6]  delayed zset   KEYS[7]  dead zset
+
+  ARGV[1]  group    ARGV[2]  attempt    ARGV[3]  stream entry id    ARGV[4]  error text
+  ARGV[5]  mode: 'retry' (retry if attempts remain), 'fail' (never retry), 'cancel'
+  ARGV[6]  back-off delay in ms (mode 'retry')    ARGV[7]  events MAXLEN
+
+  Reply: the new status ('retrying', 'failed' or 'cancelled').
+  Events: retrying, failed or cancelled.
+  Errors: TASKD_NOTFOUND, TASKD_STALE (see complete.lua).
+]]
+local task_key, stream, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local finished, delayed, dead = KEYS[5], KEYS[6], KEYS[7]
+local group, attempt, sid, err, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local delay_ms, maxlen = tonumber(ARGV[6]), ARGV[7]
+
+local state = redis.call('HMGET', task_key,
+  'status', 'attempt', 'sid', 'id', 'retry_count', 'max_retries', 'cancel')
+if not state[1] then return fail_with('NOTFOUND', task_key) end
+if state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
+  return fail_with('STALE', state[4] .. ' ' .. attempt)
+end
+
+local id = state[4]
+local retries, max_retries = tonumber(state[5]), tonumber(state[6])
+local now = now_ms()
+redis.call('XACK', stream, group, sid)
+
+local status
+if mode == 'cancel' or state[7] == '1' then
+  status = 'cancelled'
+elseif mode == 'retry' and retries < max_retries then
+  status = 'retrying'
+else
+  status = 'failed'
+end
+
+if status == 'retrying' then
+  local due = now + delay_ms
+  redis.call('HSET', task_key, 'status', 'retrying', 'error', err, 'retry_count', retries + 1,
+    'run_at', int(due), 'updated_at', int(now))
+  redis.call('ZADD', delayed, int(due), id)
+else
+  redis.call('HSET', task_key, 'status', status, 'error', err,
+    'completed_at', int(now), 'updated_at', int(now))
+  redis.call('ZADD', finished, int(now), id)
+  if status == 'failed' then
+    redis.call('ZADD', dead, int(now), id)
+    redis.call('HINCRBY', stats, 'failed_total', 1)
+  end
+end
+move(stats, 'processing', status)
+emit(events, maxlen, status, task_key, now)
+return status

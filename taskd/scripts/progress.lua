@@ -1,0 +1,24 @@
+--[[
+  Store a running attempt's progress (0-100) and message.
+
+  KEYS[1]  task hash    KEYS[2]  events stream
+
+  ARGV[1]  attempt    ARGV[2]  stream entry id    ARGV[3]  progress    ARGV[4]  message
+  ARGV[5]  events MAXLEN
+
+  Reply: 1 stored, 2 stored and a cancellation was requested, 0 ignored (stale attempt
+         or the task is gone: a late report must not touch a task that moved on).
+  Events: progress.
+]]
+local task_key, events = KEYS[1], KEYS[2]
+local attempt, sid, progress, message, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+
+local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'cancel')
+if state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then return 0 end
+
+local now = now_ms()
+redis.call('HSET', task_key, 'progress', progress, 'progress_message', message,
+  'updated_at', int(now))
+emit(events, maxlen, 'progress', task_key, now)
+if state[4] == '1' then return 2 end
+return 1

@@ -1,0 +1,584 @@
+"""Typed access to taskd's Redis data: the only module that imports redis.
+
+Every multi-step state change is one Lua script from ``taskd/scripts`` (loaded once,
+called by EVALSHA); script error codes become :mod:`taskd.errors` exceptions here, and
+connection problems become :class:`RedisUnavailable`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+import structlog
+
+from taskd import keys
+from taskd.errors import RedisUnavailable, StaleAttempt, TaskdError, TaskNotFound, WrongState
+from taskd.keys import GROUP, Keys
+from taskd.model import STATUS_NAMES, TASK_ID, Task, TaskSpec
+from taskd.paging import Cursor, Entry, advance, order
+
+log = structlog.get_logger(__name__)
+
+MIN_VERSIONS = {"redis": (7, 0, 0), "valkey": (7, 2, 0)}
+SCRIPT_NAMES = (
+    "enqueue",
+    "fetch",
+    "complete",
+    "fail",
+    "progress",
+    "cancel",
+    "retry",
+    "promote",
+    "reclaim",
+    "release",
+    "expire",
+    "trim",
+)
+
+def load_script_source(name: str) -> str:
+    """A script's text with the shared prelude in front (Lua has no includes)."""
+    folder = resources.files("taskd") / "scripts"
+    prelude = (folder / "_lib.lua").read_text()
+    return prelude + "\n" + (folder / f"{name}.lua").read_text()
+
+
+def translate(exc: Exception) -> Exception:
+    """Map a redis-py exception to a taskd one (script codes, connection loss)."""
+    if isinstance(exc, rexc.ResponseError):
+        text = str(exc)
+        code, _, detail = text.partition(" ")
+        if code == "TASKD_STALE":
+            task_id, _, attempt = detail.partition(" ")
+            return StaleAttempt(task_id, int(attempt or 0))
+        if code == "TASKD_NOTFOUND":
+            return TaskNotFound(detail.rsplit(":", 1)[-1])
+        return exc
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
+        return RedisUnavailable(f"redis unavailable: {type(exc).__name__}")
+    return exc
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """Raise taskd exceptions instead of redis-py ones inside the block."""
+    try:
+        yield
+    except (rexc.RedisError, OSError) as exc:
+        raise translate(exc) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """What one reclaim sweep over one stream did."""
+
+    cursor: str
+    requeued: list[str]
+    failed: list[str]
+    deleted: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a queue's events stream."""
+
+    queue: str
+    event_id: str
+    kind: str
+    ts: int
+    task: dict[str, Any]
+
+
+class Store:
+    """taskd's operations on one Redis deployment (a client pool, scripts, key schema)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        blocking: aioredis.Redis,
+        *,
+        events_maxlen: int = 10_000,
+    ) -> None:
+        self.redis = client
+        self._blocking = blocking
+        self.events_maxlen = events_maxlen
+        self._scripts = {n: client.register_script(load_script_source(n)) for n in SCRIPT_NAMES}
+        self._keys: dict[str, Keys] = {}
+        self._ready_queues: set[str] = set()
+
+    @classmethod
+    async def connect(cls, url: str, *, events_maxlen: int = 10_000) -> Store:
+        """Connect, check the server version, and return a ready store."""
+        common: dict[str, Any] = {"decode_responses": True, "health_check_interval": 15}
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=1, **common
+        )
+        blocking = aioredis.Redis.from_url(url, socket_connect_timeout=1, **common)
+        store = cls(client, blocking, events_maxlen=events_maxlen)
+        try:
+            await store.check_version()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Close both connection pools."""
+        await self.redis.aclose()
+        await self._blocking.aclose()
+
+    async def check_version(self) -> tuple[str, tuple[int, ...]]:
+        """Refuse servers older than Redis 7.0 / Valkey 7.2 (XAUTOCLAIM replies)."""
+        async with translated():
+            info = await self.redis.info("server")
+        flavour = "valkey" if "valkey_version" in info else "redis"
+        raw = str(info.get("valkey_version") or info.get("redis_version", "0"))
+        version = tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
+        if version < MIN_VERSIONS[flavour]:
+            minimum = ".".join(map(str, MIN_VERSIONS[flavour]))
+            raise TaskdError(f"{flavour} {raw} is too old: taskd needs {flavour} >= {minimum}")
+        return flavour, version
+
+    async def ping(self) -> float:
+        """Round-trip time to Redis in seconds."""
+        started = time.perf_counter()
+        async with translated():
+            await self.redis.ping()
+        return time.perf_counter() - started
+
+    def keys(self, queue: str) -> Keys:
+        """Key names of a queue (cached)."""
+        found = self._keys.get(queue)
+        if found is None:
+            found = self._keys[queue] = Keys(queue)
+        return found
+
+    async def ensure_queue(self, queue: str) -> None:
+        """Create the queue's streams and consumer group if missing, and register it."""
+        k = self.keys(queue)
+        async with translated():
+            for stream in k.streams.values():
+                try:
+                    await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                except rexc.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+            await self.redis.sadd(keys.QUEUES, queue)
+        self._ready_queues.add(queue)
+
+    async def queues(self) -> list[str]:
+        """Every queue that ever had a task, sorted."""
+        async with translated():
+            names = await self.redis.smembers(keys.QUEUES)
+        return sorted(names)
+
+    # -- submitting and reading tasks -------------------------------------------------
+
+    async def submit(self, specs: Sequence[TaskSpec]) -> list[tuple[Task, bool]]:
+        """Create tasks in one round trip; returns (task, created) in input order.
+
+        ``created`` is False when a unique key already named a live task, which is
+        returned instead.
+        """
+        by_queue: dict[str, list[int]] = {}
+        for i, spec in enumerate(specs):
+            by_queue.setdefault(spec.queue, []).append(i)
+        for queue in by_queue:
+            if queue not in self._ready_queues:
+                await self.ensure_queue(queue)
+        results: list[tuple[Task, bool] | None] = [None] * len(specs)
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, indexes in by_queue.items():
+                k = self.keys(queue)
+                script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, *k.streams.values()]
+                args: list[Any] = [self.events_maxlen, k.task_prefix]
+                for i in indexes:
+                    s = specs[i]
+                    task_key = k.task(s.id)
+                    script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
+                    args += _enqueue_args(s)
+                await self._scripts["enqueue"](keys=script_keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        for (_queue, indexes), reply in zip(by_queue.items(), replies, strict=True):
+            for i, (created, flat) in zip(indexes, reply, strict=True):
+                results[i] = (Task.from_flat(flat), bool(created))
+        return [r for r in results if r is not None]
+
+    async def locate(self, task_id: str) -> str:
+        """The queue holding a task id (ids are unique over all queues)."""
+        if not TASK_ID.match(task_id):
+            raise TaskNotFound(task_id)
+        queues = await self.queues()
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for queue in queues:
+                pipe.exists(self.keys(queue).task(task_id))
+            found = await pipe.execute()
+        for queue, exists in zip(queues, found, strict=True):
+            if exists:
+                return str(queue)
+        raise TaskNotFound(task_id)
+
+    async def get(self, task_id: str, queue: str | None = None) -> Task:
+        """One task by id, or TaskNotFound."""
+        queue = queue or await self.locate(task_id)
+        async with translated():
+            raw = await self.redis.hgetall(self.keys(queue).task(task_id))
+        if not raw:
+            raise TaskNotFound(task_id)
+        return Task.from_hash(raw)
+
+    async def get_many(self, entries: Sequence[tuple[str, str]]) -> list[Task | None]:
+        """Tasks by (queue, id) in one round trip; None where a task has expired."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, task_id in entries:
+                pipe.hgetall(self.keys(queue).task(task_id))
+            raws = await pipe.execute()
+        return [Task.from_hash(raw) if raw else None for raw in raws]
+
+    async def list_tasks(
+        self,
+        *,
+        limit: int = 100,
+        cursor: Cursor | None = None,
+        queue: str | None = None,
+        accept: Callable[[Task], bool] | None = None,
+        max_scan: int = 10_000,
+    ) -> tuple[list[Task], Cursor | None]:
+        """Newest first over one or all queues; ``accept`` filters; returns the next cursor.
+
+        At most ``max_scan`` index entries are read per call, so a rare filter returns a
+        short page with a cursor rather than scanning everything.
+        """
+        queues = [queue] if queue else await self.queues()
+        found: list[Task] = []
+        scanned = 0
+        batch = max(limit, 100)
+        while len(found) < limit and scanned < max_scan:
+            candidates = await self._index_slice(queues, cursor, batch)
+            ordered = order(candidates, cursor)[:batch]
+            if not ordered:
+                return found, None
+            tasks = await self.get_many([(q, i) for _, q, i in ordered])
+            taken: list[Entry] = []
+            for entry, task in zip(ordered, tasks, strict=True):
+                taken.append(entry)
+                if task is not None and (accept is None or accept(task)):
+                    found.append(task)
+                    if len(found) == limit:
+                        break
+            cursor = advance(cursor, taken)
+            scanned += len(taken)
+        return found, cursor
+
+    async def _index_slice(
+        self, queues: list[str], cursor: Cursor | None, batch: int
+    ) -> list[Entry]:
+        top = "+inf" if cursor is None else str(cursor.score)
+        skip = 0 if cursor is None else cursor.skip
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues:
+                pipe.zrange(
+                    self.keys(q).index, top, "-inf", desc=True, byscore=True,
+                    offset=0, num=batch + skip, withscores=True,
+                )
+            replies = await pipe.execute()
+        return [
+            (int(score), q, member)
+            for q, reply in zip(queues, replies, strict=True)
+            for member, score in reply
+        ]
+
+    async def stats(self, queue: str | None = None) -> dict[str, int]:
+        """Counts per status plus totals, summed over one or all queues; O(queues)."""
+        queues = [queue] if queue else await self.queues()
+        totals = dict.fromkeys((*STATUS_NAMES, "total", "submitted"), 0)
+        totals |= {"completed_total": 0, "failed_total": 0}
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues:
+                pipe.hgetall(self.keys(q).stats)
+            for raw in await pipe.execute():
+                for name, value in raw.items():
+                    totals[name] = totals.get(name, 0) + int(value)
+        return totals
+
+    async def cancel(self, task_id: str) -> str:
+        """Cancel a task; returns 'cancelled' or 'cancelling' (running, cooperative)."""
+        queue = await self.locate(task_id)
+        k = self.keys(queue)
+        async with translated():
+            return str(await self._call(
+                "cancel", task_id, "cancel",
+                keys=[k.task(task_id), k.stats, k.events, k.finished, k.delayed],
+                args=[self.events_maxlen, keys.CANCEL_CHANNEL],
+            ))
+
+    async def retry(self, task_id: str) -> Task:
+        """Send a failed or cancelled task back to pending with its attempts reset."""
+        task = await self.get(task_id)
+        k = self.keys(task.queue)
+        async with translated():
+            await self._call(
+                "retry", task_id, "retry",
+                keys=[k.task(task_id), k.stats, k.events, k.finished, k.dead,
+                      k.stream(task.priority)],
+                args=[self.events_maxlen],
+            )
+        return await self.get(task_id, task.queue)
+
+    async def _call(self, script: str, task_id: str, action: str, **kw: Any) -> Any:
+        try:
+            return await self._scripts[script](**kw)
+        except rexc.ResponseError as exc:
+            code, _, detail = str(exc).partition(" ")
+            if code == "TASKD_STATE":
+                raise WrongState(task_id, detail, action) from None
+            raise translate(exc) from None
+
+    # -- worker side ----------------------------------------------------------------
+
+    async def fetch(self, queue: str, consumer: str, count: int, block_ms: int = 0) -> list[Task]:
+        """Start up to ``count`` tasks, most urgent first; block up to ``block_ms`` if none."""
+        if queue not in self._ready_queues:
+            await self.ensure_queue(queue)
+        k = self.keys(queue)
+        streams = k.streams_by_urgency
+        script_keys = [k.stats, k.events, *streams]
+        base_args: list[Any] = [GROUP, consumer, count, self.events_maxlen, k.task_prefix]
+        try:
+            async with translated():
+                started = await self._scripts["fetch"](keys=script_keys, args=base_args)
+                if started or block_ms <= 0:
+                    return [Task.from_flat(flat) for flat in started]
+                reply = await self._blocking.xreadgroup(
+                    GROUP, consumer, dict.fromkeys(streams, ">"), count=1, block=block_ms
+                )
+                if not reply:
+                    return []
+                delivered: list[Any] = []
+                for stream, entries in reply:
+                    position = streams.index(stream) + 1
+                    for sid, fields in entries:
+                        delivered += [position, sid, fields.get("id", "")]
+                started = await self._scripts["fetch"](
+                    keys=script_keys, args=base_args + delivered
+                )
+                return [Task.from_flat(flat) for flat in started]
+        except rexc.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._ready_queues.discard(queue)  # streams vanished (flushed): recreate
+            return []
+
+    async def complete(self, task: Task, result: Any) -> None:
+        """Record success of the held attempt; StaleAttempt if it is no longer held."""
+        k = self.keys(task.queue)
+        async with translated():
+            await self._scripts["complete"](
+                keys=[k.task(task.id), k.stream(task.priority), k.stats, k.events, k.finished],
+                args=[GROUP, task.attempt, task.sid, orjson.dumps(result), self.events_maxlen],
+            )
+
+    async def fail(self, task: Task, error: str, mode: str, delay_ms: int = 0) -> str:
+        """Record failure of the held attempt (mode retry|fail|cancel); returns new status."""
+        k = self.keys(task.queue)
+        async with translated():
+            return str(await self._scripts["fail"](
+                keys=[k.task(task.id), k.stream(task.priority), k.stats, k.events, k.finished,
+                      k.delayed, k.dead],
+                args=[GROUP, task.attempt, task.sid, error[:4000], mode, delay_ms,
+                      self.events_maxlen],
+            ))
+
+    async def progress(self, task: Task, percent: int, message: str) -> int:
+        """Store progress; 1 stored, 2 stored and cancel requested, 0 stale."""
+        k = self.keys(task.queue)
+        async with translated():
+            return int(await self._scripts["progress"](
+                keys=[k.task(task.id), k.events],
+                args=[task.attempt, task.sid, percent, message[:500], self.events_maxlen],
+            ))
+
+    async def release(self, task: Task) -> str:
+        """Hand a held task back to its queue without using an attempt."""
+        k = self.keys(task.queue)
+        async with translated():
+            return str(await self._scripts["release"](
+                keys=[k.task(task.id), k.stream(task.priority), k.stats, k.events, k.finished],
+                args=[GROUP, task.attempt, task.sid, self.events_maxlen],
+            ))
+
+    async def renew(self, consumer: str, held: Sequence[Task]) -> None:
+        """Reset the idle time of held entries (XCLAIM JUSTID keeps the delivery count)."""
+        by_stream: dict[str, list[str]] = {}
+        for task in held:
+            by_stream.setdefault(self.keys(task.queue).stream(task.priority), []).append(task.sid)
+        if not by_stream:
+            return
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for stream, sids in by_stream.items():
+                pipe.xclaim(stream, GROUP, consumer, 0, sids, justid=True)
+            await pipe.execute()
+
+    async def heartbeat(self, consumer: str, info: dict[str, Any], ttl_s: float) -> None:
+        """Announce a live consumer; its record expires if the process dies."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(keys.worker_info(consumer), orjson.dumps(info), px=int(ttl_s * 1000))
+            pipe.zadd(keys.WORKERS, {consumer: int(time.time() * 1000)})
+            await pipe.execute()
+
+    async def unregister(self, consumer: str) -> None:
+        """Remove a consumer's heartbeat on clean shutdown."""
+        async with translated():
+            await self.redis.delete(keys.worker_info(consumer))
+            await self.redis.zrem(keys.WORKERS, consumer)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Live consumers' heartbeat records; stale names are dropped from the registry."""
+        async with translated():
+            names = await self.redis.zrange(keys.WORKERS, 0, -1)
+            if not names:
+                return []
+            infos = await self.redis.mget([keys.worker_info(n) for n in names])
+            dead = [n for n, i in zip(names, infos, strict=True) if i is None]
+            if dead:
+                await self.redis.zrem(keys.WORKERS, *dead)
+        return [orjson.loads(i) for i in infos if i is not None]
+
+    async def cancel_messages(self) -> AsyncIterator[str]:
+        """Ids of processing tasks whose cancellation was requested (pub/sub)."""
+        pubsub = self._blocking.pubsub(ignore_subscribe_messages=True)
+        try:
+            async with translated():
+                await pubsub.subscribe(keys.CANCEL_CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        yield str(message["data"])
+        finally:
+            await pubsub.aclose()
+
+    # -- supervisor side ------------------------------------------------------------
+
+    async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
+        """Move due delayed tasks to their streams; returns (moved, ms to next due or -1)."""
+        k = self.keys(queue)
+        async with translated():
+            moved, wait_ms = await self._scripts["promote"](
+                keys=[k.delayed, k.stats, k.events, *k.streams.values()],
+                args=[limit, k.task_prefix, self.events_maxlen],
+            )
+        return int(moved), int(wait_ms)
+
+    async def reclaim(
+        self, queue: str, priority: int, consumer: str, min_idle_ms: int, cursor: str,
+        count: int = 100,
+    ) -> Reclaimed:
+        """XAUTOCLAIM entries idle past the lease in one stream and re-queue their tasks."""
+        k = self.keys(queue)
+        async with translated():
+            reply = await self._scripts["reclaim"](
+                keys=[k.stream(priority), k.stats, k.events, k.finished, k.dead],
+                args=[GROUP, consumer, min_idle_ms, cursor, count, k.task_prefix,
+                      self.events_maxlen],
+            )
+        return Reclaimed(str(reply[0]), list(reply[1]), list(reply[2]), list(reply[3]))
+
+    async def expire(self, queue: str, retention_ms: int, limit: int = 1000) -> int:
+        """Delete finished tasks older than the retention; returns how many."""
+        k = self.keys(queue)
+        async with translated():
+            return int(await self._scripts["expire"](
+                keys=[k.finished, k.index, k.dead, k.stats],
+                args=[retention_ms, limit, k.task_prefix, k.unique_prefix],
+            ))
+
+    async def trim(self, queue: str) -> int:
+        """Trim every ready stream of a queue below its oldest still-needed entry."""
+        k = self.keys(queue)
+        removed = 0
+        async with translated():
+            for stream in k.streams.values():
+                removed += int(await self._scripts["trim"](keys=[stream], args=[GROUP]))
+        return removed
+
+    async def consumers(self, queue: str) -> dict[str, tuple[int, int]]:
+        """Consumer name -> (entries pending, ms idle) summed over a queue's streams."""
+        k = self.keys(queue)
+        found: dict[str, tuple[int, int]] = {}
+        async with translated():
+            for stream in k.streams.values():
+                try:
+                    infos = await self.redis.xinfo_consumers(stream, GROUP)
+                except rexc.ResponseError:
+                    continue
+                for info in infos:
+                    pending, idle = found.get(info["name"], (0, 1 << 62))
+                    found[info["name"]] = (pending + int(info["pending"]),
+                                           min(idle, int(info["idle"])))
+        return found
+
+    async def is_alive(self, consumer: str) -> bool:
+        """True while the consumer's heartbeat record exists."""
+        async with translated():
+            return bool(await self.redis.exists(keys.worker_info(consumer)))
+
+    async def delete_consumer(self, queue: str, consumer: str) -> None:
+        """Remove a consumer from every stream's group (only once it holds nothing)."""
+        async with translated():
+            for stream in self.keys(queue).streams.values():
+                try:
+                    await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
+                except rexc.ResponseError:
+                    continue
+
+    # -- events -----------------------------------------------------------------------
+
+    async def last_event_ids(self, queues: Sequence[str]) -> dict[str, str]:
+        """The newest event id of each queue ('0-0' when it has none)."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues:
+                pipe.xrevrange(self.keys(q).events, count=1)
+            replies = await pipe.execute()
+        return {q: (r[0][0] if r else "0-0") for q, r in zip(queues, replies, strict=True)}
+
+    async def read_events(
+        self, after: dict[str, str], count: int = 1000, block_ms: int | None = None
+    ) -> list[Event]:
+        """Events after the given id of each queue, oldest first; blocks when asked."""
+        streams = {self.keys(q).events: last for q, last in after.items()}
+        by_stream = {self.keys(q).events: q for q in after}
+        client = self._blocking if block_ms is not None else self.redis
+        async with translated():
+            reply = await client.xread(streams, count=count, block=block_ms)
+        events: list[Event] = []
+        for stream, entries in reply or []:
+            queue = by_stream[stream]
+            for event_id, fields in entries:
+                events.append(Event(queue, event_id, fields["kind"], int(fields["ts"]),
+                                    orjson.loads(fields["task"])))
+        return events
+
+
+def _enqueue_args(spec: TaskSpec) -> list[Any]:
+    return [
+        spec.id, spec.name, spec.task_type, spec.queue, spec.priority, spec.payload_json,
+        spec.max_retries, spec.timeout_s,
+        "" if spec.delay_ms is None else spec.delay_ms,
+        "" if spec.run_at_ms is None else spec.run_at_ms,
+        spec.unique_key or "",
+    ]
+

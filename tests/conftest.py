@@ -1,0 +1,77 @@
+"""Shared fixtures: one real Redis server per test session (the embedded binary).
+
+Each test gets its own random queue name, so tests never see each other's tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from taskd.embedded import EmbeddedRedis
+from taskd.store import Store
+
+
+@pytest.fixture(scope="session")
+def redis_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data directory of the session's Redis server."""
+    return tmp_path_factory.mktemp("redis")
+
+
+@pytest.fixture(scope="session")
+async def redis_server(redis_dir: Path) -> AsyncIterator[EmbeddedRedis]:
+    """A real redis/valkey server on a free loopback port, for the whole session."""
+    server = EmbeddedRedis(redis_dir, unix_socket=False, appendonly=False)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """URL of the session's Redis server."""
+    return redis_server.url
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    """A connected store (closed after the test)."""
+    s = await Store.connect(redis_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def queue() -> str:
+    """A queue name no other test uses."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0, interval_s: float = 0.02
+) -> Any:
+    """Poll ``check`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
+        await asyncio.sleep(interval_s)
+
+
+@pytest.fixture
+def free_port() -> Iterator[int]:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port

@@ -38,13 +38,20 @@ def version() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="taskd.toml to read (default: $TASKD_CONFIG, else none).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="taskd.toml to read (default: $TASKD_CONFIG, else none).",
+)
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8000].")
 @click.option("--redis-url", help="Redis URL; empty = start an embedded server.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the embedded server and files live.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the embedded server and files live.",
+)
 @click.option("--workers", type=int, help="Worker coroutines [4].")
 @click.option("--handlers", help="Comma-separated modules with @taskd.task handlers.")
 @click.option("--queues", help="Comma-separated queues to consume, in order of preference.")
@@ -53,9 +60,15 @@ def version() -> None:
 def serve(config_path: Path | None, **flags: Any) -> None:
     """Run a taskd node: HTTP API, WebSocket, dashboard, workers and supervisor."""
     names = {
-        "host": "server.host", "port": "server.port", "redis_url": "redis.url",
-        "data_dir": "data_dir", "workers": "workers.count", "handlers": "workers.handlers",
-        "queues": "workers.queues", "log_format": "log.format", "log_level": "log.level",
+        "host": "server.host",
+        "port": "server.port",
+        "redis_url": "redis.url",
+        "data_dir": "data_dir",
+        "workers": "workers.count",
+        "handlers": "workers.handlers",
+        "queues": "workers.queues",
+        "log_format": "log.format",
+        "log_level": "log.level",
     }
     try:
         settings = config.load(config_path, os.environ, {names[k]: v for k, v in flags.items()})

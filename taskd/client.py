@@ -18,8 +18,18 @@ from taskd.paging import Cursor
 from taskd.store import Store
 
 SUBMIT_ARGS = frozenset(
-    {"task_type", "payload", "name", "priority", "queue", "delay_s", "run_at", "max_retries",
-     "timeout_s", "unique_key"}
+    {
+        "task_type",
+        "payload",
+        "name",
+        "priority",
+        "queue",
+        "delay_s",
+        "run_at",
+        "max_retries",
+        "timeout_s",
+        "unique_key",
+    }
 )
 
 
@@ -57,6 +67,7 @@ class Client:
         self._url = redis_url
         self._store: Store | None = None
         self._settings: config.Settings | None = None
+        self._connecting = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
         await self.store()
@@ -67,11 +78,11 @@ class Client:
 
     async def store(self) -> Store:
         """The connected store (connects on first use)."""
-        if self._store is None:
-            settings = self.settings
-            url = self._url or resolve_redis_url(settings)
-            self._store = await Store.connect(url)
-        return self._store
+        async with self._connecting:  # concurrent first calls share one connection pool
+            if self._store is None:
+                url = self._url or resolve_redis_url(self.settings)
+                self._store = await Store.connect(url)
+            return self._store
 
     @property
     def settings(self) -> config.Settings:
@@ -117,8 +128,16 @@ class Client:
     ) -> Task:
         """Submit one task; with a ``unique_key`` already used, returns the existing task."""
         spec = self.spec(
-            task_type, payload, name=name, priority=priority, queue=queue, delay_s=delay_s,
-            run_at=run_at, max_retries=max_retries, timeout_s=timeout_s, unique_key=unique_key,
+            task_type,
+            payload,
+            name=name,
+            priority=priority,
+            queue=queue,
+            delay_s=delay_s,
+            run_at=run_at,
+            max_retries=max_retries,
+            timeout_s=timeout_s,
+            unique_key=unique_key,
         )
         ((task, _created),) = await (await self.store()).submit([spec])
         return task
@@ -132,10 +151,13 @@ class Client:
                 raise ValidationError(f"[{i}].{sorted(unknown)[0]}", "unknown argument")
             args = dict(item)
             try:
-                specs.append(self.spec(args.pop("task_type", None), args.pop("payload", None),
-                                       **args))
+                specs.append(
+                    self.spec(args.pop("task_type", None), args.pop("payload", None), **args)
+                )
             except ValidationError as exc:
-                raise ValidationError(f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]) from None
+                raise ValidationError(
+                    f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]
+                ) from None
         return [task for task, _ in await (await self.store()).submit(specs)]
 
     async def get(self, task_id: str) -> Task:
@@ -143,7 +165,10 @@ class Client:
         return await (await self.store()).get(task_id)
 
     async def list(
-        self, status: str | None = None, limit: int = 100, cursor: str | None = None,
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
         queue: str | None = None,
     ) -> Page:
         """Tasks newest first, optionally of one status; follow ``next_cursor`` for more."""
@@ -187,7 +212,9 @@ class Client:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s}s")
-            events = await store.read_events({queue: last}, block_ms=max(1, int(min(left, 5) * 1000)))
+            events = await store.read_events(
+                {queue: last}, block_ms=max(1, int(min(left, 5) * 1000))
+            )
             while events and not any(e.task.get("id") == task_id for e in events):
                 last = events[-1].event_id
                 events = await store.read_events({queue: last}, block_ms=None)

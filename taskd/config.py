@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import re
 import tomllib
@@ -26,6 +27,7 @@ from taskd.log import FORMATS, LEVELS, MASK, mask_url
 
 __all__ = [
     "ENV_NAMES",
+    "ApiCallSettings",
     "AuthSettings",
     "EmailSettings",
     "FileSettings",
@@ -81,6 +83,22 @@ def _module_names(names: tuple[str, ...]) -> str | None:
 def _origins(origins: tuple[str, ...]) -> str | None:
     bad = [o for o in origins if o != "*" and not _ORIGIN.fullmatch(o)]
     return f"expected '*' or scheme://host[:port] without a path, got {bad[0]!r}" if bad else None
+
+
+_HOST_NAME: Final = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+
+
+def _host_patterns(entries: tuple[str, ...]) -> str | None:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(entry):
+                return (
+                    "expected host names ('api.internal', '*.corp.example') or IP addresses/"
+                    f"networks ('10.1.2.3', '10.0.0.0/8'), got {entry!r}"
+                )
+    return None
 
 
 def _redis_url(url: str) -> str | None:
@@ -172,6 +190,18 @@ class EmailSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ApiCallSettings:
+    """The built-in api_call task: which addresses it may reach and how much it reads."""
+
+    # Host names ('*.corp.example') or networks ('10.0.0.0/8') reachable despite the
+    # SSRF guard that otherwise refuses loopback, private, link-local and reserved ones.
+    allow_hosts: tuple[str, ...] = field(default=(), metadata=_spec(check=_host_patterns))
+    allow_private: bool = False  # loopback and private ranges; never link-local/metadata
+    max_response_bytes: int = field(default=1048576, metadata=_spec(lo=1))
+    max_redirects: int = field(default=5, metadata=_spec(lo=0, hi=30))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FileSettings:
     """The sandbox that file tasks read from and write to."""
 
@@ -189,6 +219,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
+    api_call: ApiCallSettings = field(default_factory=ApiCallSettings)
     files: FileSettings = field(default_factory=FileSettings)
     data_dir: Path
 
@@ -225,6 +256,9 @@ ENV_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
     "email.smtp_user": ("TASKD_SMTP_USER",),
     "email.smtp_password": ("TASKD_SMTP_PASSWORD",),
     "files.root": ("TASKD_FILES_ROOT",),
+    "api_call.allow_hosts": ("TASKD_API_CALL_ALLOW_HOSTS",),
+    "api_call.allow_private": ("TASKD_API_CALL_ALLOW_PRIVATE",),
+    "api_call.max_response_bytes": ("TASKD_API_CALL_MAX_RESPONSE_BYTES",),
 }
 _REDIS_PARTS: Final = ("REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD")
 _TRUE: Final = frozenset({"1", "true", "yes"})

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from taskd.config import Settings
 from taskd.errors import ValidationError
 from taskd.model import Task
+
+if TYPE_CHECKING:
+    from taskd.store import Store
 
 ProgressSink = Callable[[Task, int, str], Awaitable[int]]
 
@@ -25,8 +29,14 @@ class Context:
         *,
         interval_s: float,
         loop: asyncio.AbstractEventLoop,
+        settings: Settings | None = None,
+        store: Store | None = None,
     ) -> None:
         self.task = task
+        #: The daemon's settings (None when a pool runs without them, as in some tests).
+        self.settings = settings
+        #: The store, for handlers that report on the queue itself.
+        self.store = store
         self.log: Any = structlog.get_logger("taskd.handler")
         self._sink = sink
         self._interval_s = interval_s

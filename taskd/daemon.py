@@ -48,7 +48,9 @@ class Daemon:
             url = await self._start_redis()
             self.store = store = await Store.connect(url)
             consumer = consumer_name()
-            self.pool = pool = WorkerPool(store, self.registry, consumer, self._pool_config())
+            self.pool = pool = WorkerPool(
+                store, self.registry, consumer, self._pool_config(), self.settings
+            )
             supervisor = Supervisor(store, consumer, self._supervisor_config())
             for queue in self.settings.workers.queues:
                 await store.ensure_queue(queue)
@@ -114,7 +116,7 @@ class Daemon:
         await runner.setup()
         site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
         return runner

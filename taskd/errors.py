@@ -100,7 +100,7 @@ class HandlerImportError(TaskdError):
     code = "handler_import"
 
 
-class Retry(Exception):  # noqa: N818 - raised by handlers as a verb: `raise taskd.Retry(...)`
+class Retry(Exception):
     """Raised by a handler to ask for another attempt, after ``delay_s`` if given."""
 
     def __init__(self, message: str = "retry requested", *, delay_s: float | None = None) -> None:
@@ -108,5 +108,5 @@ class Retry(Exception):  # noqa: N818 - raised by handlers as a verb: `raise tas
         self.delay_s = delay_s
 
 
-class Fail(Exception):  # noqa: N818 - raised by handlers as a verb: `raise taskd.Fail(...)`
+class Fail(Exception):
     """Raised by a handler to fail the task at once, without further attempts."""

@@ -60,8 +60,10 @@ def ms_to_iso(ms: int | None) -> str | None:
     """Milliseconds since the epoch to ISO-8601 UTC with millisecond precision."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 
@@ -198,7 +200,7 @@ class TaskSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def make_spec(
+def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
     task_type: Any,
     payload: Any = None,
     *,

@@ -42,7 +42,6 @@ class Cursor:
 Entry = tuple[int, str, str]  # (score, queue, task id)
 
 
-
 def order(candidates: list[Entry], cursor: Cursor | None) -> list[Entry]:
     """Sort candidates (all with score <= cursor.score) and drop those already passed."""
     ordered = sorted(candidates, key=lambda e: (e[0], e[1], e[2]), reverse=True)

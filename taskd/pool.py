@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from taskd.config import Settings
 from taskd.context import Context
 from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
 from taskd.log import bind_task
@@ -59,8 +60,9 @@ class Outcome:
 
 def backoff_s(retry_count: int, base_s: float, max_s: float) -> float:
     """Exponential back-off with jitter in [d/2, d], d = min(max, base * 2**n)."""
-    ceiling = min(max_s, base_s * (2 ** min(retry_count, 32)))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+    ceiling = min(max_s, base_s * float(2 ** min(retry_count, 32)))
+    jitter: float = random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+    return ceiling / 2 + jitter
 
 
 def consumer_name(n: int = 0) -> str:
@@ -71,7 +73,15 @@ def consumer_name(n: int = 0) -> str:
 class WorkerPool:
     """Runs tasks of the configured queues until asked to stop."""
 
-    def __init__(self, store: Store, registry: Registry, consumer: str, config: PoolConfig):
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        consumer: str,
+        config: PoolConfig,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings
         self.store = store
         self.registry = registry
         self.consumer = consumer
@@ -102,7 +112,9 @@ class WorkerPool:
                     group.create_task(self._renew_loop()),
                     group.create_task(self._cancel_listener()),
                 ]
-                runners = [group.create_task(self._runner()) for _ in range(self.config.concurrency)]
+                runners = [
+                    group.create_task(self._runner()) for _ in range(self.config.concurrency)
+                ]
                 fetcher = group.create_task(self._fetch_loop(stop))
                 self.started.set()
                 await fetcher
@@ -176,8 +188,9 @@ class WorkerPool:
         with bind_task(task.id, task.task_type, task.attempt):
             handler = self.registry.get(task.task_type)
             if handler is None:
-                outcome = Outcome("fail", error=f"no handler registered for task type "
-                                  f"{task.task_type!r}")
+                outcome = Outcome(
+                    "fail", error=f"no handler registered for task type {task.task_type!r}"
+                )
             elif self._shutting_down:
                 outcome = Outcome("release")
             else:
@@ -187,8 +200,14 @@ class WorkerPool:
 
     async def _supervise(self, task: Task, handler: TaskType) -> Outcome:
         """Run the handler under its timeout; survive handlers that ignore cancellation."""
-        ctx = Context(task, self._report_progress, interval_s=self.config.progress_interval_s,
-                      loop=asyncio.get_running_loop())
+        ctx = Context(
+            task,
+            self._report_progress,
+            interval_s=self.config.progress_interval_s,
+            loop=asyncio.get_running_loop(),
+            settings=self.settings,
+            store=self.store,
+        )
         job = asyncio.create_task(self._invoke(handler, ctx, task.payload))
         self._running[task.id] = job
         try:
@@ -215,7 +234,9 @@ class WorkerPool:
             else:
                 call = contextvars.copy_context().run
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._executor, call, handler.func, ctx, payload)
+                result = await loop.run_in_executor(
+                    self._executor, call, handler.func, ctx, payload
+                )
             return Outcome("completed", result=result)
         except asyncio.CancelledError:
             raise
@@ -223,7 +244,7 @@ class WorkerPool:
             return Outcome("retry", error=str(exc), delay_s=exc.delay_s)
         except Fail as exc:
             return Outcome("fail", error=str(exc) or "failed")
-        except BaseException as exc:  # noqa: BLE001 - a handler must never take the pool down
+        except BaseException as exc:
             return Outcome("retry", error=f"{type(exc).__name__}: {exc}")
 
     async def _finish(self, task: Task, outcome: Outcome, duration_s: float) -> None:
@@ -238,8 +259,12 @@ class WorkerPool:
                         status = "abandoned"  # the lease expired; another worker takes it
                         break
                     await asyncio.sleep(0.5)
-            log.info("task_finished", outcome=status, duration_ms=round(duration_s * 1000, 2),
-                     error=outcome.error or None)
+            log.info(
+                "task_finished",
+                outcome=status,
+                duration_ms=round(duration_s * 1000, 2),
+                error=outcome.error or None,
+            )
         except (StaleAttempt, TaskNotFound) as exc:
             log.warning("stale_attempt_refused", reason=str(exc))
         finally:
@@ -251,16 +276,18 @@ class WorkerPool:
             try:
                 await self.store.complete(task, outcome.result)
             except TypeError as exc:
-                return await self.store.fail(task, f"result is not JSON-serialisable: {exc}",
-                                             "fail")
+                return await self.store.fail(
+                    task, f"result is not JSON-serialisable: {exc}", "fail"
+                )
             self.completed += 1
             return "completed"
         if outcome.kind == "release":
             return await self.store.release(task)
         delay = outcome.delay_s
         if delay is None:
-            delay = backoff_s(task.retry_count, self.config.backoff_base_s,
-                              self.config.backoff_max_s)
+            delay = backoff_s(
+                task.retry_count, self.config.backoff_base_s, self.config.backoff_max_s
+            )
         status = await self.store.fail(task, outcome.error, outcome.kind, int(delay * 1000))
         if status == "failed":
             self.failed += 1
@@ -281,11 +308,16 @@ class WorkerPool:
 
     async def _cancel_listener(self) -> None:
         while True:
+            requests = self.store.cancel_requests()
             try:
-                async for task_id in self.store.cancel_messages():
-                    self._request_cancel(task_id)
+                while True:
+                    task_id = await requests.get()
+                    if task_id is not None:
+                        self._request_cancel(task_id)
             except RedisUnavailable:
                 await asyncio.sleep(1.0)
+            finally:
+                await requests.close()
 
     async def _renew_loop(self) -> None:
         """Renew leases and the heartbeat every third of the lease."""
@@ -303,8 +335,13 @@ class WorkerPool:
                 await self.store.renew(self.consumer, list(self.held.values()))
                 await self.store.heartbeat(
                     self.consumer,
-                    info | {"held": len(self.held), "completed": self.completed,
-                            "failed": self.failed, "heartbeat_at": time.time()},
+                    info
+                    | {
+                        "held": len(self.held),
+                        "completed": self.completed,
+                        "failed": self.failed,
+                        "heartbeat_at": time.time(),
+                    },
                     ttl_s=self.config.lease_s,
                 )
             except RedisUnavailable as exc:

@@ -2,6 +2,12 @@
 
 The decorator only attaches metadata to the function; registries are built by the
 composition root from modules, so there is no process-wide mutable registry.
+
+A payload is checked at submit time by the type's ``schema`` (see :mod:`taskd.schema`),
+then by its ``validate`` function. ``validate`` takes ``(payload)`` or, when its rules
+depend on configuration (api_call's address policy), ``(payload, settings)``; it raises
+:class:`~taskd.errors.ValidationError` naming the field (a plain ValueError is reported
+against ``payload``).
 """
 
 from __future__ import annotations
@@ -13,12 +19,20 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
 
+from taskd import schema as payload_schema
+from taskd.config import Settings
 from taskd.errors import HandlerImportError, ValidationError
 from taskd.model import TASK_TYPE_NAME
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARK = "__taskd_task__"
-BUILTIN_MODULES = ("taskd.handlers.builtin",)
+BUILTIN_MODULES = (
+    "taskd.handlers.api_call",
+    "taskd.handlers.data_processing",
+    "taskd.handlers.email",
+    "taskd.handlers.file_conversion",
+    "taskd.handlers.report_generation",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +44,16 @@ class TaskType:
     description: str = ""
     schema: dict[str, Any] | None = None
     example: dict[str, Any] = field(default_factory=dict)
-    validate: Callable[[dict[str, Any]], None] | None = None
+    validate: Callable[..., None] | None = None
+
+    @property
+    def validate_wants_settings(self) -> bool:
+        """Whether ``validate`` takes ``(payload, settings)`` rather than ``(payload)``."""
+        if self.validate is None:
+            return False
+        params = inspect.signature(self.validate).parameters.values()
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return sum(p.kind in positional for p in params) >= 2
 
     @property
     def is_async(self) -> bool:
@@ -44,11 +67,16 @@ def task(
     description: str | None = None,
     schema: dict[str, Any] | None = None,
     example: dict[str, Any] | None = None,
-    validate: Callable[[dict[str, Any]], None] | None = None,
+    validate: Callable[..., None] | None = None,
 ) -> Callable[[F], F]:
-    """Mark ``func`` as the handler of task type ``name`` (docstring = description)."""
+    """Mark ``func`` as the handler of task type ``name`` (docstring = description).
+
+    A ``schema`` outside the supported subset raises ValueError here, at import time.
+    """
     if not TASK_TYPE_NAME.match(name):
         raise ValueError(f"invalid task type name {name!r}")
+    if schema is not None:
+        payload_schema.check_schema(schema, f"task {name!r} schema")
 
     def mark(func: F) -> F:
         doc = inspect.getdoc(func) or ""
@@ -70,17 +98,24 @@ def task(
 
 
 class Registry:
-    """Task type name -> TaskType, filled from modules."""
+    """Task type name -> TaskType, filled from modules.
 
-    def __init__(self, types: Iterable[TaskType] = ()) -> None:
+    ``settings`` are handed to validators that ask for them; without settings those
+    validators apply the defaults (the strictest policy).
+    """
+
+    def __init__(self, types: Iterable[TaskType] = (), *, settings: Settings | None = None) -> None:
         self._types: dict[str, TaskType] = {}
+        self.settings = settings
         for t in types:
             self.add(t)
 
     @classmethod
-    def from_modules(cls, names: Iterable[str], *, builtins: bool = True) -> Registry:
+    def from_modules(
+        cls, names: Iterable[str], *, builtins: bool = True, settings: Settings | None = None
+    ) -> Registry:
         """Import each module and collect its marked handlers (user modules win)."""
-        registry = cls()
+        registry = cls(settings=settings)
         for name in (*BUILTIN_MODULES, *names) if builtins else tuple(names):
             registry.add_module(import_handlers(name))
         return registry
@@ -101,12 +136,21 @@ class Registry:
         return self._types.get(name)
 
     def check_payload(self, name: str, payload: dict[str, Any]) -> None:
-        """Validate a payload at submit time with the type's own validator, if any."""
+        """Validate a payload at submit time: the type's schema, then its validator."""
         found = self._types.get(name)
         if found is None:
             raise ValidationError("task_type", f"unknown task type {name!r}")
-        if found.validate is not None:
-            found.validate(payload)
+        if found.schema is not None:
+            payload_schema.validate(found.schema, payload, "payload")
+        if found.validate is None:
+            return
+        try:
+            if found.validate_wants_settings:
+                found.validate(payload, self.settings)
+            else:
+                found.validate(payload)
+        except ValueError as exc:  # user validators may raise the plain builtin
+            raise ValidationError("payload", str(exc)) from exc
 
     def __iter__(self) -> Iterator[TaskType]:
         return iter(sorted(self._types.values(), key=lambda t: t.name))

@@ -43,6 +43,7 @@ SCRIPT_NAMES = (
     "trim",
 )
 
+
 def load_script_source(name: str) -> str:
     """A script's text with the shared prelude in front (Lua has no includes)."""
     folder = resources.files("taskd") / "scripts"
@@ -106,8 +107,10 @@ class Store:
         *,
         events_maxlen: int = 10_000,
     ) -> None:
-        self.redis = client
-        self._blocking = blocking
+        # redis-py's async annotations cannot express decode_responses=True (every reply is
+        # typed bytes | str | Awaitable); replies are given real types at this boundary.
+        self.redis: Any = client
+        self._blocking: Any = blocking
         self.events_maxlen = events_maxlen
         self._scripts = {n: client.register_script(load_script_source(n)) for n in SCRIPT_NAMES}
         self._keys: dict[str, Keys] = {}
@@ -117,9 +120,7 @@ class Store:
     async def connect(cls, url: str, *, events_maxlen: int = 10_000) -> Store:
         """Connect, check the server version, and return a ready store."""
         common: dict[str, Any] = {"decode_responses": True, "health_check_interval": 15}
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=1, **common
-        )
+        client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=1, **common)
         blocking = aioredis.Redis.from_url(url, socket_connect_timeout=1, **common)
         store = cls(client, blocking, events_maxlen=events_maxlen)
         try:
@@ -289,8 +290,14 @@ class Store:
             pipe = self.redis.pipeline(transaction=False)
             for q in queues:
                 pipe.zrange(
-                    self.keys(q).index, top, "-inf", desc=True, byscore=True,
-                    offset=0, num=batch + skip, withscores=True,
+                    self.keys(q).index,
+                    top,
+                    "-inf",
+                    desc=True,
+                    byscore=True,
+                    offset=0,
+                    num=batch + skip,
+                    withscores=True,
                 )
             replies = await pipe.execute()
         return [
@@ -318,11 +325,15 @@ class Store:
         queue = await self.locate(task_id)
         k = self.keys(queue)
         async with translated():
-            return str(await self._call(
-                "cancel", task_id, "cancel",
-                keys=[k.task(task_id), k.stats, k.events, k.finished, k.delayed],
-                args=[self.events_maxlen, keys.CANCEL_CHANNEL],
-            ))
+            return str(
+                await self._call(
+                    "cancel",
+                    task_id,
+                    "cancel",
+                    keys=[k.task(task_id), k.stats, k.events, k.finished, k.delayed],
+                    args=[self.events_maxlen, keys.CANCEL_CHANNEL],
+                )
+            )
 
     async def retry(self, task_id: str) -> Task:
         """Send a failed or cancelled task back to pending with its attempts reset."""
@@ -330,9 +341,17 @@ class Store:
         k = self.keys(task.queue)
         async with translated():
             await self._call(
-                "retry", task_id, "retry",
-                keys=[k.task(task_id), k.stats, k.events, k.finished, k.dead,
-                      k.stream(task.priority)],
+                "retry",
+                task_id,
+                "retry",
+                keys=[
+                    k.task(task_id),
+                    k.stats,
+                    k.events,
+                    k.finished,
+                    k.dead,
+                    k.stream(task.priority),
+                ],
                 args=[self.events_maxlen],
             )
         return await self.get(task_id, task.queue)
@@ -371,9 +390,7 @@ class Store:
                     position = streams.index(stream) + 1
                     for sid, fields in entries:
                         delivered += [position, sid, fields.get("id", "")]
-                started = await self._scripts["fetch"](
-                    keys=script_keys, args=base_args + delivered
-                )
+                started = await self._scripts["fetch"](keys=script_keys, args=base_args + delivered)
                 return [Task.from_flat(flat) for flat in started]
         except rexc.ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -394,30 +411,50 @@ class Store:
         """Record failure of the held attempt (mode retry|fail|cancel); returns new status."""
         k = self.keys(task.queue)
         async with translated():
-            return str(await self._scripts["fail"](
-                keys=[k.task(task.id), k.stream(task.priority), k.stats, k.events, k.finished,
-                      k.delayed, k.dead],
-                args=[GROUP, task.attempt, task.sid, error[:4000], mode, delay_ms,
-                      self.events_maxlen],
-            ))
+            return str(
+                await self._scripts["fail"](
+                    keys=[
+                        k.task(task.id),
+                        k.stream(task.priority),
+                        k.stats,
+                        k.events,
+                        k.finished,
+                        k.delayed,
+                        k.dead,
+                    ],
+                    args=[
+                        GROUP,
+                        task.attempt,
+                        task.sid,
+                        error[:4000],
+                        mode,
+                        delay_ms,
+                        self.events_maxlen,
+                    ],
+                )
+            )
 
     async def progress(self, task: Task, percent: int, message: str) -> int:
         """Store progress; 1 stored, 2 stored and cancel requested, 0 stale."""
         k = self.keys(task.queue)
         async with translated():
-            return int(await self._scripts["progress"](
-                keys=[k.task(task.id), k.events],
-                args=[task.attempt, task.sid, percent, message[:500], self.events_maxlen],
-            ))
+            return int(
+                await self._scripts["progress"](
+                    keys=[k.task(task.id), k.events],
+                    args=[task.attempt, task.sid, percent, message[:500], self.events_maxlen],
+                )
+            )
 
     async def release(self, task: Task) -> str:
         """Hand a held task back to its queue without using an attempt."""
         k = self.keys(task.queue)
         async with translated():
-            return str(await self._scripts["release"](
-                keys=[k.task(task.id), k.stream(task.priority), k.stats, k.events, k.finished],
-                args=[GROUP, task.attempt, task.sid, self.events_maxlen],
-            ))
+            return str(
+                await self._scripts["release"](
+                    keys=[k.task(task.id), k.stream(task.priority), k.stats, k.events, k.finished],
+                    args=[GROUP, task.attempt, task.sid, self.events_maxlen],
+                )
+            )
 
     async def renew(self, consumer: str, held: Sequence[Task]) -> None:
         """Reset the idle time of held entries (XCLAIM JUSTID keeps the delivery count)."""
@@ -458,17 +495,9 @@ class Store:
                 await self.redis.zrem(keys.WORKERS, *dead)
         return [orjson.loads(i) for i in infos if i is not None]
 
-    async def cancel_messages(self) -> AsyncIterator[str]:
-        """Ids of processing tasks whose cancellation was requested (pub/sub)."""
-        pubsub = self._blocking.pubsub(ignore_subscribe_messages=True)
-        try:
-            async with translated():
-                await pubsub.subscribe(keys.CANCEL_CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        yield str(message["data"])
-        finally:
-            await pubsub.aclose()
+    def cancel_requests(self) -> CancelRequests:
+        """A subscription to the ids of running tasks whose cancellation was requested."""
+        return CancelRequests(self._blocking.pubsub(ignore_subscribe_messages=True))
 
     # -- supervisor side ------------------------------------------------------------
 
@@ -483,7 +512,12 @@ class Store:
         return int(moved), int(wait_ms)
 
     async def reclaim(
-        self, queue: str, priority: int, consumer: str, min_idle_ms: int, cursor: str,
+        self,
+        queue: str,
+        priority: int,
+        consumer: str,
+        min_idle_ms: int,
+        cursor: str,
         count: int = 100,
     ) -> Reclaimed:
         """XAUTOCLAIM entries idle past the lease in one stream and re-queue their tasks."""
@@ -491,8 +525,15 @@ class Store:
         async with translated():
             reply = await self._scripts["reclaim"](
                 keys=[k.stream(priority), k.stats, k.events, k.finished, k.dead],
-                args=[GROUP, consumer, min_idle_ms, cursor, count, k.task_prefix,
-                      self.events_maxlen],
+                args=[
+                    GROUP,
+                    consumer,
+                    min_idle_ms,
+                    cursor,
+                    count,
+                    k.task_prefix,
+                    self.events_maxlen,
+                ],
             )
         return Reclaimed(str(reply[0]), list(reply[1]), list(reply[2]), list(reply[3]))
 
@@ -500,10 +541,12 @@ class Store:
         """Delete finished tasks older than the retention; returns how many."""
         k = self.keys(queue)
         async with translated():
-            return int(await self._scripts["expire"](
-                keys=[k.finished, k.index, k.dead, k.stats],
-                args=[retention_ms, limit, k.task_prefix, k.unique_prefix],
-            ))
+            return int(
+                await self._scripts["expire"](
+                    keys=[k.finished, k.index, k.dead, k.stats],
+                    args=[retention_ms, limit, k.task_prefix, k.unique_prefix],
+                )
+            )
 
     async def trim(self, queue: str) -> int:
         """Trim every ready stream of a queue below its oldest still-needed entry."""
@@ -526,8 +569,10 @@ class Store:
                     continue
                 for info in infos:
                     pending, idle = found.get(info["name"], (0, 1 << 62))
-                    found[info["name"]] = (pending + int(info["pending"]),
-                                           min(idle, int(info["idle"])))
+                    found[info["name"]] = (
+                        pending + int(info["pending"]),
+                        min(idle, int(info["idle"])),
+                    )
         return found
 
     async def is_alive(self, consumer: str) -> bool:
@@ -568,17 +613,155 @@ class Store:
         for stream, entries in reply or []:
             queue = by_stream[stream]
             for event_id, fields in entries:
-                events.append(Event(queue, event_id, fields["kind"], int(fields["ts"]),
-                                    orjson.loads(fields["task"])))
+                events.append(
+                    Event(
+                        queue,
+                        event_id,
+                        fields["kind"],
+                        int(fields["ts"]),
+                        orjson.loads(fields["task"]),
+                    )
+                )
         return events
+
+    # -- HTTP API: delete, queue depth, resumable event positions --------------------
+
+    def _script(self, name: str) -> Any:
+        """A script registered on first use (scripts added after SCRIPT_NAMES)."""
+        found = self._scripts.get(name)
+        if found is None:
+            found = self._scripts[name] = self.redis.register_script(load_script_source(name))
+        return found
+
+    async def delete(self, task_id: str) -> str:
+        """Delete a finished task now; returns the status it had. WrongState if unfinished."""
+        task = await self.get(task_id)
+        k = self.keys(task.queue)
+        pointer = k.unique(task.unique_key) if task.unique_key else k.task(task_id)
+        self._script("delete")
+        async with translated():
+            return str(
+                await self._call(
+                    "delete",
+                    task_id,
+                    "delete",
+                    keys=[k.task(task_id), k.stats, k.index, k.finished, k.dead, k.events, pointer],
+                    args=[self.events_maxlen],
+                )
+            )
+
+    async def depth_by_priority(self, queue: str | None = None) -> dict[int, int]:
+        """Ready entries not yet delivered to the group, per priority, over one or all queues.
+
+        Read from the group's ``lag`` (O(1) per stream); where Redis cannot tell the lag
+        (after an XDEL) the undelivered entries are counted, at most ``_DEPTH_SCAN`` each.
+        Entries of tasks cancelled while pending are included until a fetch skips them.
+        """
+        queues = [queue] if queue else await self.queues()
+        streams = [(p, self.keys(q).stream(p)) for q in queues for p in keys.PRIORITIES]
+        depth = dict.fromkeys(keys.PRIORITIES, 0)
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for _, stream in streams:
+                pipe.xinfo_groups(stream)
+            replies = await pipe.execute(raise_on_error=False)
+            unknown: list[tuple[int, str, str]] = []
+            for (priority, stream), reply in zip(streams, replies, strict=True):
+                group = _group_info(reply)
+                if group is None:
+                    continue
+                if group.get("lag") is None:
+                    unknown.append((priority, stream, str(group["last-delivered-id"])))
+                else:
+                    depth[priority] += int(group["lag"])
+            if unknown:
+                pipe = self.redis.pipeline(transaction=False)
+                for _, stream, last in unknown:
+                    pipe.xrange(stream, min=f"({last}", max="+", count=_DEPTH_SCAN)
+                for (priority, _, _), entries in zip(unknown, await pipe.execute(), strict=True):
+                    depth[priority] += len(entries)
+        return depth
+
+    async def event_gaps(self, after: dict[str, str]) -> set[str]:
+        """Queues whose events after the given id may have been trimmed from the capped stream.
+
+        Trimming removes the oldest entries, so events after ``after[q]`` are all still
+        there when ``after[q]`` is at or past the first kept entry, or nothing was removed.
+        """
+        queues = list(after)
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues:
+                pipe.xinfo_stream(self.keys(q).events)
+            replies = await pipe.execute(raise_on_error=False)
+        gaps: set[str] = set()
+        for q, info in zip(queues, replies, strict=True):
+            if not isinstance(info, dict) or int(info.get("entries-added") or 0) <= int(
+                info.get("length") or 0
+            ):
+                continue
+            first = info.get("first-entry")
+            first_id = str(first[0]) if first else str(info.get("last-generated-id", "0-0"))
+            if stream_id_key(after[q]) < stream_id_key(first_id):
+                gaps.add(q)
+        return gaps
+
+
+class CancelRequests:
+    """Pub/sub subscription to the cancel channel; close it when done."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self._pubsub = pubsub
+        self._subscribed = False
+
+    async def get(self, timeout_s: float = 1.0) -> str | None:
+        """The next requested task id, or None after ``timeout_s`` without one."""
+        async with translated():
+            if not self._subscribed:
+                await self._pubsub.subscribe(keys.CANCEL_CHANNEL)
+                self._subscribed = True
+            message = await self._pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=timeout_s
+            )
+        if message is None or message.get("type") != "message":
+            return None
+        return str(message["data"])
+
+    async def close(self) -> None:
+        """Unsubscribe and release the connection."""
+        await self._pubsub.aclose()
 
 
 def _enqueue_args(spec: TaskSpec) -> list[Any]:
     return [
-        spec.id, spec.name, spec.task_type, spec.queue, spec.priority, spec.payload_json,
-        spec.max_retries, spec.timeout_s,
+        spec.id,
+        spec.name,
+        spec.task_type,
+        spec.queue,
+        spec.priority,
+        spec.payload_json,
+        spec.max_retries,
+        spec.timeout_s,
         "" if spec.delay_ms is None else spec.delay_ms,
         "" if spec.run_at_ms is None else spec.run_at_ms,
         spec.unique_key or "",
     ]
 
+
+_DEPTH_SCAN = 10_000
+
+
+def _group_info(reply: Any) -> dict[str, Any] | None:
+    """The taskd group's XINFO GROUPS record, or None (no stream, no group, an error)."""
+    if not isinstance(reply, list):
+        return None
+    for info in reply:
+        if isinstance(info, dict) and info.get("name") == GROUP:
+            return info
+    return None
+
+
+def stream_id_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ('<ms>-<seq>', or just '<ms>') as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -6,13 +6,15 @@ Each test gets its own random queue name, so tests never see each other's tasks.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from taskd.embedded import EmbeddedRedis
 from taskd.store import Store
 
@@ -67,11 +69,8 @@ async def eventually(
 
 
 @pytest.fixture
-def free_port() -> Iterator[int]:
+def free_port() -> int:
     """A free TCP port on loopback."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    yield port
+        return int(s.getsockname()[1])

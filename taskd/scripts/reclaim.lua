@@ -19,7 +19,12 @@ local stream, stats, events, finished, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, consumer, min_idle = ARGV[1], ARGV[2], ARGV[3]
 local cursor, count, prefix, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
-local claimed = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cursor, 'COUNT', count)
+local claimed = redis.pcall('XAUTOCLAIM', stream, group, consumer, min_idle, cursor, 'COUNT', count)
+if type(claimed) == 'table' and claimed.err then
+  -- A queue whose streams were never created (or were flushed) has nothing to reclaim.
+  if string.find(claimed.err, 'NOGROUP') then return {'0-0', {}, {}, {}} end
+  return claimed
+end
 local now = now_ms()
 local requeued, failed = {}, {}
 

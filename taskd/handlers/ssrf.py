@@ -1,0 +1,187 @@
+"""The SSRF guard for outgoing HTTP: which addresses a task may make taskd connect to.
+
+A task payload is user input, and taskd often runs next to things that trust anything
+coming from inside (admin ports on loopback, a cloud metadata service on 169.254.169.254,
+databases on private addresses). The guard refuses such addresses *after* DNS resolution,
+inside the connector's resolver, so the address checked is the address connected to (no
+window for DNS rebinding). aiohttp skips the resolver for IP literals, so those are
+checked per request URL with :func:`check_url`, in a client middleware that aiohttp runs
+for every redirect hop as well.
+
+Use :func:`guarded_session` in your own handlers (webhooks, callbacks) for the same
+protection; see ``examples/webhooks.py``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+from yarl import URL
+
+from taskd.config import Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+SCHEMES: Final = ("http", "https")
+_THIS_NETWORK: Final = ipaddress.ip_network("0.0.0.0/8")
+_SHARED: Final = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
+
+
+class AddressRefused(Exception):  # noqa: N818 - reads as what happened: the address was refused
+    """The guard refused to connect to this host or address."""
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        shown = host if host == address else f"{host} ({address})"
+        super().__init__(f"refusing to connect to {shown}: {reason} address "
+                         "(allow it with api_call.allow_hosts or api_call.allow_private)")
+        self.host = host
+        self.address = address
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What may be reached besides public addresses (from the ``[api_call]`` settings)."""
+
+    allow_hosts: tuple[str, ...] = ()
+    allow_private: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None) -> Policy:
+        """The configured policy; without settings the strictest one."""
+        if settings is None:
+            return cls()
+        return cls(settings.api_call.allow_hosts, settings.api_call.allow_private)
+
+    def host_listed(self, host: str) -> bool:
+        """Whether ``host`` is named in allow_hosts (exactly, or by a ``*.domain`` entry)."""
+        name = host.lower().rstrip(".")
+        for entry in self.allow_hosts:
+            pattern = entry.lower().rstrip(".")
+            if name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:])):
+                return True
+        return False
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why ``address`` is refused (loopback, private, …), or None when it is allowed."""
+        if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
+            address = address.ipv4_mapped  # type: ignore[union-attr]
+        for entry in self.allow_hosts:
+            network = _network(entry)
+            if network is not None and address in network:
+                return None
+        reason = _category(address)
+        if reason is None or (self.allow_private and reason in ("private", "loopback")):
+            return None
+        return reason
+
+    def check(self, host: str, address: str) -> None:
+        """Raise AddressRefused unless connecting to ``address`` for ``host`` is allowed."""
+        if self.host_listed(host):
+            return
+        reason = self.refusal(ipaddress.ip_address(address.split("%", 1)[0]))
+        if reason is not None:
+            raise AddressRefused(host, address, reason)
+
+
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
+
+
+def _category(address: IPAddress) -> str | None:
+    """The kind of non-public address, or None for a public (global unicast) one."""
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if address.is_unspecified or (address.version == 4 and address in _THIS_NETWORK):
+        return "unspecified"
+    if address.is_reserved:
+        return "reserved"
+    if address.is_private or (address.version == 4 and address in _SHARED):
+        return "private"
+    if not address.is_global:
+        return "reserved"
+    return None
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The IP address a URL host spells, or None for a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def check_url(url: URL, policy: Policy) -> None:
+    """Refuse non-HTTP schemes and literal addresses the policy does not allow.
+
+    Host names are checked later, by :class:`GuardedResolver`, once they are resolved.
+    """
+    if url.scheme not in SCHEMES:
+        raise AddressRefused(str(url), str(url), f"non-HTTP ({url.scheme or 'no'} scheme)")
+    host = url.raw_host or ""
+    if not host:
+        raise AddressRefused(str(url), "", "missing host in the URL;")
+    if literal_address(host) is not None:
+        policy.check(host, host.strip("[]"))
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, then refuses disallowed addresses.
+
+    A name is refused when any of its addresses is refused: connecting to "whichever
+    answers" would let a record with one public and one internal address through.
+    """
+
+    def __init__(self, policy: Policy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = aiohttp.ThreadedResolver()
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            self.policy.check(host, result["host"])
+        return results
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+def url_guard(policy: Policy) -> ClientMiddlewareType:
+    """A client middleware checking each request's URL, redirect hops included."""
+
+    async def guard(
+        request: aiohttp.ClientRequest, handler: ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        check_url(request.url, policy)
+        return await handler(request)
+
+    return guard
+
+
+def guarded_session(policy: Policy, **kwargs: Any) -> aiohttp.ClientSession:
+    """A ClientSession whose every connection passes the guard.
+
+    It never uses proxies from the environment: a proxy would connect on our behalf,
+    to whatever the URL names, unchecked.
+    """
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy))
+    return aiohttp.ClientSession(
+        connector=connector, trust_env=False, middlewares=(url_guard(policy),), **kwargs
+    )

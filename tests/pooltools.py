@@ -1,0 +1,66 @@
+"""Running a real WorkerPool and Supervisor against the session Redis inside a test."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from taskd.pool import PoolConfig, WorkerPool
+from taskd.registry import Registry, TaskType
+from taskd.store import Store
+from taskd.supervisor import Supervisor, SupervisorConfig
+
+_consumers = itertools.count()
+
+
+def registry_of(**handlers: Callable[..., Any]) -> Registry:
+    """A registry with the given task type -> handler functions."""
+    return Registry(TaskType(name=name, func=func) for name, func in handlers.items())
+
+
+@asynccontextmanager
+async def running_pool(
+    store: Store,
+    registry: Registry,
+    queue: str,
+    *,
+    lease_s: float = 5.0,
+    sweep_interval_s: float = 0.05,
+    retention_s: float = 3600.0,
+    supervise: bool = True,
+    **pool_options: Any,
+) -> AsyncIterator[WorkerPool]:
+    """A pool (and supervisor) consuming ``queue`` until the block exits."""
+    stop = asyncio.Event()
+    consumer = f"test:{queue}:{next(_consumers)}"
+    options: dict[str, Any] = {
+        "concurrency": 4,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+        "shutdown_grace_s": 5.0,
+        "lease_s": lease_s,
+    }
+    options.update(pool_options)
+    pool = WorkerPool(store, registry, consumer, PoolConfig(queues=(queue,), **options))
+    jobs = [asyncio.create_task(pool.run(stop))]
+    if supervise:
+        supervisor = Supervisor(
+            store,
+            consumer,
+            SupervisorConfig(
+                lease_s=lease_s,
+                sweep_interval_s=sweep_interval_s,
+                retention_s=retention_s,
+                queues=(queue,),
+            ),
+        )
+        jobs.append(asyncio.create_task(supervisor.run(stop)))
+    await pool.started.wait()
+    try:
+        yield pool
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*jobs), timeout=30)

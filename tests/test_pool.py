@@ -1,0 +1,330 @@
+"""The worker pool and supervisor running real tasks on real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from typing import Any
+
+from taskd.context import Context
+from taskd.errors import Fail, Retry, WrongState
+from taskd.model import FINISHED, Status, make_spec
+from taskd.store import Store
+from tests.conftest import eventually
+from tests.pooltools import registry_of, running_pool
+
+
+async def wait_finished(store: Store, task_id: str, timeout_s: float = 10.0) -> Any:
+    """Poll until the task is finished and return it."""
+
+    async def finished() -> Any:
+        task = await store.get(task_id)
+        return task if task.status in FINISHED else None
+
+    return await eventually(finished, timeout_s)
+
+
+async def test_task_completes_with_result_and_full_progress(store: Store, queue: str) -> None:
+    """A handler's return value is stored and a completed task shows progress 100."""
+
+    async def double(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+        await ctx.progress(40, "half way")
+        return {"value": payload["n"] * 2}
+
+    async with running_pool(store, registry_of(double=double), queue):
+        ((task, _),) = await store.submit([make_spec("double", {"n": 21}, queue=queue)])
+        done = await wait_finished(store, task.id)
+    assert done.status == Status.COMPLETED
+    assert done.result == {"value": 42}
+    assert done.progress == 100
+    assert done.worker
+    assert done.started_at
+    assert done.completed_at
+
+
+async def test_sync_handler_runs_in_a_thread(store: Store, queue: str) -> None:
+    """A plain function handler runs off the loop and its result is stored."""
+    loop_thread = threading.get_ident()
+
+    def blocking(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.05)  # a real blocking call, which must not stall the loop
+        return {"same_thread": threading.get_ident() == loop_thread}
+
+    async with running_pool(store, registry_of(blocking=blocking), queue):
+        ((task, _),) = await store.submit([make_spec("blocking", queue=queue)])
+        done = await wait_finished(store, task.id)
+    assert done.result == {"same_thread": False}
+
+
+async def test_priority_order_under_a_busy_pool(store: Store, queue: str) -> None:
+    """20 urgent tasks submitted behind 200 low ones all start within the prefetch window."""
+    starts: list[int] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        starts.append(payload["p"])
+        await asyncio.sleep(0.005)
+
+    concurrency, prefetch = 4, 4
+    async with running_pool(
+        store, registry_of(work=work), queue, concurrency=concurrency, prefetch=prefetch
+    ):
+        await store.submit(
+            [make_spec("work", {"p": 1}, priority=1, queue=queue) for _ in range(200)]
+        )
+        await eventually(lambda: asyncio.sleep(0, result=len(starts) >= 10))
+        started_before = len(starts)
+        await store.submit(
+            [make_spec("work", {"p": 10}, priority=10, queue=queue) for _ in range(20)]
+        )
+        await eventually(lambda: asyncio.sleep(0, result=len(starts) == 220), timeout_s=30)
+    last_urgent = max(i for i, p in enumerate(starts) if p == 10)
+    lows_overtaking = sum(1 for p in starts[started_before:last_urgent] if p == 1)
+    assert lows_overtaking <= concurrency + prefetch, starts
+    assert starts.count(1) == 200
+
+
+async def test_fifo_within_a_priority_level(store: Store, queue: str) -> None:
+    """With one worker, tasks of one level start in submission order."""
+    order: list[int] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        order.append(payload["i"])
+
+    async with running_pool(store, registry_of(work=work), queue, concurrency=1, prefetch=0):
+        await store.submit([make_spec("work", {"i": i}, queue=queue) for i in range(30)])
+        await eventually(lambda: asyncio.sleep(0, result=len(order) == 30))
+    assert order == list(range(30))
+
+
+async def test_retry_then_success_honours_backoff(store: Store, queue: str) -> None:
+    """A failing attempt is retried after its back-off and then succeeds."""
+    attempts: list[float] = []
+
+    async def flaky(ctx: Context, payload: dict[str, Any]) -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise RuntimeError(f"transient {len(attempts)}")
+        return "ok"
+
+    async with running_pool(
+        store, registry_of(flaky=flaky), queue, backoff_base_s=0.2, backoff_max_s=5.0
+    ):
+        ((task, _),) = await store.submit([make_spec("flaky", queue=queue, max_retries=3)])
+        done = await wait_finished(store, task.id)
+    assert done.status == Status.COMPLETED
+    assert done.retry_count == 2
+    # back-off n is jittered within [d/2, d] with d = 0.2 * 2**n
+    assert attempts[1] - attempts[0] >= 0.1
+    assert attempts[2] - attempts[1] >= 0.2
+
+
+async def test_retry_exhaustion_fails_with_last_error(store: Store, queue: str) -> None:
+    """After max_retries failed retries the task is failed with the last error."""
+    calls = 0
+
+    async def broken(ctx: Context, payload: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError(f"bad input #{calls}")
+
+    async with running_pool(store, registry_of(broken=broken), queue):
+        ((task, _),) = await store.submit([make_spec("broken", queue=queue, max_retries=2)])
+        done = await wait_finished(store, task.id)
+    assert done.status == Status.FAILED
+    assert calls == 3
+    assert done.error == "ValueError: bad input #3"
+    assert await store.redis.zscore(store.keys(queue).dead, task.id) is not None
+
+
+async def test_timeout_retries_then_fails(store: Store, queue: str) -> None:
+    """A handler exceeding timeout_s is cancelled, retried, and finally failed."""
+    calls = 0
+
+    async def slow(ctx: Context, payload: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(30)
+
+    async with running_pool(store, registry_of(slow=slow), queue):
+        ((task, _),) = await store.submit(
+            [make_spec("slow", queue=queue, timeout_s=0.1, max_retries=1)]
+        )
+        done = await wait_finished(store, task.id)
+    assert done.status == Status.FAILED
+    assert calls == 2
+    assert done.error is not None
+    assert "timed out" in done.error
+
+
+async def test_fail_and_explicit_retry(store: Store, queue: str) -> None:
+    """taskd.Fail fails without retrying; taskd.Retry(delay_s) retries after the delay."""
+    seen: list[tuple[str, float]] = []
+
+    async def decide(ctx: Context, payload: dict[str, Any]) -> str:
+        seen.append((payload["mode"], time.monotonic()))
+        if payload["mode"] == "fail":
+            raise Fail("permanent problem")
+        if sum(1 for m, _ in seen if m == "retry") == 1:
+            raise Retry("not yet", delay_s=0.3)
+        return "done"
+
+    async with running_pool(store, registry_of(decide=decide), queue):
+        (failing, _), (retrying, _) = await store.submit(
+            [
+                make_spec("decide", {"mode": "fail"}, queue=queue, max_retries=5),
+                make_spec("decide", {"mode": "retry"}, queue=queue, max_retries=5),
+            ]
+        )
+        failed = await wait_finished(store, failing.id)
+        retried = await wait_finished(store, retrying.id)
+    assert failed.status == Status.FAILED
+    assert failed.error == "permanent problem"
+    assert failed.retry_count == 0
+    assert retried.status == Status.COMPLETED
+    assert retried.retry_count == 1
+    retry_times = [t for m, t in seen if m == "retry"]
+    assert retry_times[1] - retry_times[0] >= 0.3
+
+
+async def test_unknown_task_type_fails_clearly(store: Store, queue: str) -> None:
+    """A task whose type has no handler fails at once with a clear error."""
+    async with running_pool(store, registry_of(), queue):
+        ((task, _),) = await store.submit([make_spec("nobody_handles_this", queue=queue)])
+        done = await wait_finished(store, task.id)
+    assert done.status == Status.FAILED
+    assert done.error == "no handler registered for task type 'nobody_handles_this'"
+
+
+async def test_delayed_start_not_before_run_at(store: Store, queue: str) -> None:
+    """A delayed task starts no earlier than its run_at (Redis clock)."""
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        return None
+
+    async with running_pool(store, registry_of(work=work), queue):
+        ((task, _),) = await store.submit([make_spec("work", queue=queue, delay_s=0.5)])
+        assert task.status == Status.SCHEDULED
+        done = await wait_finished(store, task.id)
+    assert task.run_at is not None
+    assert done.started_at is not None
+    assert done.started_at >= task.run_at
+
+
+async def test_cancel_processing_cancels_the_handler(store: Store, queue: str) -> None:
+    """Cancelling a running task cancels its coroutine and marks it cancelled."""
+    entered = asyncio.Event()
+    was_cancelled = asyncio.Event()
+
+    async def long(ctx: Context, payload: dict[str, Any]) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            was_cancelled.set()
+            raise
+
+    async with running_pool(store, registry_of(long=long), queue):
+        ((task, _),) = await store.submit([make_spec("long", queue=queue)])
+        await asyncio.wait_for(entered.wait(), 10)
+        assert await store.cancel(task.id) == "cancelling"
+        done = await wait_finished(store, task.id)
+    assert was_cancelled.is_set()
+    assert done.status == Status.CANCELLED
+
+
+async def test_cancel_pending_task_never_runs(store: Store, queue: str) -> None:
+    """A task cancelled while waiting behind a busy worker never starts."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        ran.append(payload["name"])
+        await gate.wait()
+
+    async with running_pool(store, registry_of(work=work), queue, concurrency=1, prefetch=0):
+        (first, _), (second, _) = await store.submit(
+            [
+                make_spec("work", {"name": "first"}, queue=queue),
+                make_spec("work", {"name": "second"}, queue=queue),
+            ]
+        )
+        await eventually(lambda: asyncio.sleep(0, result=ran == ["first"]))
+        assert await store.cancel(second.id) == "cancelled"
+        gate.set()
+        await wait_finished(store, first.id)
+    assert ran == ["first"]
+    assert (await store.get(second.id)).status == Status.CANCELLED
+
+
+async def test_handler_raising_base_exception_keeps_pool_alive(store: Store, queue: str) -> None:
+    """KeyboardInterrupt/SystemExit from a handler fail the attempt, not the process."""
+
+    async def evil(ctx: Context, payload: dict[str, Any]) -> None:
+        if payload["kind"] == "exit":
+            raise SystemExit(3)
+        raise KeyboardInterrupt
+
+    async def fine(ctx: Context, payload: dict[str, Any]) -> str:
+        return "fine"
+
+    async with running_pool(store, registry_of(evil=evil, fine=fine), queue):
+        ids = [
+            t.id
+            for t, _ in await store.submit(
+                [
+                    make_spec("evil", {"kind": "exit"}, queue=queue, max_retries=0),
+                    make_spec("evil", {"kind": "kbd"}, queue=queue, max_retries=0),
+                    make_spec("fine", queue=queue),
+                ]
+            )
+        ]
+        results = [await wait_finished(store, i) for i in ids]
+    assert [r.status for r in results] == [Status.FAILED, Status.FAILED, Status.COMPLETED]
+
+
+async def test_stats_match_real_states_after_2000_random_tasks(store: Store, queue: str) -> None:
+    """Counters per status equal the real count of tasks in each status."""
+    rng = random.Random(7)
+
+    async def chaos(ctx: Context, payload: dict[str, Any]) -> str:
+        roll = payload["roll"]
+        if roll < 0.2:
+            raise Fail("no")
+        if roll < 0.4 and ctx.attempt == 1:
+            raise RuntimeError("transient")
+        if roll < 0.5:
+            raise RuntimeError("always")
+        return "ok"
+
+    specs = [
+        make_spec("chaos", {"roll": rng.random()}, queue=queue, max_retries=1) for _ in range(2000)
+    ]
+    async with running_pool(
+        store,
+        registry_of(chaos=chaos),
+        queue,
+        concurrency=50,
+        backoff_base_s=0.001,
+        backoff_max_s=0.002,
+    ):
+        submitted = [t for t, _ in await store.submit(specs)]
+        for task in submitted[::50]:
+            with contextlib.suppress(WrongState):  # finished or running already: fine
+                await store.cancel(task.id)
+
+        async def all_finished() -> bool:
+            s = await store.stats(queue)
+            return s["completed"] + s["failed"] + s["cancelled"] == 2000
+
+        await eventually(all_finished, timeout_s=60)
+    stats = await store.stats(queue)
+    real: dict[str, int] = {}
+    for task in await store.get_many([(queue, t.id) for t in submitted]):
+        assert task is not None
+        real[task.status] = real.get(task.status, 0) + 1
+    for status in Status:
+        assert stats[status] == real.get(status, 0), (status, stats, real)
+    assert stats["total"] == 2000 == sum(real.values())

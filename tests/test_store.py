@@ -1,0 +1,225 @@
+"""The Lua scripts through Store, on real Redis: atomic transitions, fencing, counters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from taskd.errors import StaleAttempt, TaskNotFound, WrongState
+from taskd.model import Status, make_spec
+from taskd.paging import Cursor
+from taskd.store import Store
+from tests.conftest import eventually
+
+
+async def test_submit_returns_pending_tasks_with_fields(store: Store, queue: str) -> None:
+    """A submitted task comes back pending with the given fields and Redis timestamps."""
+    ((task, created),) = await store.submit(
+        [make_spec("email", {"to": "a@b"}, name="n", priority=7, queue=queue)]
+    )
+    assert created
+    assert task.status == Status.PENDING
+    assert (task.name, task.priority, task.queue, task.payload) == ("n", 7, queue, {"to": "a@b"})
+    assert task.created_at > 0
+    assert task.sid
+
+
+async def test_fetch_is_strict_priority_then_fifo(store: Store, queue: str) -> None:
+    """Fetch returns priority 10 first and, within a level, the order of submission."""
+    specs = [
+        make_spec("t", {"i": i}, priority=p, queue=queue)
+        for i, p in enumerate([1, 5, 10, 5, 1, 10, 3])
+    ]
+    await store.submit(specs)
+    tasks = await store.fetch(queue, "c", 7)
+    assert [(t.priority, t.payload["i"]) for t in tasks] == [
+        (10, 2),
+        (10, 5),
+        (5, 1),
+        (5, 3),
+        (3, 6),
+        (1, 0),
+        (1, 4),
+    ]
+    assert all(t.status == Status.PROCESSING and t.attempt == 1 for t in tasks)
+
+
+async def test_unique_key_dedup_under_concurrent_submits(store: Store, queue: str) -> None:
+    """50 concurrent submits with one unique key create exactly one task."""
+    results = await asyncio.gather(
+        *[
+            store.submit([make_spec("t", {"n": i}, queue=queue, unique_key="order-42")])
+            for i in range(50)
+        ]
+    )
+    ids = {r[0][0].id for r in results}
+    assert len(ids) == 1
+    assert sum(1 for r in results if r[0][1]) == 1
+    assert (await store.stats(queue))["total"] == 1
+
+
+async def test_stale_attempt_completion_is_refused(store: Store, queue: str) -> None:
+    """A completion from an attempt that was reclaimed is refused and changes nothing."""
+    await store.submit([make_spec("t", queue=queue, max_retries=3)])
+    (held,) = await store.fetch(queue, "dead-worker", 1)
+    reclaimed = await store.reclaim(queue, held.priority, "sup", 0, "0-0")
+    assert reclaimed.requeued == [held.id]
+    (again,) = await store.fetch(queue, "live-worker", 1)
+    assert again.attempt == held.attempt + 1
+    with pytest.raises(StaleAttempt):
+        await store.complete(held, {"late": True})
+    with pytest.raises(StaleAttempt):
+        await store.fail(held, "late", "retry")
+    assert await store.progress(held, 50, "late") == 0
+    await store.complete(again, {"ok": True})
+    final = await store.get(held.id)
+    assert final.status == Status.COMPLETED
+    assert final.result == {"ok": True}
+    assert final.retry_count == 1
+
+
+async def test_reclaim_past_max_retries_fails_as_worker_lost(store: Store, queue: str) -> None:
+    """A task whose holder dies more often than max_retries allows fails as worker lost."""
+    await store.submit([make_spec("t", queue=queue, max_retries=0)])
+    (held,) = await store.fetch(queue, "dead-worker", 1)
+    result = await store.reclaim(queue, held.priority, "sup", 0, "0-0")
+    assert result.failed == [held.id]
+    task = await store.get(held.id)
+    assert task.status == Status.FAILED
+    assert task.error is not None
+    assert "worker lost" in task.error
+
+
+async def test_reclaim_skips_entries_inside_their_lease(store: Store, queue: str) -> None:
+    """Entries idle for less than the lease are left with their holder."""
+    await store.submit([make_spec("t", queue=queue)])
+    (held,) = await store.fetch(queue, "live", 1)
+    result = await store.reclaim(queue, held.priority, "sup", 60_000, "0-0")
+    assert result.requeued == []
+    assert result.failed == []
+    assert (await store.get(held.id)).status == Status.PROCESSING
+
+
+async def test_reclaim_reports_entries_deleted_while_pending(store: Store, queue: str) -> None:
+    """XAUTOCLAIM's deleted-entry ids are reported, not crashed on (Redis >= 7)."""
+    await store.submit([make_spec("t", queue=queue)])
+    (held,) = await store.fetch(queue, "dead", 1)
+    await store.redis.xdel(store.keys(queue).stream(held.priority), held.sid)
+    result = await store.reclaim(queue, held.priority, "sup", 0, "0-0")
+    assert result.deleted == [held.sid]
+
+
+async def test_reclaim_cursor_covers_a_long_pending_list(store: Store, queue: str) -> None:
+    """Following the cursor reclaims every entry of a pending list longer than COUNT."""
+    await store.submit([make_spec("t", queue=queue) for _ in range(250)])
+    held = await store.fetch(queue, "dead", 250)
+    assert len(held) == 250
+    cursor, requeued = "0-0", []
+    for _ in range(10):
+        result = await store.reclaim(queue, 5, "sup", 0, cursor, count=30)
+        requeued += result.requeued
+        cursor = result.cursor
+        if cursor == "0-0":
+            break
+    assert sorted(requeued) == sorted(t.id for t in held)
+
+
+async def test_cancel_pending_is_immediate_and_skipped_by_fetch(store: Store, queue: str) -> None:
+    """A cancelled pending task is never started."""
+    ((task, _),) = await store.submit([make_spec("t", queue=queue)])
+    assert await store.cancel(task.id) == "cancelled"
+    assert await store.fetch(queue, "c", 10) == []
+    assert (await store.get(task.id)).status == Status.CANCELLED
+    with pytest.raises(WrongState):
+        await store.cancel(task.id)
+
+
+async def test_retry_by_hand_requeues_failed_task(store: Store, queue: str) -> None:
+    """retry() sends a failed task back to pending with attempts reset; it runs again."""
+    await store.submit([make_spec("t", queue=queue, max_retries=0)])
+    (held,) = await store.fetch(queue, "c", 1)
+    assert await store.fail(held, "boom", "retry") == "failed"
+    again = await store.retry(held.id)
+    assert again.status == Status.PENDING
+    assert again.retry_count == 0
+    (second,) = await store.fetch(queue, "c", 1)
+    assert second.id == held.id
+    assert second.attempt == 2
+    with pytest.raises(WrongState):
+        await store.retry(held.id)
+
+
+async def test_delayed_task_promoted_only_when_due(store: Store, queue: str) -> None:
+    """A task with delay_s is scheduled, not fetchable, until promote finds it due."""
+    ((task, _),) = await store.submit([make_spec("t", queue=queue, delay_s=0.3)])
+    assert task.status == Status.SCHEDULED
+    moved, wait_ms = await store.promote(queue)
+    assert moved == 0
+    assert 0 < wait_ms <= 300
+    assert await store.fetch(queue, "c", 1) == []
+
+    async def promoted() -> bool:
+        return (await store.promote(queue))[0] == 1
+
+    await eventually(promoted)
+    (started,) = await store.fetch(queue, "c", 1)
+    assert started.id == task.id
+    assert started.started_at is not None
+    assert task.run_at is not None
+    assert started.started_at >= task.run_at
+
+
+async def test_unknown_id_is_not_found(store: Store) -> None:
+    """get() of an unknown or malformed id raises TaskNotFound."""
+    with pytest.raises(TaskNotFound):
+        await store.get("0" * 32)
+    with pytest.raises(TaskNotFound):
+        await store.get("../etc")
+
+
+async def test_listing_pages_newest_first_without_gaps(store: Store, queue: str) -> None:
+    """Paging with the cursor visits every task once, newest first."""
+    submitted = [
+        t.id
+        for t, _ in await store.submit([make_spec("t", {"i": i}, queue=queue) for i in range(57)])
+    ]
+    seen: list[str] = []
+    cursor: Cursor | None = None
+    while True:
+        page, cursor = await store.list_tasks(limit=10, cursor=cursor, queue=queue)
+        seen += [t.id for t in page]
+        if not page or cursor is None:
+            break
+    assert seen == list(reversed(submitted))
+
+
+async def test_expire_removes_every_key_of_finished_tasks(store: Store, queue: str) -> None:
+    """After retention, a finished task leaves no key behind and counters drop."""
+    await store.submit([make_spec("t", queue=queue, unique_key=f"u{i}") for i in range(5)])
+    for task in await store.fetch(queue, "c", 5):
+        await store.complete(task, None)
+    assert await store.expire(queue, retention_ms=0) == 5
+    k = store.keys(queue)
+    leftovers = [key async for key in store.redis.scan_iter(match=f"{k.tag}:task:*")]
+    leftovers += [key async for key in store.redis.scan_iter(match=f"{k.tag}:unique:*")]
+    assert leftovers == []
+    assert await store.redis.zcard(k.index) == 0
+    assert await store.redis.zcard(k.finished) == 0
+    stats = await store.stats(queue)
+    assert stats["total"] == 0
+    assert stats["completed"] == 0
+
+
+async def test_trim_keeps_pending_entries(store: Store, queue: str) -> None:
+    """Trimming removes acknowledged entries but never one that is still pending."""
+    await store.submit([make_spec("t", queue=queue) for _ in range(20)])
+    tasks = await store.fetch(queue, "c", 20)
+    for task in tasks[:15]:
+        await store.complete(task, None)
+    stream = store.keys(queue).stream(5)
+    assert await store.trim(queue) == 15
+    assert await store.redis.xlen(stream) == 5
+    for task in tasks[15:]:
+        await store.complete(task, None)
+    assert await store.trim(queue) == 5

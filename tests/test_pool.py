@@ -13,6 +13,7 @@ from taskd.context import Context
 from taskd.errors import Fail, Retry, WrongState
 from taskd.model import FINISHED, Status, make_spec
 from taskd.store import Store
+from taskd.supervisor import Supervisor, SupervisorConfig
 from tests.conftest import eventually
 from tests.pooltools import registry_of, running_pool
 
@@ -328,3 +329,81 @@ async def test_stats_match_real_states_after_2000_random_tasks(store: Store, que
     for status in Status:
         assert stats[status] == real.get(status, 0), (status, stats, real)
     assert stats["total"] == 2000 == sum(real.values())
+
+
+async def test_lease_renewal_keeps_a_long_task_with_its_worker(store: Store, queue: str) -> None:
+    """A task running several lease periods is renewed, never reclaimed or run twice."""
+    runs = 0
+
+    async def long(ctx: Context, payload: dict[str, Any]) -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(2.0)
+        return "done"
+
+    async with running_pool(store, registry_of(long=long), queue, lease_s=0.6):
+        ((task, _),) = await store.submit([make_spec("long", queue=queue)])
+        done = await wait_finished(store, task.id)
+    assert runs == 1
+    assert done.status == Status.COMPLETED
+    assert (done.attempt, done.retry_count) == (1, 0)
+
+
+async def test_shutdown_hands_unfinished_tasks_back(store: Store, queue: str) -> None:
+    """Stopping a pool past its grace period releases running tasks to pending, no attempt used."""
+    entered = asyncio.Event()
+
+    async def stuck(ctx: Context, payload: dict[str, Any]) -> None:
+        entered.set()
+        await asyncio.sleep(60)
+
+    async with running_pool(store, registry_of(stuck=stuck), queue, shutdown_grace_s=0.2):
+        ((task, _),) = await store.submit([make_spec("stuck", queue=queue)])
+        await asyncio.wait_for(entered.wait(), 10)
+    released = await store.get(task.id)
+    assert released.status == Status.PENDING
+    assert released.retry_count == 0
+    assert released.worker is None
+    stats = await store.stats(queue)
+    assert (stats["pending"], stats["processing"]) == (1, 0)
+
+
+async def test_events_one_per_transition_and_progress(store: Store, queue: str) -> None:
+    """The events stream records created, started, progress and completed, in order."""
+
+    async def step(ctx: Context, payload: dict[str, Any]) -> None:
+        await ctx.progress(30, "a")
+        await ctx.progress(60, "b")
+
+    async with running_pool(store, registry_of(step=step), queue, progress_interval_s=0):
+        ((task, _),) = await store.submit([make_spec("step", queue=queue)])
+        await wait_finished(store, task.id)
+    events = await store.read_events({queue: "0-0"})
+    kinds = [(e.kind, e.task["progress"]) for e in events if e.task["id"] == task.id]
+    assert kinds == [
+        ("created", "0"),
+        ("started", "0"),
+        ("progress", "30"),
+        ("progress", "60"),
+        ("completed", "100"),
+    ]
+
+
+async def test_dead_consumer_removed_after_its_entries_are_reclaimed(
+    store: Store, queue: str
+) -> None:
+    """A consumer that died holding a task loses it to reclaim, then leaves the group."""
+    await store.submit([make_spec("t", queue=queue)])
+    (held,) = await store.fetch(queue, "ghost:1:0", 1)
+    supervisor = Supervisor(
+        store, "sup:1:0", SupervisorConfig(lease_s=0.05, queues=(queue,), housekeeping_every=1)
+    )
+
+    async def ghost_gone() -> bool:
+        await supervisor.sweep()
+        return "ghost:1:0" not in await store.consumers(queue)
+
+    await eventually(ghost_gone)
+    task = await store.get(held.id)
+    assert task.status == Status.PENDING
+    assert task.retry_count == 1

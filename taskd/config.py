@@ -123,6 +123,7 @@ class ServerSettings:
     allowed_origins: tuple[str, ...] = field(default=(), metadata=_spec(check=_origins))
     rate_limit_per_s: float = field(default=100.0, metadata=_spec(lo=0))  # 0 = off
     shutdown_grace_s: float = field(default=30.0, metadata=_spec(lo=0))
+    request_timeout_s: float = field(default=1.0, metadata=_spec(gt=0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +235,10 @@ class Settings:
 ENV_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
     "server.host": ("TASKD_HOST", "APP_HOST"),
     "server.port": ("TASKD_PORT", "APP_PORT"),
+    "server.max_body_bytes": ("TASKD_MAX_BODY_BYTES",),
+    "server.allowed_origins": ("TASKD_ALLOWED_ORIGINS",),
+    "server.rate_limit_per_s": ("TASKD_RATE_LIMIT_PER_S",),
+    "server.request_timeout_s": ("TASKD_REQUEST_TIMEOUT_S",),
     "redis.url": ("TASKD_REDIS_URL", "REDIS_URL"),
     "redis.server_bin": ("TASKD_REDIS_SERVER_BIN",),
     "data_dir": ("TASKD_DATA_DIR",),

@@ -90,14 +90,16 @@ def merge_positions(a: Position, b: Position) -> Position:
 
 @dataclass(slots=True)
 class Batch:
-    """Events of one flush (latest per task, stream order) and the relay position after them.
+    """Events of one flush (latest per task, stream order) and the relay positions around them.
 
+    ``start`` is the position before the batch and ``position`` the one after it.
     ``rendered`` is for the consumer: it serialises a batch once for every subscriber.
     """
 
     events: list[Event]
+    start: Position
     position: Position
-    rendered: str | None = None
+    rendered: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -105,7 +107,7 @@ class StatsUpdate:
     """A new overview (counts changed, or the throughput moved)."""
 
     stats: dict[str, Any]
-    rendered: str | None = None
+    rendered: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ class Subscription:
         self.closed = False
         self._items: deque[Item] = deque()
         self._ready = asyncio.Event()
+        #: Set once finished, so a consumer stuck writing to a stalled peer can be interrupted.
+        self.done = asyncio.Event()
 
     def offer(self, item: Item) -> bool:
         """Queue an item; False (and the subscription is finished) when the buffer is full."""
@@ -149,6 +153,7 @@ class Subscription:
         if self.overflowed:
             self._items.clear()
         self._ready.set()
+        self.done.set()
 
     async def next(self) -> Item | None:
         """The next item, waiting for one; None when the subscription is finished."""
@@ -247,6 +252,12 @@ class Relay:
         self._state = _State()
         self._has_pending = asyncio.Event()
         self._last_stats: dict[str, Any] | None = None
+        self._initial: Position = {}
+
+    @property
+    def last_stats(self) -> dict[str, Any] | None:
+        """The overview most recently published, if any."""
+        return self._last_stats
 
     @property
     def subscribers(self) -> int:
@@ -305,6 +316,7 @@ class Relay:
         queues = await self.store.queues()
         if not state.started:
             state.position = await self.store.last_event_ids(queues)
+            self._initial = dict(state.position)
             state.started = True
             self.ready.set()
         for queue in queues:
@@ -333,6 +345,7 @@ class Relay:
 
     async def _flush_loop(self) -> None:
         last = 0.0
+        published: Position = {}
         while True:
             await self._has_pending.wait()
             wait = last + self.config.flush_interval_s - time.monotonic()
@@ -343,7 +356,9 @@ class Relay:
             events, state.pending = list(state.pending.values()), {}
             last = time.monotonic()
             if events:
-                self.publish(Batch(events, dict(state.position)))
+                position = dict(state.position)
+                self.publish(Batch(events, published or self._initial, position))
+                published = position
 
     async def _stats_loop(self) -> None:
         while True:

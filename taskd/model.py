@@ -110,7 +110,11 @@ class Task:
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> Task:
         """Build from HGETALL's reply (bytes or str keys)."""
-        h = {_text(k): _text(v) for k, v in raw.items()}
+        h: dict[str, str] = (
+            raw  # type: ignore[assignment]
+            if all(type(k) is str for k in raw)  # decode_responses: already text
+            else {_text(k): _text(v) for k, v in raw.items()}
+        )
 
         def opt_int(name: str) -> int | None:
             value = h.get(name, "")
@@ -192,6 +196,7 @@ class TaskSpec:
     queue: str
     priority: int
     payload_json: bytes
+    payload: dict[str, Any]
     max_retries: int
     timeout_s: float
     delay_ms: int | None = None
@@ -265,6 +270,7 @@ def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
         queue=queue,
         priority=priority,
         payload_json=payload_json,
+        payload=payload,
         max_retries=retries,
         timeout_s=timeout,
         delay_ms=delay_ms,

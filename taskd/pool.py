@@ -19,8 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 
+from taskd.coalesce import Coalescer
 from taskd.config import Settings
 from taskd.context import Context
 from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
@@ -94,6 +96,7 @@ class WorkerPool:
         self._room.set()
         self._shutting_down = False
         self._executor: ThreadPoolExecutor | None = None
+        self._completions: Coalescer[tuple[Task, bytes], str] = Coalescer(store.complete_many)
         self.started = asyncio.Event()
         self.completed = 0
         self.failed = 0
@@ -274,11 +277,15 @@ class WorkerPool:
     async def _write(self, task: Task, outcome: Outcome) -> str:
         if outcome.kind == "completed":
             try:
-                await self.store.complete(task, outcome.result)
+                result = orjson.dumps(outcome.result)
             except TypeError as exc:
-                return await self.store.fail(
-                    task, f"result is not JSON-serialisable: {exc}", "fail"
-                )
+                error = f"result is not JSON-serialisable: {exc}"
+                return await self.store.fail(task, error, "fail")
+            written = await self._completions.submit((task, result))
+            if written == "stale":
+                raise StaleAttempt(task.id, task.attempt)
+            if written == "missing":
+                raise TaskNotFound(task.id)
             self.completed += 1
             return "completed"
         if outcome.kind == "release":

@@ -28,17 +28,37 @@ _TYPES: Final[Mapping[str, Callable[[Any], bool]]] = {
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
 }
-_ANNOTATIONS: Final = frozenset({"title", "description", "default", "examples", "format", "$schema"})
+_ANNOTATIONS: Final = frozenset(
+    {"title", "description", "default", "examples", "format", "$schema"}
+)
 _NUMBER_KEYS: Final = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _COUNT_KEYS: Final = (
-    "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
 )
 _KEYWORDS: Final = frozenset(
-    {"type", "properties", "required", "additionalProperties", "items", "enum", "const",
-     "pattern", *_NUMBER_KEYS, *_COUNT_KEYS, *_ANNOTATIONS}
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "pattern",
+        *_NUMBER_KEYS,
+        *_COUNT_KEYS,
+        *_ANNOTATIONS,
+    }
 )
 
 
@@ -49,6 +69,24 @@ def check_schema(schema: Any, where: str = "schema") -> None:
     unknown = sorted(set(schema) - _KEYWORDS)
     if unknown:
         raise ValueError(f"{where}: unsupported keyword {unknown[0]!r}")
+    _check_values(schema, where)
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError(f"{where}.required: must be a list of names")
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ValueError(f"{where}.properties: must be an object")
+    for name, sub in properties.items():
+        check_schema(sub, f"{where}.properties.{name}")
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(extra, bool):
+        check_schema(extra, f"{where}.additionalProperties")
+    if "items" in schema:
+        check_schema(schema["items"], f"{where}.items")
+
+
+def _check_values(schema: dict[str, Any], where: str) -> None:
+    """The scalar keywords: type names, bounds, pattern, enum."""
     kinds = schema.get("type", [])
     for kind in kinds if isinstance(kinds, list) else [kinds]:
         if kind not in _TYPES:
@@ -66,19 +104,6 @@ def check_schema(schema: Any, where: str = "schema") -> None:
             raise ValueError(f"{where}.pattern: {exc}") from None
     if "enum" in schema and not isinstance(schema["enum"], list):
         raise ValueError(f"{where}.enum: must be a list")
-    required = schema.get("required", [])
-    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        raise ValueError(f"{where}.required: must be a list of names")
-    properties = schema.get("properties", {})
-    if not isinstance(properties, dict):
-        raise ValueError(f"{where}.properties: must be an object")
-    for name, sub in properties.items():
-        check_schema(sub, f"{where}.properties.{name}")
-    extra = schema.get("additionalProperties", True)
-    if not isinstance(extra, bool):
-        check_schema(extra, f"{where}.additionalProperties")
-    if "items" in schema:
-        check_schema(schema["items"], f"{where}.items")
 
 
 def validate(schema: Mapping[str, Any], value: Any, path: str = "payload") -> None:

@@ -25,7 +25,10 @@ MAX_GROUPS = 10_000
 MAX_DISTINCT = 100_000
 SHOWN_DISTINCT = 100
 _ORDER: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 CONDITION_OPS: Final = ("==", "!=", *_ORDER, "in", "not_in", "contains", "exists")
 
@@ -51,22 +54,7 @@ class Condition:
     value: Any
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
-        actual = get_field(record, self.field)
-        if self.op == "exists":
-            return (actual is not None and actual != "") == bool(self.value)
-        if self.op == "==":
-            return _equal(actual, self.value)
-        if self.op == "!=":
-            return not _equal(actual, self.value)
-        if self.op == "in":
-            return any(_equal(actual, option) for option in self.value)
-        if self.op == "not_in":
-            return not any(_equal(actual, option) for option in self.value)
-        if self.op == "contains":
-            if isinstance(actual, list):
-                return any(_equal(item, self.value) for item in actual)
-            return isinstance(actual, str) and str(self.value) in actual
-        return _ordered(actual, self.value, _ORDER[self.op])
+        return _TESTS[self.op](get_field(record, self.field), self.value)
 
 
 def _equal(actual: Any, expected: Any) -> bool:
@@ -81,11 +69,32 @@ def _equal(actual: Any, expected: Any) -> bool:
     return actual is not None and cell(actual) == expected
 
 
-def _ordered(actual: Any, expected: Any, compare: Callable[[Any, Any], bool]) -> bool:
-    if isinstance(expected, int | float):
-        number = to_number(actual)
-        return number is not None and compare(number, expected)
-    return isinstance(actual, str) and compare(actual, expected)
+def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    def test(actual: Any, expected: Any) -> bool:
+        if isinstance(expected, int | float):
+            number = to_number(actual)
+            return number is not None and compare(number, expected)
+        return isinstance(actual, str) and compare(actual, expected)
+
+    return test
+
+
+def _contains(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, list):
+        return any(_equal(item, expected) for item in actual)
+    return isinstance(actual, str) and str(expected) in actual
+
+
+# condition op -> test(actual value, payload value)
+_TESTS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
+    "==": _equal,
+    "!=": lambda actual, expected: not _equal(actual, expected),
+    "in": lambda actual, options: any(_equal(actual, o) for o in options),
+    "not_in": lambda actual, options: not any(_equal(actual, o) for o in options),
+    "contains": _contains,
+    "exists": lambda actual, wanted: (actual is not None and actual != "") == bool(wanted),
+    **{op: _ordered(compare) for op, compare in _ORDER.items()},
+}
 
 
 class Aggregate:
@@ -171,8 +180,10 @@ class Distinct(Aggregate):
             self.capped = True
 
     def result(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"value": len(self.seen),
-                                 "values": sorted(self.seen)[:SHOWN_DISTINCT]}
+        entry: dict[str, Any] = {
+            "value": len(self.seen),
+            "values": sorted(self.seen)[:SHOWN_DISTINCT],
+        }
         if self.capped:
             entry["capped"] = True
         return entry
@@ -225,8 +236,13 @@ class Filtered(Aggregate):
 
 
 _KINDS: Final[Mapping[str, type[Aggregate]]] = {
-    "count": Count, "sum": Numeric, "mean": Numeric, "min": Numeric, "max": Numeric,
-    "distinct": Distinct, "group_by": GroupBy,
+    "count": Count,
+    "sum": Numeric,
+    "mean": Numeric,
+    "min": Numeric,
+    "max": Numeric,
+    "distinct": Distinct,
+    "group_by": GroupBy,
 }
 
 
@@ -286,10 +302,14 @@ def parse_plan(payload: Mapping[str, Any], default: Sequence[Mapping[str, Any]])
     conditions = parse_conditions(payload.get("filter", []), "payload.filter")
     raw = payload.get("operations", default)
     if not isinstance(raw, list) or not 0 < len(raw) <= MAX_OPERATIONS:
-        raise ValidationError("payload.operations", f"must be a list of 1-{MAX_OPERATIONS} "
-                              "operations like {\"op\": \"sum\", \"field\": \"amount\"}")
-    operations = tuple(_parse_op(item, f"payload.operations[{i}]", ALL_OPS)
-                       for i, item in enumerate(raw))
+        raise ValidationError(
+            "payload.operations",
+            f"must be a list of 1-{MAX_OPERATIONS} "
+            'operations like {"op": "sum", "field": "amount"}',
+        )
+    operations = tuple(
+        _parse_op(item, f"payload.operations[{i}]", ALL_OPS) for i, item in enumerate(raw)
+    )
     return Plan(conditions, operations)
 
 
@@ -311,11 +331,12 @@ def _parse_op(item: Any, where: str, allowed: Sequence[str]) -> Operation:
         raw = item.get("aggregates", [{"op": "count"}])
         if not isinstance(raw, list) or not 0 < len(raw) <= MAX_OPERATIONS:
             raise ValidationError(f"{where}.aggregates", "must be a list of operations")
-        subs = tuple(_parse_op(sub, f"{where}.aggregates[{i}]", SIMPLE_OPS)
-                     for i, sub in enumerate(raw))
+        subs = tuple(
+            _parse_op(sub, f"{where}.aggregates[{i}]", SIMPLE_OPS) for i, sub in enumerate(raw)
+        )
     elif "aggregates" in item:
         raise ValidationError(f"{where}.aggregates", "only group_by takes aggregates")
-    return Operation(op, name, conditions, subs)
+    return Operation(str(op), name, conditions, subs)
 
 
 def parse_conditions(raw: Any, where: str) -> tuple[Condition, ...]:

@@ -41,8 +41,11 @@ SAMPLE_OPERATIONS: Final = (
     {"op": "mean", "field": "amount"},
     {"op": "min", "field": "amount"},
     {"op": "max", "field": "amount"},
-    {"op": "group_by", "field": "city",
-     "aggregates": [{"op": "count"}, {"op": "sum", "field": "amount"}]},
+    {
+        "op": "group_by",
+        "field": "city",
+        "aggregates": [{"op": "count"}, {"op": "sum", "field": "amount"}],
+    },
 )
 CITIES: Final = ("Amsterdam", "Berlin", "Lisbon", "Oslo", "Paris", "Rome", "Vienna")
 CATEGORIES: Final = ("books", "games", "garden", "music", "tools")
@@ -68,8 +71,11 @@ def validate(payload: dict[str, Any]) -> None:
     if source is not None:
         check_relative(source, "payload.source")
         if source_format(payload) is None:
-            raise ValidationError("payload.format", "cannot tell the format: use a .csv, .tsv, "
-                                  ".json or .jsonl file (optionally .gz) or give format")
+            raise ValidationError(
+                "payload.format",
+                "cannot tell the format: use a .csv, .tsv, "
+                ".json or .jsonl file (optionally .gz) or give format",
+            )
         _check_encoding(payload.get("encoding", "utf-8-sig"))
     elif isinstance(records, bool) or not isinstance(records, int | list):
         raise ValidationError("payload.records", "must be a list of objects or a number")
@@ -122,18 +128,25 @@ async def data_processing(ctx: Context, payload: dict[str, Any]) -> dict[str, An
         if fmt is None:  # validate() refuses this; keeps the type checker informed
             raise Fail("payload.format: unknown record format")
         read, matched = await run_in_thread(
-            ctx, lambda progress: aggregate_file(path, fmt, encoding, plan, progress))
+            ctx, lambda progress: aggregate_file(path, fmt, encoding, plan, progress)
+        )
         origin = display(root, path)
     else:
         records = payload["records"]
         rows = sample_records(records) if isinstance(records, int) else records
         total = records if isinstance(records, int) else len(records)
         read, matched = await run_in_thread(
-            ctx, lambda progress: aggregate(rows, total, plan, progress))
+            ctx, lambda progress: aggregate(rows, total, plan, progress)
+        )
         origin = "sample" if isinstance(records, int) else "inline"
     await ctx.progress(100, f"aggregated {read} records")
-    return {"source": origin, "records": read, "matched": matched, "results": plan.results(),
-            "duration_ms": round((time.monotonic() - started) * 1000, 1)}
+    return {
+        "source": origin,
+        "records": read,
+        "matched": matched,
+        "results": plan.results(),
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+    }
 
 
 def aggregate(
@@ -167,8 +180,9 @@ def aggregate_file(
     except RecordError as exc:
         raise Fail(f"{path.name}: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise Fail(f"{path.name}: not {encoding} text at byte {exc.start}; "
-                   "set payload.encoding") from None
+        raise Fail(
+            f"{path.name}: not {encoding} text at byte {exc.start}; set payload.encoding"
+        ) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise Fail(f"{path.name}: broken gzip data: {exc}") from None
     return read, matched

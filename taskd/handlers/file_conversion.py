@@ -76,15 +76,22 @@ def plan(payload: dict[str, Any]) -> Job:
             raise ValidationError(f"payload.{key}", "must be a format name like 'csv'")
         found = format_of(path, explicit)
         if found is None:
-            raise ValidationError(f"payload.{key}", f"cannot tell the format of {path!r}: use "
-                                  "csv, tsv, json, jsonl or txt (optionally .gz)")
+            raise ValidationError(
+                f"payload.{key}",
+                f"cannot tell the format of {path!r}: use "
+                "csv, tsv, json, jsonl or txt (optionally .gz)",
+            )
         formats.append(found)
     src, dst = formats
     if src.kind != dst.kind and not (src.is_records and dst.is_records):
-        raise ValidationError("payload.to", "text files convert only to text (another "
-                              "encoding) or gzip, not to record formats")
-    encodings = [_encoding(payload, key, default)
-                 for key, default in (("encoding", "utf-8-sig"), ("target_encoding", "utf-8"))]
+        raise ValidationError(
+            "payload.to",
+            "text files convert only to text (another encoding) or gzip, not to record formats",
+        )
+    encodings = [
+        _encoding(payload, key, default)
+        for key, default in (("encoding", "utf-8-sig"), ("target_encoding", "utf-8"))
+    ]
     errors = payload.get("errors", "strict")
     if errors not in ERROR_MODES:
         raise ValidationError("payload.errors", "must be 'strict' or 'replace'")
@@ -135,9 +142,15 @@ async def file_conversion(ctx: Context, payload: dict[str, Any]) -> dict[str, An
     rows = await run_in_thread(ctx, lambda progress: convert(source, temp, job, progress))
     os.replace(temp, target)
     await ctx.progress(100, "converted")
-    return {"source": display(root, source), "target": display(root, target),
-            "from": _name(job.source), "to": _name(job.target), "mode": job.mode,
-            "size": target.stat().st_size, "rows": rows}
+    return {
+        "source": display(root, source),
+        "target": display(root, target),
+        "from": _name(job.source),
+        "to": _name(job.target),
+        "mode": job.mode,
+        "size": target.stat().st_size,
+        "rows": rows,
+    }
 
 
 def _name(fmt: FileFormat) -> str:
@@ -165,8 +178,10 @@ def _convert(source: Path, temp: Path, job: Job, progress: ThreadProgress) -> in
     except RecordError as exc:
         raise Fail(f"{source.name}: {exc}") from None
     except UnicodeError as exc:
-        raise Fail(f"{source.name}: text does not fit the encoding ({exc}); set "
-                   "payload.encoding / target_encoding, or errors='replace'") from None
+        raise Fail(
+            f"{source.name}: text does not fit the encoding ({exc}); set "
+            "payload.encoding / target_encoding, or errors='replace'"
+        ) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise Fail(f"{source.name}: broken gzip data: {exc}") from None
 
@@ -174,8 +189,10 @@ def _convert(source: Path, temp: Path, job: Job, progress: ThreadProgress) -> in
 def _copy(source: Path, temp: Path, job: Job, progress: ThreadProgress) -> None:
     """Bytes (re-)gzipped as asked, or text re-encoded chunk by chunk."""
     size = max(source.stat().st_size, 1)
-    with open_read(source, job.source.gzipped) as (data, raw), \
-            open_write(temp, job.target.gzipped) as out:
+    with (
+        open_read(source, job.source.gzipped) as (data, raw),
+        open_write(temp, job.target.gzipped) as out,
+    ):
         if job.mode == "copy":
             while chunk := data.read(CHUNK_BYTES):
                 out.write(chunk)
@@ -207,12 +224,15 @@ def _convert_records(source: Path, temp: Path, job: Job, progress: ThreadProgres
         (lambda r: {k: infer(v) for k, v in r.items()}) if job.infer_types else (lambda r: r)
     )
     size = max(source.stat().st_size, 1)
-    with open_read(source, job.source.gzipped) as (data, raw), \
-            open_write(temp, job.target.gzipped) as out:
+    with (
+        open_read(source, job.source.gzipped) as (data, raw),
+        open_write(temp, job.target.gzipped) as out,
+    ):
         writer_text = _text_writer(out, job)
         writer = RecordWriter(writer_text, job.target.kind, columns)
-        for n, record in enumerate(read_records(text_reader(data, job.encoding, job.errors),
-                                                job.source.kind), 1):
+        for n, record in enumerate(
+            read_records(text_reader(data, job.encoding, job.errors), job.source.kind), 1
+        ):
             writer.write(fix(record))
             if n % PROGRESS_EVERY == 0:
                 write_stage.update(raw.tell() / size, f"{n} records")

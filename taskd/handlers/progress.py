@@ -19,7 +19,7 @@ T = TypeVar("T")
 MIN_REPORT_INTERVAL_S = 0.05
 
 
-class Cancelled(Exception):  # noqa: N818 - it names the state the thread observed
+class Cancelled(Exception):
     """The awaiting coroutine was cancelled; the thread should stop and clean up."""
 
 

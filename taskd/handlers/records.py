@@ -12,12 +12,13 @@ import csv
 import gzip
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 RECORD_FORMATS: Final = ("csv", "tsv", "json", "jsonl")
 TEXT_FORMATS: Final = ("txt",)
@@ -64,7 +65,7 @@ def open_read(path: Path, gzipped: bool) -> Iterator[tuple[IO[bytes], IO[bytes]]
     with path.open("rb") as raw:
         if gzipped:
             with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-                yield unzipped, raw
+                yield cast("IO[bytes]", unzipped), raw  # GzipFile is a binary IO
         else:
             yield raw, raw
 
@@ -75,7 +76,7 @@ def open_write(path: Path, gzipped: bool) -> Iterator[IO[bytes]]:
     with path.open("wb") as raw:
         if gzipped:
             with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
-                yield zipped
+                yield cast("IO[bytes]", zipped)
         else:
             yield raw
 
@@ -210,8 +211,11 @@ class RecordWriter:
         self._csv: Any = None
         self._columns = columns or []
         if kind in ("csv", "tsv"):
-            self._csv = csv.writer(text, delimiter="," if kind == "csv" else "\t",
-                                   lineterminator="\r\n" if kind == "csv" else "\n")
+            self._csv = csv.writer(
+                text,
+                delimiter="," if kind == "csv" else "\t",
+                lineterminator="\r\n" if kind == "csv" else "\n",
+            )
             self._csv.writerow(self._columns)
         elif kind == "json":
             text.write("[")
@@ -221,8 +225,9 @@ class RecordWriter:
         if self._csv is not None:
             extra = record.keys() - set(self._columns)
             if extra:
-                raise RecordError(f"record {self.count + 1} has a field not in the header: "
-                                  f"{sorted(extra)[0]!r}")
+                raise RecordError(
+                    f"record {self.count + 1} has a field not in the header: {sorted(extra)[0]!r}"
+                )
             self._csv.writerow([cell(record.get(c)) for c in self._columns])
         elif self.kind == "json":
             self._text.write(("\n" if self.count == 0 else ",\n") + _dumps(record))
@@ -270,4 +275,4 @@ def to_number(value: Any) -> int | float | None:
         number = float(text)
     except ValueError:
         return None
-    return number if number == number and abs(number) != float("inf") else None
+    return number if math.isfinite(number) else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,13 +33,15 @@ _THIS_NETWORK: Final = ipaddress.ip_network("0.0.0.0/8")
 _SHARED: Final = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
 
 
-class AddressRefused(Exception):  # noqa: N818 - reads as what happened: the address was refused
+class AddressRefused(Exception):
     """The guard refused to connect to this host or address."""
 
     def __init__(self, host: str, address: str, reason: str) -> None:
         shown = host if host == address else f"{host} ({address})"
-        super().__init__(f"refusing to connect to {shown}: {reason} address "
-                         "(allow it with api_call.allow_hosts or api_call.allow_private)")
+        super().__init__(
+            f"refusing to connect to {shown}: {reason} address "
+            "(allow it with api_call.allow_hosts or api_call.allow_private)"
+        )
         self.host = host
         self.address = address
         self.reason = reason
@@ -69,8 +72,8 @@ class Policy:
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why ``address`` is refused (loopback, private, …), or None when it is allowed."""
-        if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
-            address = address.ipv4_mapped  # type: ignore[union-attr]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
         for entry in self.allow_hosts:
             network = _network(entry)
             if network is not None and address in network:
@@ -96,23 +99,22 @@ def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
         return None
 
 
+# In order: the first matching kind names the address (169.254/16 is "private" too, but
+# must be reported, and treated, as link-local).
+_KINDS: Final[tuple[tuple[str, Callable[[IPAddress], bool]], ...]] = (
+    ("loopback", lambda a: a.is_loopback),
+    ("link-local", lambda a: a.is_link_local),
+    ("multicast", lambda a: a.is_multicast),
+    ("unspecified", lambda a: a.is_unspecified or (a.version == 4 and a in _THIS_NETWORK)),
+    ("reserved", lambda a: a.is_reserved),
+    ("private", lambda a: a.is_private or (a.version == 4 and a in _SHARED)),
+    ("reserved", lambda a: not a.is_global),
+)
+
+
 def _category(address: IPAddress) -> str | None:
     """The kind of non-public address, or None for a public (global unicast) one."""
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast:
-        return "multicast"
-    if address.is_unspecified or (address.version == 4 and address in _THIS_NETWORK):
-        return "unspecified"
-    if address.is_reserved:
-        return "reserved"
-    if address.is_private or (address.version == 4 and address in _SHARED):
-        return "private"
-    if not address.is_global:
-        return "reserved"
-    return None
+    return next((kind for kind, test in _KINDS if test(address)), None)
 
 
 def literal_address(host: str) -> IPAddress | None:

@@ -1,55 +1,81 @@
-"""The aiohttp application: one route table, typed app state."""
+"""The aiohttp application: one route table, typed app state, the relay's lifetime."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
 
 from aiohttp import web
 
-from taskd.errors import RedisUnavailable
-from taskd.pool import WorkerPool
-from taskd.store import Store
+from taskd import __version__
+from taskd.http import api, docs, ops, ws
+from taskd.http.guard import Auth, RateLimiter
+from taskd.http.metrics import Metrics
+from taskd.http.middleware import Guard, errors
+from taskd.http.openapi import build_spec
+from taskd.http.state import SERVICES, STATE, AppState, Services
+
+__all__ = ["ROUTES", "SERVICES", "STATE", "AppState", "build_app"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The one route table. Paths under /api also answer with a trailing slash (the seed's
+# clients call /api/tasks/), without a redirect.
+ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
+    ("GET", "/api/tasks", api.list_tasks),
+    ("POST", "/api/tasks", api.create_task),
+    ("POST", "/api/tasks/batch", api.create_batch),
+    ("GET", "/api/tasks/stats/overview", api.stats_overview),
+    ("GET", "/api/tasks/{task_id}", api.get_task),
+    ("DELETE", "/api/tasks/{task_id}", api.delete_task),
+    ("POST", "/api/tasks/{task_id}/cancel", api.cancel_task),
+    ("POST", "/api/tasks/{task_id}/retry", api.retry_task),
+    ("GET", "/api/workers", ops.workers),
+    ("GET", "/api/task-types", ops.task_types),
+    ("GET", "/api/openapi.json", ops.openapi),
+    ("GET", "/ws", ws.websocket),
+    ("GET", "/healthz", ops.healthz),
+    ("GET", "/readyz", ops.readyz),
+    ("GET", "/metrics", ops.metrics),
+    ("GET", "/docs", ops.docs),
+)
 
 
-@dataclass(frozen=True, slots=True)
-class AppState:
-    """What handlers may use; built by the daemon."""
-
-    store: Store
-    pool: WorkerPool | None
-
-
-STATE = web.AppKey("state", AppState)
+async def _run_relay(app: web.Application) -> AsyncIterator[None]:
+    """The relay reads for as long as the app serves (aiohttp's cleanup_ctx idiom)."""
+    job = asyncio.create_task(app[STATE].relay.run())
+    yield
+    job.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await job
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """The process is alive and its event loop answers."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Redis answers and the worker pool is running; 503 otherwise."""
-    state = request.app[STATE]
-    problems = []
-    try:
-        latency = await state.store.ping()
-    except RedisUnavailable as exc:
-        problems.append(str(exc))
-        latency = None
-    if state.pool is not None and not state.pool.started.is_set():
-        problems.append("worker pool not running")
-    body = {
-        "status": "ok" if not problems else "unavailable",
-        "redis_latency_ms": None if latency is None else round(latency * 1000, 3),
-        "problems": problems,
-    }
-    return web.json_response(body, status=503 if problems else 200)
+async def _close_websockets(app: web.Application) -> None:
+    """Tell WebSocket clients we are going away (1001) before the listener closes."""
+    await app[SERVICES].hub.close_all()
 
 
 def build_app(state: AppState) -> web.Application:
-    """The application with every route."""
-    app = web.Application()
+    """The application with every route, for ``state``."""
+    server = state.settings.server
+    auth = Auth(state.settings.auth)
+    guard = Guard(auth, RateLimiter(server.rate_limit_per_s), server.allowed_origins,
+                  server.request_timeout_s)
+    app = web.Application(middlewares=[errors, guard.middleware],
+                          client_max_size=server.max_body_bytes)
+    hub = ws.Hub(state, auth)
+    metrics = Metrics(state.pool.consumer if state.pool else None, lambda: len(hub.clients))
+    hub.on_drop = metrics.ws_dropped.inc
+    state.relay.listen(metrics.on_events)
+    spec = build_spec(state.registry, auth_required=auth.required, version=__version__)
     app[STATE] = state
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app[SERVICES] = Services(hub=hub, metrics=metrics, openapi=spec, docs_html=docs.render(spec))
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+        if path.startswith("/api/"):
+            app.router.add_route(method, path + "/", handler)
+    app.cleanup_ctx.append(_run_relay)
+    app.on_shutdown.append(_close_websockets)
     return app

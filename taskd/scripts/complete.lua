@@ -1,33 +1,47 @@
 --[[
-  Record the successful end of one attempt.
+  Record the successful end of one or more attempts of one queue (completions that
+  finish in the same moment are written together, in one round trip).
 
-  KEYS[1]  task hash    KEYS[2]  ready stream of the task's priority
-  KEYS[3]  stats hash   KEYS[4]  events stream    KEYS[5]  finished zset
+  KEYS[1]  stats hash    KEYS[2]  events stream    KEYS[3]  finished zset
+  then for task i (0-based):  KEYS[4+2i] its hash,  KEYS[5+2i] its ready stream
 
-  ARGV[1]  group    ARGV[2]  attempt    ARGV[3]  stream entry id
-  ARGV[4]  result (JSON)    ARGV[5]  events MAXLEN
+  ARGV[1]  group    ARGV[2]  events MAXLEN
+  then 3 values per task: attempt, stream entry id, result (JSON)
 
-  Reply: 'completed'.
-  Events: completed.
-  Errors: TASKD_NOTFOUND (no such task), TASKD_STALE (the attempt is not the one held:
-          the caller was presumed dead and the task moved on; nothing is written).
+  Reply: one status per task: 'completed', 'stale' (the attempt is not the one held: the
+         caller was presumed dead and the task moved on; nothing is written for it) or
+         'missing' (no such task).
+  Events: completed (one per completed task).
 ]]
-local task_key, stream, stats, events, finished = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local group, attempt, sid, result, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-
-local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id')
-if not state[1] then return fail_with('NOTFOUND', task_key) end
-if state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
-  return fail_with('STALE', state[4] .. ' ' .. attempt)
-end
-
+local stats, events, finished = KEYS[1], KEYS[2], KEYS[3]
+local group, maxlen = ARGV[1], ARGV[2]
+local count = (#ARGV - 2) / 3
 local now = now_ms()
-redis.call('XACK', stream, group, sid)
-redis.call('HSET', task_key, 'status', 'completed', 'progress', 100, 'result', result,
-  'completed_at', int(now), 'updated_at', int(now))
-redis.call('HDEL', task_key, 'cancel')
-move(stats, 'processing', 'completed')
-redis.call('HINCRBY', stats, 'completed_total', 1)
-redis.call('ZADD', finished, int(now), state[4])
-emit(events, maxlen, 'completed', task_key, now)
-return 'completed'
+local reply = {}
+local done = 0
+
+for i = 0, count - 1 do
+  local task_key, stream = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
+  local attempt, sid, result = ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id')
+  if not state[1] then
+    reply[#reply + 1] = 'missing'
+  elseif state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
+    reply[#reply + 1] = 'stale'
+  else
+    redis.call('XACK', stream, group, sid)
+    redis.call('HSET', task_key, 'status', 'completed', 'progress', 100, 'result', result,
+      'completed_at', int(now), 'updated_at', int(now))
+    redis.call('HDEL', task_key, 'cancel')
+    redis.call('ZADD', finished, int(now), state[4])
+    emit(events, maxlen, 'completed', task_key, now)
+    done = done + 1
+    reply[#reply + 1] = 'completed'
+  end
+end
+if done > 0 then
+  redis.call('HINCRBY', stats, 'processing', -done)
+  redis.call('HINCRBY', stats, 'completed', done)
+  redis.call('HINCRBY', stats, 'completed_total', done)
+end
+return reply

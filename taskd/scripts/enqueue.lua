@@ -12,8 +12,9 @@
            max_retries, timeout_s, delay_ms ('' = none), run_at_ms ('' = none),
            unique_key ('' = none)
 
-  Reply: for each task {1, its HGETALL} when created, or {0, the existing task's HGETALL}
-         when its unique key already names a live task.
+  Reply: {now ms, then per task either {1, status, stream entry id, due ms or ''} when
+         created, or {0, the existing task's HGETALL} when its unique key already names a
+         live task}.
   Events: created (one per new task).
   Errors: none; the caller validated every value.
 ]]
@@ -22,12 +23,14 @@ local maxlen, prefix = ARGV[1], ARGV[2]
 local per_task = 11
 local count = (#ARGV - 2) / per_task
 local now = now_ms()
-local reply = {}
+local first_seq = redis.call('INCRBY', seq_key, count) - count
+local reply = {now}
+local created = {pending = 0, scheduled = 0}
 
 for i = 0, count - 1 do
   local a = 3 + i * per_task
   local id, name, task_type, queue = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local priority = tonumber(ARGV[a + 4])
+  local priority = ARGV[a + 4]
   local payload, max_retries, timeout_s = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   local delay_ms, run_at_ms, unique_key = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10]
   local task_key, unique_ptr = KEYS[16 + 2 * i], KEYS[17 + 2 * i]
@@ -41,34 +44,47 @@ for i = 0, count - 1 do
     local due = nil
     if delay_ms ~= '' then due = now + tonumber(delay_ms) end
     if run_at_ms ~= '' then due = tonumber(run_at_ms) end
-    local status = 'pending'
-    if due and due > now then status = 'scheduled' end
-    local seq = redis.call('INCR', seq_key)
-
-    redis.call('HSET', task_key,
-      'id', id, 'name', name, 'task_type', task_type, 'queue', queue,
-      'priority', priority, 'payload', payload, 'status', status,
-      'progress', 0, 'retry_count', 0, 'max_retries', max_retries,
-      'timeout_s', timeout_s, 'created_at', int(now), 'updated_at', int(now), 'attempt', 0)
-    if due then redis.call('HSET', task_key, 'run_at', int(due)) end
-    if unique_key ~= '' then
-      redis.call('SET', unique_ptr, id)
-      redis.call('HSET', task_key, 'unique_key', unique_key)
-    end
-
-    if status == 'scheduled' then
+    local status, sid = 'pending', ''
+    if due and due > now then
+      status = 'scheduled'
       redis.call('ZADD', delayed, int(due), id)
     else
-      local sid = redis.call('XADD', KEYS[5 + priority], '*', 'id', id)
-      redis.call('HSET', task_key, 'sid', sid)
+      sid = redis.call('XADD', KEYS[5 + tonumber(priority)], '*', 'id', id)
     end
-
-    redis.call('ZADD', index, int(now * 1000 + seq % 1000), id)
-    redis.call('HINCRBY', stats, 'total', 1)
-    redis.call('HINCRBY', stats, 'submitted', 1)
-    move(stats, nil, status)
-    emit(events, maxlen, 'created', task_key, now)
-    reply[#reply + 1] = {1, redis.call('HGETALL', task_key)}
+    local fields = {
+      'id', id, 'name', name, 'task_type', task_type, 'queue', queue,
+      'priority', priority, 'payload', payload, 'status', status, 'sid', sid,
+      'progress', 0, 'retry_count', 0, 'max_retries', max_retries,
+      'timeout_s', timeout_s, 'created_at', int(now), 'updated_at', int(now), 'attempt', 0
+    }
+    if due then
+      fields[#fields + 1] = 'run_at'
+      fields[#fields + 1] = int(due)
+    end
+    if unique_key ~= '' then
+      redis.call('SET', unique_ptr, id)
+      fields[#fields + 1] = 'unique_key'
+      fields[#fields + 1] = unique_key
+    end
+    redis.call('HSET', task_key, unpack(fields))
+    redis.call('ZADD', index, int(now * 1000 + (first_seq + i + 1) % 1000), id)
+    created[status] = created[status] + 1
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'created', 'ts', int(now),
+      'task', cjson.encode({
+        id = id, name = name, task_type = task_type, queue = queue, priority = priority,
+        status = status, progress = '0', retry_count = '0', max_retries = max_retries,
+        attempt = '0', created_at = int(now), updated_at = int(now), timeout_s = timeout_s,
+        run_at = due and int(due) or nil
+      }))
+    reply[#reply + 1] = {1, status, sid, due and int(due) or ''}
   end
+end
+
+local total = created.pending + created.scheduled
+if total > 0 then
+  redis.call('HINCRBY', stats, 'total', total)
+  redis.call('HINCRBY', stats, 'submitted', total)
+  if created.pending > 0 then redis.call('HINCRBY', stats, 'pending', created.pending) end
+  if created.scheduled > 0 then redis.call('HINCRBY', stats, 'scheduled', created.scheduled) end
 end
 return reply

@@ -1,0 +1,154 @@
+"""Who may do what: bearer tokens, browser origins and the per-client write rate limit.
+
+Kept free of aiohttp request objects where it can be, so the rules read (and test) as
+plain functions of their inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from enum import IntEnum
+from urllib.parse import urlsplit
+
+from taskd.config import AuthSettings
+
+
+class Access(IntEnum):
+    """What a request may do; ordered, so ``access >= Access.READ`` reads naturally."""
+
+    NONE = 0
+    READ = 1
+    FULL = 2
+
+
+class Auth:
+    """Bearer-token checks with constant-time comparison.
+
+    No tokens configured: everyone has full access (the daemon refuses to listen beyond
+    loopback like that unless ``auth.allow_anonymous``). With tokens: a full token may do
+    everything, a read token may only read, a wrong token is refused, and a missing one is
+    refused unless ``allow_anonymous`` (then it may read).
+    """
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self._full = [t.encode() for t in settings.tokens]
+        self._read = [t.encode() for t in settings.read_tokens]
+        self.allow_anonymous = settings.allow_anonymous
+
+    @property
+    def required(self) -> bool:
+        """True when any token is configured."""
+        return bool(self._full or self._read)
+
+    def check(self, token: str | None) -> Access | None:
+        """The access a token grants; None for a token that matches nothing."""
+        if not self.required:
+            return Access.FULL
+        if token is None:
+            return Access.READ if self.allow_anonymous else Access.NONE
+        given = token.encode()
+        # Compare against every token, without early exit, so timing reveals nothing.
+        full = _matches(given, self._full)
+        read = _matches(given, self._read)
+        if full:
+            return Access.FULL
+        if read:
+            return Access.READ
+        return None
+
+
+def _matches(given: bytes, tokens: Iterable[bytes]) -> bool:
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(given, token)
+    return found
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
+    """Same origin (host and port, any scheme: a TLS proxy may sit in front), or listed.
+
+    Requests without an Origin header come from non-browser clients, which an origin
+    check cannot constrain anyway; they go on to authentication.
+    """
+    if origin is None:
+        return True
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(netloc) and netloc.lower() == host.lower()
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (localhost, 127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimiter:
+    """Token buckets per client: ``rate`` writes per second, bursts up to one second's worth.
+
+    At most ``max_clients`` buckets are kept (least recently used evicted), so a flood of
+    distinct clients cannot grow memory without bound.
+    """
+
+    def __init__(
+        self, rate: float, *, max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, client: str) -> float:
+        """Spend one token; 0.0 when allowed, else seconds until one is available."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        tokens, last = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+def client_key(token: str | None, remote: str | None) -> str:
+    """Rate-limit identity: the token (hashed, never kept in clear) or the peer address."""
+    if token:
+        return "t:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    return "a:" + (remote or "?")
+
+
+def retry_after(seconds: float) -> str:
+    """A Retry-After header value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))

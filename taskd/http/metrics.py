@@ -1,0 +1,103 @@
+"""Prometheus metrics for ``/metrics``, in one registry per application (no global state).
+
+Per-process counters (submitted through this process's API; completed, failed and run
+time on this process's workers, read from the event stream by worker name) can be summed
+over processes. Gauges that describe the shared queue (tasks by status, queue depth) are
+read from Redis at scrape time, so every process reports the same values for them: use
+``max`` rather than ``sum`` across processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from taskd.keys import PRIORITIES
+from taskd.model import STATUS_NAMES
+from taskd.store import Event, Store
+
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_ATTEMPT_ENDS = frozenset({"completed", "failed", "retrying", "cancelled"})
+
+
+class Metrics:
+    """The application's metrics and how they are fed."""
+
+    def __init__(self, consumer: str | None, clients: Callable[[], int]) -> None:
+        self.consumer = consumer
+        self.registry = r = CollectorRegistry()
+        self.tasks = Gauge("taskd_tasks", "Tasks by status over all queues (shared).",
+                           ["status"], registry=r)
+        self.depth = Gauge("taskd_queue_depth", "Ready tasks not yet fetched (shared).",
+                           ["queue", "priority"], registry=r)
+        self._submitted = Counter("taskd_tasks_submitted",
+                                  "Tasks submitted through this process's HTTP API.",
+                                  ["task_type"], registry=r)
+        self._completed = Counter("taskd_tasks_completed",
+                                  "Tasks completed by this process's workers.",
+                                  ["task_type"], registry=r)
+        self._failed = Counter("taskd_tasks_failed",
+                               "Tasks that failed for good on this process's workers.",
+                               ["task_type"], registry=r)
+        self._duration = Histogram("taskd_task_duration_seconds",
+                                   "Run time of attempts on this process's workers.",
+                                   ["task_type", "outcome"], buckets=_DURATION_BUCKETS,
+                                   registry=r)
+        ws_clients = Gauge("taskd_websocket_clients", "Connected WebSocket clients.",
+                           registry=r)
+        ws_clients.set_function(lambda: float(clients()))
+        self.ws_dropped = Counter("taskd_websocket_dropped",
+                                  "WebSocket clients dropped for falling behind.", registry=r)
+        self.redis_latency = Histogram("taskd_redis_roundtrip_seconds",
+                                       "Round-trip time of PING to Redis.",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+
+    def submitted(self, task_type: str) -> None:
+        """Count one task created through the API."""
+        self._submitted.labels(task_type).inc()
+
+    def on_events(self, events: list[Event]) -> None:
+        """Relay listener: count attempts that this process's workers finished."""
+        if self.consumer is None:
+            return
+        for event in events:
+            task = event.task
+            if event.kind not in _ATTEMPT_ENDS or task.get("worker") != self.consumer:
+                continue
+            task_type = str(task.get("task_type", ""))
+            if event.kind == "completed":
+                self._completed.labels(task_type).inc()
+            elif event.kind == "failed":
+                self._failed.labels(task_type).inc()
+            started = _ms(task.get("started_at"))
+            ended = _ms(task.get("completed_at")) or _ms(task.get("updated_at"))
+            if started and ended and ended >= started:
+                self._duration.labels(task_type, event.kind).observe((ended - started) / 1000)
+
+    async def refresh(self, store: Store) -> None:
+        """Read the shared gauges from Redis and time a round trip."""
+        started = time.perf_counter()
+        await store.ping()
+        self.redis_latency.observe(time.perf_counter() - started)
+        counts = await store.stats()
+        for status in STATUS_NAMES:
+            self.tasks.labels(status).set(counts.get(status, 0))
+        self.depth.clear()
+        for queue in await store.queues():
+            depth = await store.depth_by_priority(queue)
+            for priority in PRIORITIES:
+                self.depth.labels(queue, str(priority)).set(depth.get(priority, 0))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+def _ms(value: object) -> int:
+    try:
+        return int(str(value)) if value not in (None, "") else 0
+    except ValueError:
+        return 0

@@ -1,0 +1,67 @@
+"""Operational endpoints: health, readiness, metrics, workers, task types, the API description."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from taskd.errors import RedisUnavailable
+from taskd.http import shapes
+from taskd.http.shapes import json_response
+from taskd.http.state import SERVICES, STATE
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and its event loop answers."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Redis answers, the worker pool runs and the event relay is reading; 503 otherwise."""
+    state = request.app[STATE]
+    problems: list[str] = []
+    try:
+        latency: float | None = await state.store.ping()
+    except RedisUnavailable as exc:
+        problems.append(str(exc))
+        latency = None
+    if state.pool is not None and not state.pool.started.is_set():
+        problems.append("worker pool not running")
+    if not state.relay.ready.is_set():
+        problems.append("event relay not started")
+    body = {
+        "status": "ok" if not problems else "unavailable",
+        "redis_latency_ms": None if latency is None else round(latency * 1000, 3),
+        "problems": problems,
+    }
+    headers = {"Retry-After": "1"} if problems else None
+    return json_response(body, status=503 if problems else 200, headers=headers)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; shared gauges are read from Redis now."""
+    registry = request.app[SERVICES].metrics
+    await registry.refresh(request.app[STATE].store)
+    return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def workers(request: web.Request) -> web.Response:
+    """GET /api/workers: live consumers with their heartbeat."""
+    infos = await request.app[STATE].store.workers()
+    return json_response({"workers": [shapes.worker(i) for i in infos]})
+
+
+async def task_types(request: web.Request) -> web.Response:
+    """GET /api/task-types: registered types with a description and an example payload."""
+    registry = request.app[STATE].registry
+    return json_response({"task_types": [shapes.task_type(t) for t in registry]})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /api/openapi.json."""
+    return json_response(request.app[SERVICES].openapi)
+
+
+async def docs(request: web.Request) -> web.Response:
+    """GET /docs: the API reference, rendered from the OpenAPI description."""
+    return web.Response(text=request.app[SERVICES].docs_html, content_type="text/html")

@@ -1,0 +1,115 @@
+"""The public JSON shapes the API and the WebSocket send, built from engine objects.
+
+Events carry the task as the strings Redis holds; they are converted here to the same
+types as :meth:`taskd.model.Task.to_api` (numbers, ISO-8601 timestamps), so a dashboard
+handles one task shape whether it came from REST, a snapshot or an event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from taskd.model import ms_to_iso
+from taskd.registry import TaskType
+from taskd.store import Event
+
+_INTS = ("priority", "progress", "retry_count", "max_retries", "attempt")
+_TIMES = ("created_at", "updated_at", "started_at", "completed_at", "run_at")
+_TEXTS = ("id", "name", "task_type", "queue", "status", "progress_message")
+_OPTIONAL_TEXTS = ("worker", "error")
+
+
+def json_response(
+    body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON response serialised with orjson (faster, and strict about NaN)."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json",
+        headers=headers,
+    )
+
+
+def dumps(body: Any) -> str:
+    """JSON text for a WebSocket frame."""
+    return orjson.dumps(body).decode()
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _time(value: Any) -> str | None:
+    try:
+        return ms_to_iso(int(value)) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def event_task(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's task fields (strings from Redis) in the API's types."""
+    task: dict[str, Any] = {name: str(raw.get(name, "")) for name in _TEXTS}
+    task |= {name: _int(raw.get(name)) for name in _INTS}
+    task |= {name: _time(raw.get(name)) for name in _TIMES}
+    task |= {name: (str(raw[name]) if raw.get(name) else None) for name in _OPTIONAL_TEXTS}
+    try:
+        task["timeout_s"] = float(raw.get("timeout_s") or 0)
+    except ValueError:
+        task["timeout_s"] = 0.0
+    return task
+
+
+def event(e: Event) -> dict[str, Any]:
+    """One event as sent on the WebSocket."""
+    return {
+        "event_id": e.event_id,
+        "queue": e.queue,
+        "kind": e.kind,
+        "ts": ms_to_iso(e.ts),
+        "task": event_task(e.task),
+    }
+
+
+def _seconds_to_iso(value: Any) -> str | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
+        )
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def worker(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A live consumer's heartbeat record as the API shows it."""
+    queues = info.get("queues")
+    return {
+        "consumer": str(info.get("consumer", "")),
+        "host": str(info.get("host", "")),
+        "pid": _int(info.get("pid")),
+        "queues": [str(q) for q in queues] if isinstance(queues, list) else [],
+        "concurrency": _int(info.get("concurrency")),
+        "held": _int(info.get("held")),
+        "completed": _int(info.get("completed")),
+        "failed": _int(info.get("failed")),
+        "started_at": _seconds_to_iso(info.get("started_at")),
+        "heartbeat_at": _seconds_to_iso(info.get("heartbeat_at")),
+    }
+
+
+def task_type(t: TaskType) -> dict[str, Any]:
+    """A registered task type, for the dashboard's submit form."""
+    return {
+        "name": t.name,
+        "description": t.description,
+        "example": t.example,
+        "schema": t.schema,
+    }

@@ -19,7 +19,10 @@ from aiohttp import web
 from taskd.client import embedded_url_file
 from taskd.config import Settings, mask_url
 from taskd.embedded import EmbeddedRedis, find_server_binary
+from taskd.errors import ConfigError
+from taskd.events import Relay
 from taskd.http.app import AppState, build_app
+from taskd.http.guard import is_loopback
 from taskd.pool import PoolConfig, WorkerPool, consumer_name
 from taskd.registry import Registry
 from taskd.store import Store
@@ -54,7 +57,7 @@ class Daemon:
             supervisor = Supervisor(store, consumer, self._supervisor_config())
             for queue in self.settings.workers.queues:
                 await store.ensure_queue(queue)
-            runner = await self._start_http(AppState(store=store, pool=pool))
+            runner = await self._start_http(store, pool)
             log.info(
                 "taskd_started",
                 listen=f"http://{self.settings.server.host}:{self.port}",
@@ -111,7 +114,17 @@ class Daemon:
             embedded_url_file(self.settings.data_dir).unlink()
         await self.embedded.stop()
 
-    async def _start_http(self, state: AppState) -> web.AppRunner:
+    async def _start_http(self, store: Store, pool: WorkerPool) -> web.AppRunner:
+        host, auth = self.settings.server.host, self.settings.auth
+        if not (auth.tokens or auth.read_tokens or auth.allow_anonymous or is_loopback(host)):
+            raise ConfigError(
+                "server.host",
+                f"refusing to listen on {host} without authentication: anyone who can "
+                "reach it could submit and cancel tasks. Set auth.tokens (TASKD_AUTH_TOKENS), "
+                "or set auth.allow_anonymous = true (TASKD_ALLOW_ANONYMOUS=1) to run it open",
+            )
+        state = AppState(store=store, pool=pool, registry=self.registry, relay=Relay(store),
+                         settings=self.settings)
         runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)

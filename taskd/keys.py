@@ -9,6 +9,7 @@ key                             type    holds
 taskd:{q}:task:<id>             hash    the task's fields (see taskd.model.Task)
 taskd:{q}:stream:<p>            stream  ready tasks of priority p (1-10); group ``taskd``
 taskd:{q}:delayed               zset    scheduled and retrying task ids, score = due ms
+taskd:{q}:depth                 hash    priority -> entries waiting undelivered in its stream
 taskd:{q}:index                 zset    every task id, score = created ms * 1000 + seq
 taskd:{q}:seq                   string  counter that orders tasks created in one ms
 taskd:{q}:finished              zset    finished task ids, score = finish ms (retention)
@@ -45,6 +46,7 @@ class Keys:
     __slots__ = (
         "dead",
         "delayed",
+        "depth",
         "events",
         "finished",
         "index",
@@ -63,6 +65,7 @@ class Keys:
         self.task_prefix = f"{self.tag}:task:"
         self.unique_prefix = f"{self.tag}:unique:"
         self.delayed = f"{self.tag}:delayed"
+        self.depth = f"{self.tag}:depth"
         self.index = f"{self.tag}:index"
         self.seq = f"{self.tag}:seq"
         self.finished = f"{self.tag}:finished"

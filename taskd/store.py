@@ -219,19 +219,27 @@ class Store:
             if queue not in self._ready_queues:
                 await self.ensure_queue(queue)
         results: list[tuple[Task, bool] | None] = [None] * len(specs)
+        calls: list[tuple[str, list[str], list[Any]]] = []
         async with translated():
-            pipe = self.redis.pipeline(transaction=False)
             for queue, indexes in by_queue.items():
                 k = self.keys(queue)
-                script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, *k.streams.values()]
+                script_keys = [
+                    k.stats,
+                    k.index,
+                    k.events,
+                    k.delayed,
+                    k.seq,
+                    k.depth,
+                    *k.streams.values(),
+                ]
                 args: list[Any] = [self.events_maxlen, k.task_prefix]
                 for i in indexes:
                     s = specs[i]
                     task_key = k.task(s.id)
                     script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
                     args += _enqueue_args(s)
-                await self._scripts["enqueue"](keys=script_keys, args=args, client=pipe)
-            replies = await pipe.execute()
+                calls.append(("enqueue", script_keys, args))
+            replies = await self._pipelined(calls)
         for (_queue, indexes), reply in zip(by_queue.items(), replies, strict=True):
             now = int(reply[0])
             for i, item in zip(indexes, reply[1:], strict=True):
@@ -240,6 +248,36 @@ class Store:
                 else:
                     results[i] = (Task.from_flat(item[1]), False)
         return [r for r in results if r is not None]
+
+    async def _pipelined(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Run script calls in one pipeline by EVALSHA alone.
+
+        redis-py's pipelines ask SCRIPT EXISTS before every execution (a second round
+        trip); instead, scripts Redis lost (a restart, SCRIPT FLUSH) are loaded again and
+        only the calls that failed with NOSCRIPT are repeated (they had no effect).
+        """
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in todo:
+                name, script_keys, args = calls[i]
+                pipe.evalsha(self._scripts[name].sha, len(script_keys), *script_keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, result in zip(todo, results, strict=True):
+                if isinstance(result, rexc.NoScriptError):
+                    missing.append(i)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    replies[i] = result
+            if not missing:
+                return replies
+            for name in {calls[i][0] for i in missing}:
+                await self.redis.script_load(self._scripts[name].script)
+            todo = missing
+        raise rexc.NoScriptError("scripts could not be loaded")
 
     async def locate(self, task_id: str) -> str:
         """The queue holding a task id (ids are unique over all queues)."""
@@ -350,15 +388,23 @@ class Store:
 
     async def cancel(self, task_id: str) -> str:
         """Cancel a task; returns 'cancelled' or 'cancelling' (running, cooperative)."""
-        queue = await self.locate(task_id)
-        k = self.keys(queue)
+        task = await self.get(task_id)
+        k = self.keys(task.queue)
         async with translated():
             return str(
                 await self._call(
                     "cancel",
                     task_id,
                     "cancel",
-                    keys=[k.task(task_id), k.stats, k.events, k.finished, k.delayed],
+                    keys=[
+                        k.task(task_id),
+                        k.stats,
+                        k.events,
+                        k.finished,
+                        k.delayed,
+                        k.stream(task.priority),
+                        k.depth,
+                    ],
                     args=[self.events_maxlen, keys.CANCEL_CHANNEL],
                 )
             )
@@ -379,6 +425,7 @@ class Store:
                     k.finished,
                     k.dead,
                     k.stream(task.priority),
+                    k.depth,
                 ],
                 args=[self.events_maxlen],
             )
@@ -401,7 +448,7 @@ class Store:
             await self.ensure_queue(queue)
         k = self.keys(queue)
         streams = k.streams_by_urgency
-        script_keys = [k.stats, k.events, *streams]
+        script_keys = [k.stats, k.events, k.depth, *streams]
         base_args: list[Any] = [GROUP, consumer, count, self.events_maxlen, k.task_prefix]
         try:
             async with translated():
@@ -444,8 +491,8 @@ class Store:
         for i, (task, _) in enumerate(done):
             by_queue.setdefault(task.queue, []).append(i)
         outcomes = [""] * len(done)
+        calls: list[tuple[str, list[str], list[Any]]] = []
         async with translated():
-            pipe = self.redis.pipeline(transaction=False)
             for queue, indexes in by_queue.items():
                 k = self.keys(queue)
                 script_keys = [k.stats, k.events, k.finished]
@@ -454,8 +501,8 @@ class Store:
                     task, result = done[i]
                     script_keys += [k.task(task.id), k.stream(task.priority)]
                     args += [task.attempt, task.sid, result]
-                await self._scripts["complete"](keys=script_keys, args=args, client=pipe)
-            replies = await pipe.execute()
+                calls.append(("complete", script_keys, args))
+            replies = await self._pipelined(calls)
         for indexes, reply in zip(by_queue.values(), replies, strict=True):
             for i, outcome in zip(indexes, reply, strict=True):
                 outcomes[i] = str(outcome)
@@ -505,7 +552,14 @@ class Store:
         async with translated():
             return str(
                 await self._scripts["release"](
-                    keys=[k.task(task.id), k.stream(task.priority), k.stats, k.events, k.finished],
+                    keys=[
+                        k.task(task.id),
+                        k.stream(task.priority),
+                        k.stats,
+                        k.events,
+                        k.finished,
+                        k.depth,
+                    ],
                     args=[GROUP, task.attempt, task.sid, self.events_maxlen],
                 )
             )
@@ -560,7 +614,7 @@ class Store:
         k = self.keys(queue)
         async with translated():
             moved, wait_ms = await self._scripts["promote"](
-                keys=[k.delayed, k.stats, k.events, *k.streams.values()],
+                keys=[k.delayed, k.stats, k.events, k.depth, *k.streams.values()],
                 args=[limit, k.task_prefix, self.events_maxlen],
             )
         return int(moved), int(wait_ms)
@@ -578,7 +632,7 @@ class Store:
         k = self.keys(queue)
         async with translated():
             reply = await self._scripts["reclaim"](
-                keys=[k.stream(priority), k.stats, k.events, k.finished, k.dead],
+                keys=[k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth],
                 args=[
                     GROUP,
                     consumer,
@@ -607,8 +661,10 @@ class Store:
         k = self.keys(queue)
         removed = 0
         async with translated():
-            for stream in k.streams.values():
-                removed += int(await self._scripts["trim"](keys=[stream], args=[GROUP]))
+            for priority, stream in k.streams.items():
+                removed += int(
+                    await self._scripts["trim"](keys=[stream, k.depth], args=[GROUP, priority])
+                )
         return removed
 
     async def consumers(self, queue: str) -> dict[str, tuple[int, int]]:
@@ -705,35 +761,20 @@ class Store:
             )
 
     async def depth_by_priority(self, queue: str | None = None) -> dict[int, int]:
-        """Ready entries not yet delivered to the group, per priority, over one or all queues.
+        """Ready tasks not yet delivered to a worker, per priority, over one or all queues.
 
-        Read from the group's ``lag`` (O(1) per stream); where Redis cannot tell the lag
-        (after an XDEL) the undelivered entries are counted, at most ``_DEPTH_SCAN`` each.
-        Entries of tasks cancelled while pending are included until a fetch skips them.
+        Read from the depth counters the scripts keep (O(1) per queue).
         """
         queues = [queue] if queue else await self.queues()
-        streams = [(p, self.keys(q).stream(p)) for q in queues for p in keys.PRIORITIES]
         depth = dict.fromkeys(keys.PRIORITIES, 0)
         async with translated():
             pipe = self.redis.pipeline(transaction=False)
-            for _, stream in streams:
-                pipe.xinfo_groups(stream)
-            replies = await pipe.execute(raise_on_error=False)
-            unknown: list[tuple[int, str, str]] = []
-            for (priority, stream), reply in zip(streams, replies, strict=True):
-                group = _group_info(reply)
-                if group is None:
-                    continue
-                if group.get("lag") is None:
-                    unknown.append((priority, stream, str(group["last-delivered-id"])))
-                else:
-                    depth[priority] += int(group["lag"])
-            if unknown:
-                pipe = self.redis.pipeline(transaction=False)
-                for _, stream, last in unknown:
-                    pipe.xrange(stream, min=f"({last}", max="+", count=_DEPTH_SCAN)
-                for (priority, _, _), entries in zip(unknown, await pipe.execute(), strict=True):
-                    depth[priority] += len(entries)
+            for q in queues:
+                pipe.hgetall(self.keys(q).depth)
+            for raw in await pipe.execute():
+                for priority, count in raw.items():
+                    if int(priority) in depth:
+                        depth[int(priority)] += max(0, int(count))
         return depth
 
     async def event_gaps(self, after: dict[str, str]) -> set[str]:
@@ -789,11 +830,20 @@ class CancelRequests:
 def _new_task(spec: TaskSpec, status: str, sid: str, due: str | int, now: int) -> Task:
     """The Task enqueue.lua stored, rebuilt from the spec without reading it back."""
     return Task(
-        id=spec.id, name=spec.name, task_type=spec.task_type, queue=spec.queue,
-        priority=spec.priority, payload=spec.payload, status=Status(status),
-        max_retries=spec.max_retries, timeout_s=spec.timeout_s, created_at=now,
-        updated_at=now, run_at=int(due) if due != "" else None,
-        unique_key=spec.unique_key, sid=sid,
+        id=spec.id,
+        name=spec.name,
+        task_type=spec.task_type,
+        queue=spec.queue,
+        priority=spec.priority,
+        payload=spec.payload,
+        status=Status(status),
+        max_retries=spec.max_retries,
+        timeout_s=spec.timeout_s,
+        created_at=now,
+        updated_at=now,
+        run_at=int(due) if due != "" else None,
+        unique_key=spec.unique_key,
+        sid=sid,
     )
 
 
@@ -811,19 +861,6 @@ def _enqueue_args(spec: TaskSpec) -> list[Any]:
         "" if spec.run_at_ms is None else spec.run_at_ms,
         spec.unique_key or "",
     ]
-
-
-_DEPTH_SCAN = 10_000
-
-
-def _group_info(reply: Any) -> dict[str, Any] | None:
-    """The taskd group's XINFO GROUPS record, or None (no stream, no group, an error)."""
-    if not isinstance(reply, list):
-        return None
-    for info in reply:
-        if isinstance(info, dict) and info.get("name") == GROUP:
-            return info
-    return None
 
 
 def stream_id_key(entry_id: str) -> tuple[int, int]:

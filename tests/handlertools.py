@@ -17,6 +17,7 @@ from taskd.model import FINISHED, Status, Task, new_task_id
 from taskd.pool import PoolConfig, WorkerPool
 from taskd.registry import Registry
 from taskd.store import Store
+from taskd.supervisor import Supervisor, SupervisorConfig
 from tests.conftest import eventually
 
 BUILTINS = Registry.from_modules([])
@@ -28,7 +29,8 @@ def settings_at(data_dir: Path, **sections: dict[str, Any]) -> Settings:
     ``api_call={"allow_hosts": ("127.0.0.1",)}``."""
     base = Settings(data_dir=data_dir)
     changed = {
-        name: dataclasses.replace(getattr(base, name), **values) for name, values in sections.items()
+        name: dataclasses.replace(getattr(base, name), **values)
+        for name, values in sections.items()
     }
     return dataclasses.replace(base, **changed)
 
@@ -96,18 +98,29 @@ async def call(
 async def running_pool(
     store: Store, queue: str, settings: Settings, registry: Registry = BUILTINS
 ) -> AsyncIterator[WorkerPool]:
-    """A real WorkerPool (with settings, unlike tests.pooltools) serving ``queue``."""
+    """A real WorkerPool (with settings, unlike tests.pooltools) and its supervisor (which
+    promotes retries) serving ``queue``."""
     stop = asyncio.Event()
-    config = PoolConfig(queues=(queue,), concurrency=2, backoff_base_s=0.01, backoff_max_s=0.05,
-                        shutdown_grace_s=5.0, block_ms=100)
-    pool = WorkerPool(store, registry, f"test:{queue}:{next(_consumers)}", config, settings)
-    job = asyncio.create_task(pool.run(stop))
+    consumer = f"test:{queue}:{next(_consumers)}"
+    config = PoolConfig(
+        queues=(queue,),
+        concurrency=2,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        shutdown_grace_s=5.0,
+        block_ms=100,
+    )
+    pool = WorkerPool(store, registry, consumer, config, settings)
+    supervisor = Supervisor(
+        store, consumer, SupervisorConfig(lease_s=5.0, sweep_interval_s=0.05, queues=(queue,))
+    )
+    jobs = [asyncio.create_task(pool.run(stop)), asyncio.create_task(supervisor.run(stop))]
     await pool.started.wait()
     try:
         yield pool
     finally:
         stop.set()
-        await asyncio.wait_for(job, timeout=30)
+        await asyncio.wait_for(asyncio.gather(*jobs), timeout=30)
 
 
 async def finished(store: Store, task_id: str, timeout_s: float = 15.0) -> Task:

@@ -53,8 +53,13 @@ async def smtp(tmp_path: Path) -> AsyncIterator[tuple[Mailbox, Settings]]:
     port = server.sockets[0].getsockname()[1]
     settings = settings_at(
         tmp_path,
-        email={"smtp_host": "127.0.0.1", "smtp_port": port, "starttls": False,
-               "sender": "Shop <shop@example.com>", "timeout_s": 5.0},
+        email={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "starttls": False,
+            "sender": "Shop <shop@example.com>",
+            "timeout_s": 5.0,
+        },
     )
     try:
         yield mailbox, settings
@@ -78,9 +83,14 @@ async def test_smtp_delivery_with_html_cc_bcc_and_attachment(
     settings.files_root.mkdir(parents=True)
     (settings.files_root / "invoice.csv").write_text("item,price\nbook,12\n")
     payload = {
-        "to": ["Ada <ada@example.com>"], "cc": "cc@example.com", "bcc": ["audit@example.com"],
-        "reply_to": "help@example.com", "subject": "Your invoice ✓", "body": "Hi Ada",
-        "html": "<p>Hi <b>Ada</b></p>", "attachments": ["invoice.csv"],
+        "to": ["Ada <ada@example.com>"],
+        "cc": "cc@example.com",
+        "bcc": ["audit@example.com"],
+        "reply_to": "help@example.com",
+        "subject": "Your invoice ✓",
+        "body": "Hi Ada",
+        "html": "<p>Hi <b>Ada</b></p>",
+        "attachments": ["invoice.csv"],
     }
     result, ctx, progress = await call("email", payload, settings)
     assert result["delivery"] == "smtp"
@@ -106,7 +116,7 @@ async def test_smtp_delivery_with_html_cc_bcc_and_attachment(
 async def test_permanent_refusal_fails_without_retry(smtp: tuple[Mailbox, Settings]) -> None:
     """A 5xx for every recipient is final: the handler raises Fail with the server's reply."""
     mailbox, settings = smtp
-    with pytest.raises(Fail, match="550 5.1.1"):
+    with pytest.raises(Fail, match=r"550 5\.1\.1"):
         await call("email", {"recipient": "bad@example.com", "subject": "x"}, settings)
     assert mailbox.received == []
 
@@ -131,9 +141,16 @@ async def test_partly_refused_message_is_delivered_and_reports_refusals(
 
 async def test_connection_refused_is_retried(tmp_path: Path, free_port: int) -> None:
     """No server listening is a transient network problem: Retry, not Fail."""
-    settings = settings_at(tmp_path, email={"smtp_host": "127.0.0.1", "smtp_port": free_port,
-                                            "starttls": False, "timeout_s": 2.0})
-    with pytest.raises(Retry, match=f"127.0.0.1:{free_port}"):
+    settings = settings_at(
+        tmp_path,
+        email={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": free_port,
+            "starttls": False,
+            "timeout_s": 2.0,
+        },
+    )
+    with pytest.raises(Retry, match=rf"127\.0\.0\.1:{free_port}"):
         await call("email", {"recipient": "a@example.com"}, settings)
 
 
@@ -145,8 +162,11 @@ async def test_outbox_mode_writes_a_standard_eml_file(tmp_path: Path) -> None:
     )
     path = tmp_path / "outbox" / f"{ctx.task_id}.eml"
     assert result == {
-        "delivery": "outbox", "path": str(path), "size": path.stat().st_size,
-        "message_id": f"<{ctx.task_id}@localhost>", "recipients": ["user@example.com"],
+        "delivery": "outbox",
+        "path": str(path),
+        "size": path.stat().st_size,
+        "message_id": f"<{ctx.task_id}@localhost>",
+        "recipients": ["user@example.com"],
     }
     data = path.read_bytes()
     assert b"\r\n" in data
@@ -167,8 +187,7 @@ async def test_attachment_outside_the_files_root_fails(tmp_path: Path) -> None:
     secret.write_text("top secret")
     (settings.files_root / "report.txt").symlink_to(secret)
     with pytest.raises(Fail, match="outside the files root"):
-        await call("email", {"recipient": "a@example.com", "attachments": ["report.txt"]},
-                   settings)
+        await call("email", {"recipient": "a@example.com", "attachments": ["report.txt"]}, settings)
 
 
 async def test_seed_email_task_completes_through_the_pool(
@@ -177,10 +196,15 @@ async def test_seed_email_task_completes_through_the_pool(
     """The seed's example payload runs end to end in a real pool and lands in the outbox."""
     settings = settings_at(tmp_path)
     async with running_pool(store, queue, settings):
-        ((task, _),) = await store.submit([make_spec(
-            "email", {"recipient": "user@example.com", "subject": "Welcome!"}, queue=queue)])
+        ((task, _),) = await store.submit(
+            [
+                make_spec(
+                    "email", {"recipient": "user@example.com", "subject": "Welcome!"}, queue=queue
+                )
+            ]
+        )
         done = await finished(store, task.id)
     assert done.status == Status.COMPLETED, done.error
     assert done.progress == 100
     assert done.result["delivery"] == "outbox"
-    assert Path(done.result["path"]).is_file()
+    assert done.result["path"] == str(tmp_path / "outbox" / f"{task.id}.eml")

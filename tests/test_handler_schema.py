@@ -129,10 +129,10 @@ def test_builtin_examples_pass_their_own_validation() -> None:
     """Every built-in type has a description and an example payload that validates."""
     registry = Registry.from_modules([])
     names = {t.name for t in registry}
-    assert names >= {"email", "api_call", "data_processing", "file_conversion",
-                     "report_generation"}
+    assert names >= {"email", "api_call", "data_processing", "file_conversion", "report_generation"}
     for found in registry:
-        assert found.description and found.example, found.name
+        assert found.description, found.name
+        assert found.example, found.name
         registry.check_payload(found.name, found.example)
 
 
@@ -142,25 +142,45 @@ def test_builtin_examples_pass_their_own_validation() -> None:
         ("email", {"subject": "hi"}, "payload.recipient"),
         ("email", {"to": ["a@example.com", "not an address"]}, "payload.to[1]"),
         ("email", {"recipient": "a@example.com", "subject": "a\nBcc: x@y.z"}, "payload.subject"),
-        ("email", {"recipient": "a@example.com", "attachments": ["../x"]},
-         "payload.attachments[0]"),
+        (
+            "email",
+            {"recipient": "a@example.com", "attachments": ["../x"]},
+            "payload.attachments[0]",
+        ),
         ("api_call", {"url": "ftp://example.com/"}, "payload.url"),
         ("api_call", {"url": "https://example.com/", "method": "BREW"}, "payload.method"),
-        ("api_call", {"url": "https://example.com/", "headers": {"X": "a\r\nb"}},
-         "payload.headers.X"),
+        (
+            "api_call",
+            {"url": "https://example.com/", "headers": {"X": "a\r\nb"}},
+            "payload.headers.X",
+        ),
         ("api_call", {"url": "https://example.com/", "timeout_s": 0}, "payload.timeout_s"),
         ("data_processing", {}, "payload.records"),
-        ("data_processing", {"records": [{"a": 1}], "operations": [{"op": "avg"}]},
-         "payload.operations[0].op"),
-        ("data_processing", {"records": [], "operations": [
-            {"op": "group_by", "field": "c", "aggregates": [{"op": "sum"}]}]},
-         "payload.operations[0].aggregates[0].field"),
-        ("data_processing", {"records": [], "filter": [{"field": "a", "op": "~", "value": 1}]},
-         "payload.filter[0].op"),
+        (
+            "data_processing",
+            {"records": [{"a": 1}], "operations": [{"op": "avg"}]},
+            "payload.operations[0].op",
+        ),
+        (
+            "data_processing",
+            {
+                "records": [],
+                "operations": [{"op": "group_by", "field": "c", "aggregates": [{"op": "sum"}]}],
+            },
+            "payload.operations[0].aggregates[0].field",
+        ),
+        (
+            "data_processing",
+            {"records": [], "filter": [{"field": "a", "op": "~", "value": 1}]},
+            "payload.filter[0].op",
+        ),
         ("data_processing", {"source": "/etc/passwd.csv"}, "payload.source"),
         ("file_conversion", {"source": "a.csv", "target": "a.xlsx"}, "payload.to"),
-        ("file_conversion", {"source": "a.csv", "target": "b.json", "encoding": "klingon"},
-         "payload.encoding"),
+        (
+            "file_conversion",
+            {"source": "a.csv", "target": "b.json", "encoding": "klingon"},
+            "payload.encoding",
+        ),
         ("report_generation", {"period_s": -1}, "payload.period_s"),
         ("report_generation", {"formats": ["pdf"]}, "payload.formats"),
     ],

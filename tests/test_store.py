@@ -223,3 +223,15 @@ async def test_trim_keeps_pending_entries(store: Store, queue: str) -> None:
     for task in tasks[15:]:
         await store.complete(task, None)
     assert await store.trim(queue) == 5
+
+
+async def test_scripts_reload_after_script_flush(store: Store, queue: str) -> None:
+    """Scripts Redis forgot (restart, SCRIPT FLUSH) are loaded again transparently."""
+    await store.redis.script_flush()
+    ((task, created),) = await store.submit([make_spec("t", queue=queue)])
+    assert created
+    await store.redis.script_flush()
+    (held,) = await store.fetch(queue, "c", 1)
+    await store.redis.script_flush()
+    assert await store.complete_many([(held, b"1")]) == ["completed"]
+    assert (await store.get(task.id)).status == Status.COMPLETED

@@ -300,7 +300,7 @@ def parse_plan(payload: Mapping[str, Any], default: Sequence[Mapping[str, Any]])
     """Parse ``filter`` and ``operations`` (``default`` when absent); ValidationError names
     the offending field."""
     conditions = parse_conditions(payload.get("filter", []), "payload.filter")
-    raw = payload.get("operations", default)
+    raw = payload.get("operations", list(default))
     if not isinstance(raw, list) or not 0 < len(raw) <= MAX_OPERATIONS:
         raise ValidationError(
             "payload.operations",

@@ -213,7 +213,8 @@ def decode_body(
 
 
 def _headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
-    return {name: ", ".join(headers.getall(name)) for name in dict.fromkeys(headers.keys())}
+    # str(): the keys are multidict's istr, which JSON encoders (orjson) refuse as keys
+    return {str(name): ", ".join(headers.getall(name)) for name in dict.fromkeys(headers.keys())}
 
 
 def judge(result: dict[str, Any], expect: frozenset[int] | None) -> None:

@@ -25,9 +25,8 @@ from taskd.handlers.records import (
     FileFormat,
     RecordError,
     format_of,
-    open_read,
+    open_text,
     read_records,
-    text_reader,
 )
 from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
 from taskd.registry import task
@@ -171,8 +170,7 @@ def aggregate_file(
     size = max(path.stat().st_size, 1)
     read = matched = 0
     try:
-        with open_read(path, fmt.gzipped) as (data, raw):
-            text = text_reader(data, encoding)
+        with open_text(path, fmt.gzipped, encoding) as (text, raw):
             for read, record in enumerate(read_records(text, fmt.kind), 1):
                 matched += plan.add(record)
                 if read % PROGRESS_EVERY == 0:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import io
 import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from taskd.context import Context
 from taskd.errors import Fail, ValidationError
@@ -28,9 +27,10 @@ from taskd.handlers.records import (
     format_of,
     infer,
     open_read,
+    open_text,
+    open_text_write,
     open_write,
     read_records,
-    text_reader,
 )
 from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
 from taskd.registry import task
@@ -189,27 +189,22 @@ def _convert(source: Path, temp: Path, job: Job, progress: ThreadProgress) -> in
 def _copy(source: Path, temp: Path, job: Job, progress: ThreadProgress) -> None:
     """Bytes (re-)gzipped as asked, or text re-encoded chunk by chunk."""
     size = max(source.stat().st_size, 1)
-    with (
-        open_read(source, job.source.gzipped) as (data, raw),
-        open_write(temp, job.target.gzipped) as out,
-    ):
-        if job.mode == "copy":
+    if job.mode == "copy":
+        with (
+            open_read(source, job.source.gzipped) as (data, raw),
+            open_write(temp, job.target.gzipped) as out,
+        ):
             while chunk := data.read(CHUNK_BYTES):
                 out.write(chunk)
                 progress.update(raw.tell() / size, "copying")
-            return
-        text = text_reader(data, job.encoding, job.errors)
-        writer = _text_writer(out, job)
+        return
+    with (
+        open_text(source, job.source.gzipped, job.encoding, job.errors) as (text, raw),
+        open_text_write(temp, job.target.gzipped, job.target_encoding, job.errors) as writer,
+    ):
         while chunk_text := text.read(CHUNK_BYTES):
             writer.write(chunk_text)
             progress.update(raw.tell() / size, "re-encoding")
-        writer.flush()
-        writer.detach()
-
-
-def _text_writer(out: IO[bytes], job: Job) -> io.TextIOWrapper:
-    """Encode into ``out``; newline="" because the csv module writes its own line ends."""
-    return io.TextIOWrapper(out, encoding=job.target_encoding, errors=job.errors, newline="")
 
 
 def _convert_records(source: Path, temp: Path, job: Job, progress: ThreadProgress) -> int:
@@ -225,20 +220,15 @@ def _convert_records(source: Path, temp: Path, job: Job, progress: ThreadProgres
     )
     size = max(source.stat().st_size, 1)
     with (
-        open_read(source, job.source.gzipped) as (data, raw),
-        open_write(temp, job.target.gzipped) as out,
+        open_text(source, job.source.gzipped, job.encoding, job.errors) as (text, raw),
+        open_text_write(temp, job.target.gzipped, job.target_encoding, job.errors) as out,
     ):
-        writer_text = _text_writer(out, job)
-        writer = RecordWriter(writer_text, job.target.kind, columns)
-        for n, record in enumerate(
-            read_records(text_reader(data, job.encoding, job.errors), job.source.kind), 1
-        ):
+        writer = RecordWriter(out, job.target.kind, columns)
+        for n, record in enumerate(read_records(text, job.source.kind), 1):
             writer.write(fix(record))
             if n % PROGRESS_EVERY == 0:
                 write_stage.update(raw.tell() / size, f"{n} records")
         writer.close()
-        writer_text.flush()
-        writer_text.detach()
     return writer.count
 
 
@@ -246,8 +236,7 @@ def _columns(source: Path, job: Job, progress: ThreadProgress) -> list[str]:
     """The header for a CSV/TSV target: every field name in order of first appearance."""
     seen: dict[str, None] = {}
     size = max(source.stat().st_size, 1)
-    with open_read(source, job.source.gzipped) as (data, raw):
-        text = text_reader(data, job.encoding, job.errors)
+    with open_text(source, job.source.gzipped, job.encoding, job.errors) as (text, raw):
         for n, record in enumerate(read_records(text, job.source.kind), 1):
             for name in record:
                 if name not in seen:

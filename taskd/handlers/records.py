@@ -81,9 +81,29 @@ def open_write(path: Path, gzipped: bool) -> Iterator[IO[bytes]]:
             yield raw
 
 
-def text_reader(stream: IO[bytes], encoding: str, errors: str = "strict") -> io.TextIOWrapper:
-    """Decode a byte stream; universal newlines off, as the csv module requires."""
-    return io.TextIOWrapper(stream, encoding=encoding, errors=errors, newline="")
+@contextmanager
+def open_text(
+    path: Path, gzipped: bool, encoding: str, errors: str = "strict"
+) -> Iterator[tuple[IO[str], IO[bytes]]]:
+    """Yield (text, raw file) like :func:`open_read`, decoded. Universal newlines are off,
+    as the csv module requires."""
+    with (
+        open_read(path, gzipped) as (data, raw),
+        io.TextIOWrapper(data, encoding=encoding, errors=errors, newline="") as text,
+    ):
+        yield text, raw
+
+
+@contextmanager
+def open_text_write(
+    path: Path, gzipped: bool, encoding: str, errors: str = "strict"
+) -> Iterator[IO[str]]:
+    """A text stream writing ``path``; line ends are written as given (csv writes its own)."""
+    with (
+        open_write(path, gzipped) as data,
+        io.TextIOWrapper(data, encoding=encoding, errors=errors, newline="") as text,
+    ):
+        yield text
 
 
 def read_records(text: IO[str], kind: str) -> Iterator[dict[str, Any]]:
@@ -156,6 +176,7 @@ class JsonArrayReader:
                 return ""
 
     def _value(self) -> Any:
+        self._peek()  # raw_decode does not skip leading whitespace
         while True:
             try:
                 value, end = self._decoder.raw_decode(self._buf, self._pos)

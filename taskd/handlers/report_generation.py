@@ -41,6 +41,17 @@ PAGE = 500
 BUCKETS = 24
 TOP_FAILURES = 10
 MAX_COLUMNS = 100
+CSV_COLUMNS: Final = (
+    "id",
+    "task_type",
+    "queue",
+    "status",
+    "created_at",
+    "duration_ms",
+    "retries",
+    "error",
+)
+TYPE_COLUMNS: Final = ("type", "total", "completed", "failed", "p50", "p95", "p99")
 EXAMPLE: Final = {"period_s": 3600, "title": "Last hour"}
 
 
@@ -191,23 +202,36 @@ def _durations(rows: list[Row]) -> dict[str, float | None]:
     }
 
 
-def queue_report(
-    payload: dict[str, Any], rows: list[Row], counts: dict[str, int], truncated: bool
-) -> Report:
-    """Summarise the collected tasks: statuses, types, durations, failures, throughput."""
-    period_s = float(payload.get("period_s", DEFAULT_PERIOD_S))
-    now_ms = int(time.time() * 1000)
-    by_status = Counter(r.status for r in rows)
+def summarise(rows: list[Row], chart: Chart) -> dict[str, Any]:
+    """The queue report's numbers: by status and type, durations, failures, throughput."""
     by_type: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         by_type[r.task_type].append(r)
-    types = {
-        name: {"total": len(items), **Counter(r.status for r in items), **_durations(items)}
-        for name, items in sorted(by_type.items())
-    }
     failures = Counter(r.error for r in rows if r.status == "failed" and r.error)
-    durations = _durations(rows)
+    return {
+        "by_status": dict(Counter(r.status for r in rows)),
+        "by_type": {
+            name: {"total": len(items), **Counter(r.status for r in items), **_durations(items)}
+            for name, items in sorted(by_type.items())
+        },
+        "durations_ms": _durations(rows),
+        "failures": [{"error": e, "count": n} for e, n in failures.most_common(TOP_FAILURES)],
+        "throughput": [
+            {"start": label, "completed": int(v[0]), "failed": int(v[1])}
+            for label, v in zip(chart.labels, chart.values, strict=True)
+        ],
+    }
+
+
+def queue_report(
+    payload: dict[str, Any], rows: list[Row], counts: dict[str, int], truncated: bool
+) -> Report:
+    """The queue report: summary numbers, a throughput chart, tables, one CSV row per task."""
+    period_s = float(payload.get("period_s", DEFAULT_PERIOD_S))
+    now_ms = int(time.time() * 1000)
     chart = _throughput(rows, now_ms, period_s)
+    summary = summarise(rows, chart)
+    by_status, durations = summary["by_status"], summary["durations_ms"]
     facts = {
         "tasks": len(rows),
         "completed": by_status.get("completed", 0),
@@ -224,66 +248,49 @@ def queue_report(
         "generated_at": ms_to_iso(now_ms),
         "truncated": truncated,
         "counters": counts,
-        "by_status": dict(by_status),
-        "by_type": types,
-        "durations_ms": durations,
-        "failures": [{"error": e, "count": n} for e, n in failures.most_common(TOP_FAILURES)],
-        "throughput": [
-            {"start": label, "completed": v[0], "failed": v[1]}
-            for label, v in zip(chart.labels, chart.values, strict=True)
-        ],
+        **summary,
     }
-    title = payload.get("title") or "taskd queue report"
     where = f"queue {payload['queue']}" if payload.get("queue") else "all queues"
     subtitle = (
         f"{where}, tasks created in the last {period_s / 3600:g} h, generated "
         f"{data['generated_at']}" + (" (cut at max_tasks)" if truncated else "")
     )
-    type_columns = ["type", "total", "completed", "failed", "p50", "p95", "p99"]
-    tables = [
-        Table("By status", ["status", "tasks"], [[s, n] for s, n in sorted(by_status.items())]),
+    return Report(
+        payload.get("title") or "taskd queue report",
+        subtitle,
+        facts,
+        data,
+        list(CSV_COLUMNS),
+        [_csv_row(r) for r in rows],
+        _queue_tables(summary),
+        chart,
+    )
+
+
+def _csv_row(r: Row) -> list[Any]:
+    created = ms_to_iso(r.created_at)
+    return [r.id, r.task_type, r.queue, r.status, created, r.duration_ms, r.retries, r.error]
+
+
+def _queue_tables(summary: dict[str, Any]) -> list[Table]:
+    numbers = ("total", "completed", "failed")
+    types = [
+        [name, *(info.get(c, 0) if c in numbers else info[c] for c in TYPE_COLUMNS[1:])]
+        for name, info in summary["by_type"].items()
+    ]
+    return [
         Table(
-            "By type (durations in ms)",
-            type_columns,
-            [
-                [name]
-                + [
-                    info.get(c, 0) if c in ("total", "completed", "failed") else info[c]
-                    for c in type_columns[1:]
-                ]
-                for name, info in types.items()
-            ],
+            "By status",
+            ["status", "tasks"],
+            [list(i) for i in sorted(summary["by_status"].items())],
         ),
+        Table("By type (durations in ms)", list(TYPE_COLUMNS), types),
         Table(
             "Failure reasons",
             ["error", "count"],
-            [[e, n] for e, n in failures.most_common(TOP_FAILURES)],
+            [[f["error"], f["count"]] for f in summary["failures"]],
         ),
     ]
-    columns = [
-        "id",
-        "task_type",
-        "queue",
-        "status",
-        "created_at",
-        "duration_ms",
-        "retries",
-        "error",
-    ]
-    csv_rows = [
-        [
-            r.id,
-            r.task_type,
-            r.queue,
-            r.status,
-            ms_to_iso(r.created_at),
-            r.duration_ms,
-            r.retries,
-            r.error,
-        ]
-        for r in rows
-    ]
-    return Report(title, subtitle, facts, data, columns, csv_rows, tables, chart)
 
 
 def _throughput(rows: list[Row], now_ms: int, period_s: float) -> Chart:

@@ -26,15 +26,48 @@ local EVENT_FIELDS = {
   'started_at', 'completed_at', 'run_at', 'timeout_s'
 }
 
--- Append one event carrying the task's current public fields to the capped events stream.
-local function emit(events, maxlen, kind, task_key, now)
-  local values = redis.call('HMGET', task_key, unpack(EVENT_FIELDS))
-  local task = {}
-  for i, name in ipairs(EVENT_FIELDS) do
-    if values[i] then task[name] = values[i] end
+-- Append one event carrying the task's public fields (a table name -> value) to the
+-- capped events stream.
+local function emit_task(events, maxlen, kind, task, now)
+  local public = {}
+  for _, name in ipairs(EVENT_FIELDS) do
+    local value = task[name]
+    if value and value ~= '' then public[name] = value end
   end
   return redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*',
-    'kind', kind, 'ts', int(now), 'task', cjson.encode(task))
+    'kind', kind, 'ts', int(now), 'task', cjson.encode(public))
+end
+
+-- Read the public fields plus ``extra`` ones of a task into a table (nil if it is gone).
+local function load_task(task_key, extra)
+  local names = {unpack(EVENT_FIELDS)}
+  for _, name in ipairs(extra or {}) do names[#names + 1] = name end
+  local values = redis.call('HMGET', task_key, unpack(names))
+  if not values[1] then return nil end
+  local task = {}
+  for i, name in ipairs(names) do
+    if values[i] then task[name] = values[i] end
+  end
+  return task
+end
+
+-- A table from an HGETALL reply.
+local function from_flat(flat)
+  local task = {}
+  for i = 1, #flat, 2 do task[flat[i]] = flat[i + 1] end
+  return task
+end
+
+-- Set fields on the hash and on the in-memory copy used for the event, in one HSET.
+local function update(task_key, task, ...)
+  local args = {...}
+  for i = 1, #args, 2 do task[args[i]] = tostring(args[i + 1]) end
+  redis.call('HSET', task_key, ...)
+end
+
+-- Append one event for a task by reading its fields back (for rare transitions).
+local function emit(events, maxlen, kind, task_key, now)
+  return emit_task(events, maxlen, kind, load_task(task_key) or {}, now)
 end
 
 -- Fail with a code that taskd.store translates into an exception.

@@ -23,18 +23,18 @@ local done = 0
 for i = 0, count - 1 do
   local task_key, stream = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
   local attempt, sid, result = ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
-  local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id')
-  if not state[1] then
+  local task = load_task(task_key, {'sid', 'cancel'})
+  if not task then
     reply[#reply + 1] = 'missing'
-  elseif state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
+  elseif task.status ~= 'processing' or task.attempt ~= attempt or task.sid ~= sid then
     reply[#reply + 1] = 'stale'
   else
     redis.call('XACK', stream, group, sid)
-    redis.call('HSET', task_key, 'status', 'completed', 'progress', 100, 'result', result,
+    update(task_key, task, 'status', 'completed', 'progress', 100, 'result', result,
       'completed_at', int(now), 'updated_at', int(now))
-    redis.call('HDEL', task_key, 'cancel')
-    redis.call('ZADD', finished, int(now), state[4])
-    emit(events, maxlen, 'completed', task_key, now)
+    if task.cancel then redis.call('HDEL', task_key, 'cancel') end
+    redis.call('ZADD', finished, int(now), task.id)
+    emit_task(events, maxlen, 'completed', task, now)
     done = done + 1
     reply[#reply + 1] = 'completed'
   end

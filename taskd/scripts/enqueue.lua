@@ -2,9 +2,9 @@
   Create one or more tasks of one queue atomically (a batch is one round trip).
 
   KEYS[1]  stats hash            KEYS[2]  index zset        KEYS[3]  events stream
-  KEYS[4]  delayed zset          KEYS[5]  seq counter
-  KEYS[6..15]  ready streams of priority 1..10
-  then for task i (0-based):  KEYS[16+2i] its hash,  KEYS[17+2i] its unique-key pointer
+  KEYS[4]  delayed zset          KEYS[5]  seq counter       KEYS[6]  depth hash
+  KEYS[7..16]  ready streams of priority 1..10
+  then for task i (0-based):  KEYS[17+2i] its hash,  KEYS[18+2i] its unique-key pointer
                               (the task hash again when the task has no unique key)
 
   ARGV[1]  events MAXLEN    ARGV[2]  task key prefix (the queue's hash tag)
@@ -19,6 +19,7 @@
   Errors: none; the caller validated every value.
 ]]
 local stats, index, events, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local depth = KEYS[6]
 local maxlen, prefix = ARGV[1], ARGV[2]
 local per_task = 11
 local count = (#ARGV - 2) / per_task
@@ -26,6 +27,7 @@ local now = now_ms()
 local first_seq = redis.call('INCRBY', seq_key, count) - count
 local reply = {now}
 local created = {pending = 0, scheduled = 0}
+local ready = {}
 
 for i = 0, count - 1 do
   local a = 3 + i * per_task
@@ -33,7 +35,7 @@ for i = 0, count - 1 do
   local priority = ARGV[a + 4]
   local payload, max_retries, timeout_s = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   local delay_ms, run_at_ms, unique_key = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10]
-  local task_key, unique_ptr = KEYS[16 + 2 * i], KEYS[17 + 2 * i]
+  local task_key, unique_ptr = KEYS[17 + 2 * i], KEYS[18 + 2 * i]
 
   local existing = false
   if unique_key ~= '' then existing = redis.call('GET', unique_ptr) end
@@ -49,7 +51,8 @@ for i = 0, count - 1 do
       status = 'scheduled'
       redis.call('ZADD', delayed, int(due), id)
     else
-      sid = redis.call('XADD', KEYS[5 + tonumber(priority)], '*', 'id', id)
+      sid = redis.call('XADD', KEYS[6 + tonumber(priority)], '*', 'id', id)
+      ready[priority] = (ready[priority] or 0) + 1
     end
     local fields = {
       'id', id, 'name', name, 'task_type', task_type, 'queue', queue,
@@ -80,6 +83,7 @@ for i = 0, count - 1 do
   end
 end
 
+for priority, n in pairs(ready) do redis.call('HINCRBY', depth, priority, n) end
 local total = created.pending + created.scheduled
 if total > 0 then
   redis.call('HINCRBY', stats, 'total', total)

@@ -19,20 +19,18 @@ local finished, delayed, dead = KEYS[5], KEYS[6], KEYS[7]
 local group, attempt, sid, err, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delay_ms, maxlen = tonumber(ARGV[6]), ARGV[7]
 
-local state = redis.call('HMGET', task_key,
-  'status', 'attempt', 'sid', 'id', 'retry_count', 'max_retries', 'cancel')
-if not state[1] then return fail_with('NOTFOUND', task_key) end
-if state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
-  return fail_with('STALE', state[4] .. ' ' .. attempt)
+local task = load_task(task_key, {'sid', 'cancel'})
+if not task then return fail_with('NOTFOUND', task_key) end
+if task.status ~= 'processing' or task.attempt ~= attempt or task.sid ~= sid then
+  return fail_with('STALE', task.id .. ' ' .. attempt)
 end
 
-local id = state[4]
-local retries, max_retries = tonumber(state[5]), tonumber(state[6])
+local retries, max_retries = tonumber(task.retry_count), tonumber(task.max_retries)
 local now = now_ms()
 redis.call('XACK', stream, group, sid)
 
 local status
-if mode == 'cancel' or state[7] == '1' then
+if mode == 'cancel' or task.cancel == '1' then
   status = 'cancelled'
 elseif mode == 'retry' and retries < max_retries then
   status = 'retrying'
@@ -42,18 +40,18 @@ end
 
 if status == 'retrying' then
   local due = now + delay_ms
-  redis.call('HSET', task_key, 'status', 'retrying', 'error', err, 'retry_count', retries + 1,
+  update(task_key, task, 'status', 'retrying', 'error', err, 'retry_count', retries + 1,
     'run_at', int(due), 'updated_at', int(now))
-  redis.call('ZADD', delayed, int(due), id)
+  redis.call('ZADD', delayed, int(due), task.id)
 else
-  redis.call('HSET', task_key, 'status', status, 'error', err,
-    'completed_at', int(now), 'updated_at', int(now))
-  redis.call('ZADD', finished, int(now), id)
+  update(task_key, task, 'status', status, 'error', err, 'completed_at', int(now),
+    'updated_at', int(now))
+  redis.call('ZADD', finished, int(now), task.id)
   if status == 'failed' then
-    redis.call('ZADD', dead, int(now), id)
+    redis.call('ZADD', dead, int(now), task.id)
     redis.call('HINCRBY', stats, 'failed_total', 1)
   end
 end
 move(stats, 'processing', status)
-emit(events, maxlen, status, task_key, now)
+emit_task(events, maxlen, status, task, now)
 return status

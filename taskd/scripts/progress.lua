@@ -13,12 +13,14 @@
 local task_key, events = KEYS[1], KEYS[2]
 local attempt, sid, progress, message, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'cancel')
-if state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then return 0 end
+local task = load_task(task_key, {'sid', 'cancel'})
+if not task or task.status ~= 'processing' or task.attempt ~= attempt or task.sid ~= sid then
+  return 0
+end
 
 local now = now_ms()
-redis.call('HSET', task_key, 'progress', progress, 'progress_message', message,
+update(task_key, task, 'progress', progress, 'progress_message', message,
   'updated_at', int(now))
-emit(events, maxlen, 'progress', task_key, now)
-if state[4] == '1' then return 2 end
+emit_task(events, maxlen, 'progress', task, now)
+if task.cancel == '1' then return 2 end
 return 1

@@ -2,7 +2,7 @@
   Move scheduled and retrying tasks whose due time has come into their ready stream.
 
   KEYS[1]  delayed zset    KEYS[2]  stats hash    KEYS[3]  events stream
-  KEYS[4..13]  ready streams of priority 1..10
+  KEYS[4]  depth hash      KEYS[5..14]  ready streams of priority 1..10
 
   ARGV[1]  max tasks to move    ARGV[2]  task key prefix (queue hash tag)
   ARGV[3]  events MAXLEN
@@ -10,7 +10,7 @@
   Reply: {moved, ms until the next due task or -1 when none}.
   Events: queued (one per moved task).
 ]]
-local delayed, stats, events = KEYS[1], KEYS[2], KEYS[3]
+local delayed, stats, events, depth = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local limit, prefix, maxlen = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local now = now_ms()
 local moved = 0
@@ -19,12 +19,14 @@ local due = redis.call('ZRANGE', delayed, '-inf', int(now), 'BYSCORE', 'LIMIT', 
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = prefix .. id
-  local state = redis.call('HMGET', key, 'status', 'priority')
-  if state[1] == 'scheduled' or state[1] == 'retrying' then
-    local sid = redis.call('XADD', KEYS[3 + tonumber(state[2])], '*', 'id', id)
-    redis.call('HSET', key, 'status', 'pending', 'sid', sid, 'updated_at', int(now))
-    move(stats, state[1], 'pending')
-    emit(events, maxlen, 'queued', key, now)
+  local task = load_task(key)
+  if task and (task.status == 'scheduled' or task.status == 'retrying') then
+    local sid = redis.call('XADD', KEYS[4 + tonumber(task.priority)], '*', 'id', id)
+    redis.call('HINCRBY', depth, task.priority, 1)
+    local was = task.status
+    update(key, task, 'status', 'pending', 'sid', sid, 'updated_at', int(now))
+    move(stats, was, 'pending')
+    emit_task(events, maxlen, 'queued', task, now)
     moved = moved + 1
   end
 end

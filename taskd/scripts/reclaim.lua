@@ -4,7 +4,7 @@
   "worker lost".
 
   KEYS[1]  ready stream    KEYS[2]  stats hash    KEYS[3]  events stream
-  KEYS[4]  finished zset   KEYS[5]  dead zset
+  KEYS[4]  finished zset   KEYS[5]  dead zset     KEYS[6]  depth hash
 
   ARGV[1]  group    ARGV[2]  claiming consumer    ARGV[3]  min idle ms (the lease)
   ARGV[4]  XAUTOCLAIM cursor    ARGV[5]  COUNT    ARGV[6]  task key prefix
@@ -15,7 +15,8 @@
 
   Every claimed entry is acknowledged here, so the claiming consumer never holds any.
 ]]
-local stream, stats, events, finished, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local stream, stats, events, finished, dead, depth =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local group, consumer, min_idle = ARGV[1], ARGV[2], ARGV[3]
 local cursor, count, prefix, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
@@ -35,40 +36,42 @@ local function entry_task_id(fields)
   return ''
 end
 
+local function finish(key, task, status, reason)
+  update(key, task, 'status', status, 'completed_at', int(now), 'updated_at', int(now))
+  if reason then update(key, task, 'error', reason) end
+  redis.call('ZADD', finished, int(now), task.id)
+  move(stats, 'processing', status)
+  emit_task(events, maxlen, status, task, now)
+end
+
 for _, entry in ipairs(claimed[2]) do
   local sid = entry[1]
   local id = entry_task_id(entry[2])
   local key = prefix .. id
   redis.call('XACK', stream, group, sid)
-  local s = redis.call('HMGET', key, 'status', 'sid', 'retry_count', 'max_retries', 'worker',
-    'cancel')
-  local status = s[1]
-  if status and s[2] == sid and (status == 'pending' or status == 'processing') then
-    local reason = 'worker lost: ' .. (s[5] or '?') .. ' stopped renewing its lease'
-    if status == 'processing' and s[6] == '1' then
-      redis.call('HSET', key, 'status', 'cancelled', 'completed_at', int(now),
-        'updated_at', int(now))
-      redis.call('ZADD', finished, int(now), id)
-      move(stats, 'processing', 'cancelled')
-      emit(events, maxlen, 'cancelled', key, now)
-    elseif status == 'processing' and tonumber(s[3]) >= tonumber(s[4]) then
-      redis.call('HSET', key, 'status', 'failed', 'error', reason, 'completed_at', int(now),
-        'updated_at', int(now))
-      redis.call('ZADD', finished, int(now), id)
+  local task = load_task(key, {'sid', 'cancel'})
+  if task and task.sid == sid and (task.status == 'pending' or task.status == 'processing') then
+    local reason = 'worker lost: ' .. (task.worker or '?') .. ' stopped renewing its lease'
+    if task.status == 'processing' and task.cancel == '1' then
+      finish(key, task, 'cancelled', nil)
+    elseif task.status == 'processing' and tonumber(task.retry_count) >= tonumber(task.max_retries) then
+      finish(key, task, 'failed', reason)
       redis.call('ZADD', dead, int(now), id)
       redis.call('HINCRBY', stats, 'failed_total', 1)
-      move(stats, 'processing', 'failed')
-      emit(events, maxlen, 'failed', key, now)
       failed[#failed + 1] = id
     else
       -- A pending status here means delivered but never started: hand back, no attempt used.
       local new_sid = redis.call('XADD', stream, '*', 'id', id)
-      redis.call('HSET', key, 'status', 'pending', 'sid', new_sid, 'updated_at', int(now))
-      if status == 'processing' then
-        redis.call('HSET', key, 'retry_count', tonumber(s[3]) + 1, 'error', reason)
+      redis.call('HINCRBY', depth, task.priority, 1)
+      if task.status == 'processing' then
         redis.call('HDEL', key, 'worker')
+        task.worker = nil
+        update(key, task, 'status', 'pending', 'sid', new_sid, 'updated_at', int(now),
+          'retry_count', tonumber(task.retry_count) + 1, 'error', reason)
         move(stats, 'processing', 'pending')
-        emit(events, maxlen, 'reclaimed', key, now)
+        emit_task(events, maxlen, 'reclaimed', task, now)
+      else
+        update(key, task, 'sid', new_sid, 'updated_at', int(now))
       end
       requeued[#requeued + 1] = id
     end

@@ -3,6 +3,7 @@
 
   KEYS[1]  task hash     KEYS[2]  stats hash     KEYS[3]  events stream
   KEYS[4]  finished zset KEYS[5]  dead zset      KEYS[6]  ready stream of its priority
+  KEYS[7]  depth hash
 
   ARGV[1]  events MAXLEN
 
@@ -10,22 +11,24 @@
   Events: retried.
   Errors: TASKD_NOTFOUND, TASKD_STATE <status> (not failed or cancelled).
 ]]
-local task_key, stats, events, finished, dead, stream =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local task_key, stats, events, finished, dead, stream, depth =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local maxlen = ARGV[1]
 
-local state = redis.call('HMGET', task_key, 'status', 'id')
-local status, id = state[1], state[2]
-if not status then return fail_with('NOTFOUND', task_key) end
+local task = load_task(task_key)
+if not task then return fail_with('NOTFOUND', task_key) end
+local status = task.status
 if status ~= 'failed' and status ~= 'cancelled' then return fail_with('STATE', status) end
 
 local now = now_ms()
-local sid = redis.call('XADD', stream, '*', 'id', id)
-redis.call('HSET', task_key, 'status', 'pending', 'sid', sid, 'retry_count', 0, 'progress', 0,
-  'progress_message', '', 'updated_at', int(now))
+local sid = redis.call('XADD', stream, '*', 'id', task.id)
+redis.call('HINCRBY', depth, task.priority, 1)
 redis.call('HDEL', task_key, 'completed_at', 'started_at', 'worker', 'cancel', 'result', 'run_at')
-redis.call('ZREM', finished, id)
-redis.call('ZREM', dead, id)
+task.completed_at, task.started_at, task.worker, task.run_at = nil, nil, nil, nil
+update(task_key, task, 'status', 'pending', 'sid', sid, 'retry_count', 0, 'progress', 0,
+  'progress_message', '', 'updated_at', int(now))
+redis.call('ZREM', finished, task.id)
+redis.call('ZREM', dead, task.id)
 move(stats, status, 'pending')
-emit(events, maxlen, 'retried', task_key, now)
+emit_task(events, maxlen, 'retried', task, now)
 return 'pending'

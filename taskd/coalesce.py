@@ -38,7 +38,7 @@ class Coalescer(Generic[T, R]):
             del self._waiting[: self._max_batch]
             try:
                 results = await self._flush([item for item, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter gets the batch's error
+            except Exception as exc:  # every waiter gets the batch's error
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-from taskd.errors import ConfigError
+from taskd.errors import ConfigError, ValidationError
 from taskd.log import FORMATS, LEVELS, MASK, mask_url
+from taskd.model import parse_queue_spec, parse_rate
+from taskd.schedule import Schedule, parse_schedules
 
 __all__ = [
     "ENV_NAMES",
@@ -60,7 +62,15 @@ def _spec(
 
 
 _QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_URL_SCHEMES: Final = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+_URL_SCHEMES: Final = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 _ORIGIN: Final = re.compile(r"https?://[^/\s]+")
 
 
@@ -71,8 +81,24 @@ def _non_empty(text: str) -> str | None:
 def _queue_names(names: tuple[str, ...]) -> str | None:
     if not names:
         return "needs at least one queue"
-    bad = [name for name in names if not _QUEUE_NAME.fullmatch(name)]
-    return f"queue names use only A-Z a-z 0-9 _ . : - (at most 64), got {bad[0]!r}" if bad else None
+    for name in names:
+        try:
+            parse_queue_spec(name)
+        except ValidationError:
+            return (
+                "expected queue names (A-Z a-z 0-9 _ . -, at most 64) with an optional "
+                f"concurrency cap like 'emails:4', got {name!r}"
+            )
+    return None
+
+
+def _rate_limits(specs: tuple[str, ...]) -> str | None:
+    for spec in specs:
+        try:
+            parse_rate(spec)
+        except ValidationError as exc:
+            return exc.message.split(": ", 1)[-1]
+    return None
 
 
 def _module_names(names: tuple[str, ...]) -> str | None:
@@ -143,6 +169,8 @@ class WorkerSettings:
     handlers: tuple[str, ...] = field(default=(), metadata=_spec(check=_module_names))
     prefetch: int = field(default=0, metadata=_spec(lo=0))  # 0 = same as count
     queues: tuple[str, ...] = field(default=("default",), metadata=_spec(check=_queue_names))
+    # Shared limits on task starts across all daemons: "api_call=20/s", "queue:emails=5/m:2"
+    rate_limits: tuple[str, ...] = field(default=(), metadata=_spec(check=_rate_limits))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,6 +251,8 @@ class Settings:
     api_call: ApiCallSettings = field(default_factory=ApiCallSettings)
     files: FileSettings = field(default_factory=FileSettings)
     data_dir: Path
+    # [[schedule]] tables of the file (periodic tasks); see taskd.schedule.
+    schedules: tuple[Schedule, ...] = ()
 
     @property
     def files_root(self) -> Path:
@@ -246,6 +276,7 @@ ENV_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
     "workers.handlers": ("TASKD_HANDLERS",),
     "workers.queues": ("TASKD_QUEUES",),
     "workers.prefetch": ("TASKD_PREFETCH",),
+    "workers.rate_limits": ("TASKD_RATE_LIMITS",),
     "tasks.max_retries": ("TASKD_MAX_RETRIES", "MAX_RETRIES"),
     "tasks.timeout_s": ("TASKD_TASK_TIMEOUT", "TASK_TIMEOUT"),
     "tasks.lease_s": ("TASKD_LEASE_S",),
@@ -284,6 +315,8 @@ def _field_table() -> dict[str, _Field]:
     table: dict[str, _Field] = {}
     top_hints = typing.get_type_hints(Settings)
     for top in dataclasses.fields(Settings):
+        if top.name == "schedules":  # an array of tables, parsed by taskd.schedule
+            continue
         kind = top_hints[top.name]
         if not dataclasses.is_dataclass(kind):
             table[top.name] = _Field("", top.name, kind, _spec())
@@ -415,6 +448,7 @@ class _Layers:
     def __init__(self, home: Path) -> None:
         self.values: dict[str, object] = {}
         self.home = home
+        self.schedules: tuple[Schedule, ...] = ()
 
     def apply(self, key: str, raw: object, origin: str, *, textual: bool) -> None:
         spec = _FIELDS.get(key)
@@ -447,7 +481,9 @@ def _read_file(path: Path, layers: _Layers) -> None:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), f"invalid TOML: {exc}") from None
     for name, value in document.items():
-        if name not in _SECTIONS:
+        if name == "schedule":
+            layers.schedules = parse_schedules(value, origin)
+        elif name not in _SECTIONS:
             layers.apply(name, value, origin, textual=False)
         elif not isinstance(value, dict):
             raise ConfigError(name, f"expected a [{name}] table, got {value!r} ({origin})")
@@ -501,7 +537,9 @@ def _default_data_dir(env: Mapping[str, str], home: Path) -> Path:
     return base / "taskd"
 
 
-def _build(values: Mapping[str, object], data_dir: Path) -> Settings:
+def _build(
+    values: Mapping[str, object], data_dir: Path, schedules: tuple[Schedule, ...] = ()
+) -> Settings:
     sections: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
     for key, value in values.items():
         spec = _FIELDS[key]
@@ -509,7 +547,7 @@ def _build(values: Mapping[str, object], data_dir: Path) -> Settings:
             sections[spec.section][spec.name] = value
     hints = typing.get_type_hints(Settings)
     built = {name: hints[name](**kwargs) for name, kwargs in sections.items()}
-    settings = Settings(**built, data_dir=data_dir)
+    settings = Settings(**built, data_dir=data_dir, schedules=schedules)
     _cross_check(settings)
     return settings
 
@@ -550,7 +588,7 @@ def load(path: Path | None, env: Mapping[str, str], flags: Mapping[str, object])
     data_dir = values.pop("data_dir", None)
     if not isinstance(data_dir, Path):
         data_dir = _default_data_dir(env, home)
-    return _build(values, data_dir)
+    return _build(values, data_dir, layers.schedules)
 
 
 def as_dict(settings: Settings) -> dict[str, Any]:

@@ -23,8 +23,10 @@ from taskd.errors import ConfigError
 from taskd.events import Relay
 from taskd.http.app import AppState, build_app
 from taskd.http.guard import is_loopback
+from taskd.model import parse_rate
 from taskd.pool import PoolConfig, WorkerPool, consumer_name
 from taskd.registry import Registry
+from taskd.scheduler import Scheduler
 from taskd.store import Store
 from taskd.supervisor import Supervisor, SupervisorConfig
 
@@ -55,7 +57,7 @@ class Daemon:
                 store, self.registry, consumer, self._pool_config(), self.settings
             )
             supervisor = Supervisor(store, consumer, self._supervisor_config())
-            for queue in self.settings.workers.queues:
+            for queue in pool.fetcher.queue_names():
                 await store.ensure_queue(queue)
             runner = await self._start_http(store, pool)
             log.info(
@@ -70,6 +72,7 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 group.create_task(pool.run(self.stop))
                 group.create_task(supervisor.run(self.stop))
+                group.create_task(self._scheduler(store).run(self.stop))
             log.info("taskd_stopped")
         finally:
             if runner is not None:
@@ -82,6 +85,7 @@ class Daemon:
         w, t = self.settings.workers, self.settings.tasks
         return PoolConfig(
             queues=w.queues,
+            rate_limits=tuple(parse_rate(spec) for spec in w.rate_limits),
             concurrency=w.count,
             prefetch=w.prefetch or w.count,
             lease_s=t.lease_s,
@@ -89,6 +93,12 @@ class Daemon:
             backoff_max_s=t.backoff_max_s,
             progress_interval_s=t.progress_interval_s,
             shutdown_grace_s=self.settings.server.shutdown_grace_s,
+        )
+
+    def _scheduler(self, store: Store) -> Scheduler:
+        t = self.settings.tasks
+        return Scheduler(
+            store, self.settings.schedules, max_retries=t.max_retries, timeout_s=t.timeout_s
         )
 
     def _supervisor_config(self) -> SupervisorConfig:
@@ -123,8 +133,13 @@ class Daemon:
                 "reach it could submit and cancel tasks. Set auth.tokens (TASKD_AUTH_TOKENS), "
                 "or set auth.allow_anonymous = true (TASKD_ALLOW_ANONYMOUS=1) to run it open",
             )
-        state = AppState(store=store, pool=pool, registry=self.registry, relay=Relay(store),
-                         settings=self.settings)
+        state = AppState(
+            store=store,
+            pool=pool,
+            registry=self.registry,
+            relay=Relay(store),
+            settings=self.settings,
+        )
         runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)

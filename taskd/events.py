@@ -19,7 +19,7 @@ import base64
 import binascii
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,8 +184,9 @@ class Throughput:
         """Record the counters now (samples closer than a second apart replace each other)."""
         now = self._clock()
         sample = (now, completed_total, failed_total)
-        if self._samples and (completed_total < self._samples[-1][1]
-                              or failed_total < self._samples[-1][2]):
+        if self._samples and (
+            completed_total < self._samples[-1][1] or failed_total < self._samples[-1][2]
+        ):
             self._samples.clear()  # counters went backwards: Redis was flushed
         if len(self._samples) >= 2 and now - self._samples[-2][0] < 1.0:
             self._samples[-1] = sample
@@ -291,25 +292,33 @@ class Relay:
     async def run(self) -> None:
         """Read, flush and sample stats until cancelled."""
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._read_loop())
+            group.create_task(self._forever(self._read_once, "event_relay"))
             group.create_task(self._flush_loop())
-            group.create_task(self._stats_loop())
+            group.create_task(self._forever(self._sample_stats, "stats_sampling"))
 
-    async def _read_loop(self) -> None:
+    async def _forever(self, step: Callable[[], Awaitable[None]], name: str) -> None:
+        """Repeat ``step``: Redis outages back off, bugs are logged, cancellation always wins.
+
+        redis-py may turn a cancellation inside a command into a connection error; the
+        task then still counts as cancelling, which is checked before every step.
+        """
         failures = 0
         while True:
+            _raise_if_cancelling()
             try:
-                await self._read_once()
+                await step()
                 failures = 0
+                continue
             except RedisUnavailable as exc:
                 failures += 1
                 self._state.cut_off = True
                 delay = min(2.0, 0.05 * 2**failures)
-                log.warning("event_relay_waiting", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
+                log.warning(f"{name}_waiting", error=str(exc), retry_in_s=delay)
             except Exception:  # a bug here must not end live updates for good
-                log.exception("event_relay_failed")
-                await asyncio.sleep(1.0)
+                log.exception(f"{name}_failed")
+                delay = 1.0
+            _raise_if_cancelling()
+            await asyncio.sleep(delay)
 
     async def _read_once(self) -> None:
         state = self._state
@@ -360,16 +369,15 @@ class Relay:
                 self.publish(Batch(events, published or self._initial, position))
                 published = position
 
-    async def _stats_loop(self) -> None:
-        while True:
-            try:
-                stats = await overview(self.store, self.throughput)
-            except RedisUnavailable:
-                stats = None
-            except Exception:  # keep sampling after a bug; the read loop is independent
-                log.exception("stats_sampling_failed")
-                stats = None
-            if stats is not None and stats != self._last_stats:
-                self._last_stats = stats
-                self.publish(StatsUpdate(stats))
-            await asyncio.sleep(self.config.stats_interval_s)
+    async def _sample_stats(self) -> None:
+        stats = await overview(self.store, self.throughput)
+        if stats != self._last_stats:
+            self._last_stats = stats
+            self.publish(StatsUpdate(stats))
+        await asyncio.sleep(self.config.stats_interval_s)
+
+
+def _raise_if_cancelling() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

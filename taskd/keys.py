@@ -10,6 +10,9 @@ taskd:{q}:task:<id>             hash    the task's fields (see taskd.model.Task)
 taskd:{q}:stream:<p>            stream  ready tasks of priority p (1-10); group ``taskd``
 taskd:{q}:delayed               zset    scheduled and retrying task ids, score = due ms
 taskd:{q}:depth                 hash    priority -> entries waiting undelivered in its stream
+taskd:{q}:paused                string  present while the queue is paused (not fetched)
+taskd:{q}:ratelimit             hash    rate-limit scope -> theoretical arrival time ms
+taskd:{q}:schedule:<name>       string  last occurrence (ms) a periodic schedule enqueued
 taskd:{q}:index                 zset    every task id, score = created ms * 1000 + seq
 taskd:{q}:seq                   string  counter that orders tasks created in one ms
 taskd:{q}:finished              zset    finished task ids, score = finish ms (retention)
@@ -50,7 +53,9 @@ class Keys:
         "events",
         "finished",
         "index",
+        "paused",
         "queue",
+        "ratelimit",
         "seq",
         "stats",
         "streams",
@@ -66,6 +71,8 @@ class Keys:
         self.unique_prefix = f"{self.tag}:unique:"
         self.delayed = f"{self.tag}:delayed"
         self.depth = f"{self.tag}:depth"
+        self.paused = f"{self.tag}:paused"
+        self.ratelimit = f"{self.tag}:ratelimit"
         self.index = f"{self.tag}:index"
         self.seq = f"{self.tag}:seq"
         self.finished = f"{self.tag}:finished"
@@ -81,6 +88,10 @@ class Keys:
     def unique(self, unique_key: str) -> str:
         """The pointer from a unique key to its task id."""
         return self.unique_prefix + unique_key
+
+    def schedule(self, name: str) -> str:
+        """The last occurrence a periodic schedule enqueued into this queue."""
+        return f"{self.tag}:schedule:{name}"
 
     def stream(self, priority: int) -> str:
         """The ready stream of one priority level."""

@@ -51,6 +51,37 @@ CANCELLABLE = frozenset({Status.PENDING, Status.SCHEDULED, Status.RETRYING, Stat
 RETRYABLE_BY_HAND = frozenset({Status.FAILED, Status.CANCELLED})
 
 
+def parse_queue_spec(spec: str) -> tuple[str, int | None]:
+    """``"emails:4"`` -> ("emails", 4): a queue name and its optional concurrency cap."""
+    name, _, cap = spec.partition(":")
+    if not QUEUE_NAME.match(name):
+        raise ValidationError("queue", f"bad queue name {name!r}")
+    if not cap:
+        return name, None
+    if not cap.isdigit() or int(cap) < 1:
+        raise ValidationError("queue", f"bad concurrency cap {cap!r} for queue {name!r}")
+    return name, int(cap)
+
+
+def parse_rate(spec: str) -> tuple[str, float, int]:
+    """``"api_call=20/s"``, ``"queue:emails=100/m:10"`` -> (scope, per second, burst).
+
+    The scope is a task type, or ``queue:<name>`` for every task of a queue.
+    """
+    scope, sep, rest = spec.partition("=")
+    rate, _, burst = rest.partition(":")
+    amount, _, unit = rate.partition("/")
+    seconds = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}.get(unit.strip())
+    try:
+        per_second = float(amount) / seconds if seconds else -1.0
+        burst_n = int(burst) if burst else 1
+    except ValueError:
+        per_second, burst_n = -1.0, 0
+    if not sep or not scope.strip() or per_second <= 0 or burst_n < 1:
+        raise ValidationError("rate_limits", f"expected TYPE=N/s[:burst], got {spec!r}")
+    return scope.strip(), per_second, burst_n
+
+
 def new_task_id() -> str:
     """Random 128-bit id as 32 hex digits: unguessable, URL-safe, fixed length."""
     return uuid.uuid4().hex

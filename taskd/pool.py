@@ -26,6 +26,7 @@ from taskd.coalesce import Coalescer
 from taskd.config import Settings
 from taskd.context import Context
 from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
+from taskd.fetcher import Fetcher
 from taskd.log import bind_task
 from taskd.model import Task
 from taskd.registry import Registry, TaskType
@@ -48,6 +49,8 @@ class PoolConfig:
     cancel_grace_s: float = 2.0
     shutdown_grace_s: float = 30.0
     block_ms: int = 500
+    rate_limits: tuple[tuple[str, float, int], ...] = ()  # (scope, per second, burst)
+    single_node: bool = True  # False on Redis Cluster: no blocking read across queues
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,14 @@ class WorkerPool:
         self.consumer = consumer
         self.config = config
         self.held: dict[str, Task] = {}
+        self.fetcher = Fetcher(
+            store,
+            consumer,
+            config.queues,
+            rate_limits=config.rate_limits,
+            block_ms=config.block_ms,
+            single_node=config.single_node,
+        )
         self._ready: asyncio.Queue[Task | None] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[Outcome]] = {}
         self._cancel_requested: set[str] = set()
@@ -170,14 +181,7 @@ class WorkerPool:
                 self._ready.put_nowait(task)
 
     async def _fetch(self, room: int) -> list[Task]:
-        queues = self.config.queues
-        if len(queues) == 1:
-            return await self.store.fetch(queues[0], self.consumer, room, self.config.block_ms)
-        for queue in queues:  # preference order, none blocking, then a short wait
-            tasks = await self.store.fetch(queue, self.consumer, room, 0)
-            if tasks:
-                return tasks
-        return await self.store.fetch(queues[0], self.consumer, room, 100)
+        return await self.fetcher.fetch(room, self.held.values())
 
     async def _runner(self) -> None:
         while True:

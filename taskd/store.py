@@ -42,6 +42,8 @@ SCRIPT_NAMES = (
     "release",
     "expire",
     "trim",
+    "purge",
+    "schedule_mark",
 )
 
 
@@ -96,6 +98,14 @@ def _fast_packing(client: aioredis.Redis) -> aioredis.Redis:
     if not issubclass(base, _HiredisPacking):
         pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
     return client
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """Tasks one fetch started, and whether their queue is paused."""
+
+    tasks: list[Task]
+    paused: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,36 +452,84 @@ class Store:
 
     # -- worker side ----------------------------------------------------------------
 
-    async def fetch(self, queue: str, consumer: str, count: int, block_ms: int = 0) -> list[Task]:
-        """Start up to ``count`` tasks, most urgent first; block up to ``block_ms`` if none."""
+    async def fetch(
+        self, queue: str, consumer: str, count: int, block_ms: int = 0, limits: str = ""
+    ) -> list[Task]:
+        """Start up to ``count`` tasks of one queue; block up to ``block_ms`` if none."""
+        fetched = await self.start_ready(queue, consumer, count, limits)
+        if fetched.tasks or block_ms <= 0 or fetched.paused:
+            return fetched.tasks
+        delivered = await self.wait_ready([queue], consumer, block_ms)
+        if not delivered:
+            return []
+        return (await self.start_ready(queue, consumer, 0, limits, delivered[queue])).tasks
+
+    async def start_ready(
+        self,
+        queue: str,
+        consumer: str,
+        count: int,
+        limits: str = "",
+        delivered: Sequence[tuple[int, str, str]] = (),
+    ) -> Fetched:
+        """Start up to ``count`` ready tasks (plus ``delivered`` entries) without blocking.
+
+        ``limits`` is the queue's rate limits as fetch.lua's JSON; ``delivered`` are
+        (stream position, entry id, task id) triples from :meth:`wait_ready`.
+        """
         if queue not in self._ready_queues:
             await self.ensure_queue(queue)
         k = self.keys(queue)
-        streams = k.streams_by_urgency
-        script_keys = [k.stats, k.events, k.depth, *streams]
-        base_args: list[Any] = [GROUP, consumer, count, self.events_maxlen, k.task_prefix]
+        script_keys = [
+            k.stats,
+            k.events,
+            k.depth,
+            k.paused,
+            k.ratelimit,
+            k.delayed,
+            *k.streams_by_urgency,
+        ]
+        args: list[Any] = [GROUP, consumer, count, self.events_maxlen, k.task_prefix, limits]
+        for triple in delivered:
+            args += triple
         try:
             async with translated():
-                started = await self._scripts["fetch"](keys=script_keys, args=base_args)
-                if started or block_ms <= 0:
-                    return [Task.from_flat(flat) for flat in started]
-                reply = await self._blocking.xreadgroup(
-                    GROUP, consumer, dict.fromkeys(streams, ">"), count=1, block=block_ms
-                )
-                if not reply:
-                    return []
-                delivered: list[Any] = []
-                for stream, entries in reply:
-                    position = streams.index(stream) + 1
-                    for sid, fields in entries:
-                        delivered += [position, sid, fields.get("id", "")]
-                started = await self._scripts["fetch"](keys=script_keys, args=base_args + delivered)
-                return [Task.from_flat(flat) for flat in started]
+                paused, started = await self._scripts["fetch"](keys=script_keys, args=args)
         except rexc.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self._ready_queues.discard(queue)  # streams vanished (flushed): recreate
-            return []
+            return Fetched([], False)
+        return Fetched([Task.from_flat(flat) for flat in started], bool(paused))
+
+    async def wait_ready(
+        self, queues: Sequence[str], consumer: str, block_ms: int
+    ) -> dict[str, list[tuple[int, str, str]]]:
+        """Block until an entry arrives in any of the queues' streams (XREADGROUP BLOCK).
+
+        Returns the entries delivered to ``consumer`` per queue, to be started with
+        :meth:`start_ready`. All queues must live on one Redis node (not across a cluster).
+        """
+        streams: dict[str, tuple[str, int]] = {}
+        for queue in queues:
+            for position, stream in enumerate(self.keys(queue).streams_by_urgency, start=1):
+                streams[stream] = (queue, position)
+        try:
+            async with translated():
+                reply = await self._blocking.xreadgroup(
+                    GROUP, consumer, dict.fromkeys(streams, ">"), count=1, block=block_ms
+                )
+        except rexc.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._ready_queues.difference_update(queues)  # flushed: recreate on next start
+            return {}
+        delivered: dict[str, list[tuple[int, str, str]]] = {}
+        for stream, entries in reply or []:
+            queue, position = streams[stream]
+            for sid, fields in entries:
+                delivered.setdefault(queue, []).append((position, sid, fields.get("id", "")))
+        return delivered
 
     async def complete(self, task: Task, result: Any) -> None:
         """Record success of the held attempt; StaleAttempt if it is no longer held."""
@@ -606,6 +664,63 @@ class Store:
     def cancel_requests(self) -> CancelRequests:
         """A subscription to the ids of running tasks whose cancellation was requested."""
         return CancelRequests(self._blocking.pubsub(ignore_subscribe_messages=True))
+
+    # -- queue controls ---------------------------------------------------------------
+
+    async def pause(self, queue: str) -> None:
+        """Stop every daemon from starting tasks of the queue (submissions still accepted)."""
+        if queue not in self._ready_queues:
+            await self.ensure_queue(queue)
+        async with translated():
+            await self.redis.set(self.keys(queue).paused, "1")
+
+    async def resume(self, queue: str) -> None:
+        """Let daemons start the queue's tasks again."""
+        async with translated():
+            await self.redis.delete(self.keys(queue).paused)
+
+    async def paused_queues(self, queues: Sequence[str]) -> set[str]:
+        """Which of the queues are paused."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for queue in queues:
+                pipe.exists(self.keys(queue).paused)
+            flags = await pipe.execute()
+        return {q for q, flag in zip(queues, flags, strict=True) if flag}
+
+    async def purge(self, queue: str, step: int = 500) -> int:
+        """Cancel every waiting task of the queue (running ones finish); returns how many."""
+        k = self.keys(queue)
+        total = 0
+        async with translated():
+            while True:
+                done, examined = await self._scripts["purge"](
+                    keys=[k.stats, k.events, k.finished, k.delayed, k.depth, *k.streams.values()],
+                    args=[GROUP, k.task_prefix, self.events_maxlen, step],
+                )
+                total += int(done)
+                if not int(examined):
+                    return total
+
+    async def time_ms(self) -> int:
+        """Redis's clock in epoch milliseconds (every daemon agrees on it)."""
+        async with translated():
+            seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def schedule_seen(self, queue: str, name: str) -> int | None:
+        """The last occurrence (ms) a schedule enqueued, or None before its first start."""
+        async with translated():
+            value = await self.redis.get(self.keys(queue).schedule(name))
+        return None if value is None else int(value)
+
+    async def schedule_mark(self, queue: str, name: str, occurrence_ms: int) -> int | None:
+        """Move a schedule's marker forward to ``occurrence_ms``; returns the previous one."""
+        async with translated():
+            previous = await self._scripts["schedule_mark"](
+                keys=[self.keys(queue).schedule(name)], args=[occurrence_ms]
+            )
+        return int(previous) if previous != "" else None
 
     # -- supervisor side ------------------------------------------------------------
 

@@ -43,8 +43,9 @@ async def running_pool(
         "shutdown_grace_s": 5.0,
         "lease_s": lease_s,
     }
+    options["queues"] = (queue,)
     options.update(pool_options)
-    pool = WorkerPool(store, registry, consumer, PoolConfig(queues=(queue,), **options))
+    pool = WorkerPool(store, registry, consumer, PoolConfig(**options))
     jobs = [asyncio.create_task(pool.run(stop))]
     if supervise:
         supervisor = Supervisor(
@@ -54,7 +55,7 @@ async def running_pool(
                 lease_s=lease_s,
                 sweep_interval_s=sweep_interval_s,
                 retention_s=retention_s,
-                queues=(queue,),
+                queues=tuple(q.split(":")[0] for q in options["queues"]),
             ),
         )
         jobs.append(asyncio.create_task(supervisor.run(stop)))

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "taskd"
-FOUNDATION = {"errors", "model", "keys", "config", "log", "paging"}
-ENGINE = {"registry", "pool", "supervisor", "events", "context", "client"}
+FOUNDATION = {"errors", "model", "keys", "config", "log", "paging", "cron", "schedule"}
+ENGINE = {"registry", "pool", "fetcher", "supervisor", "scheduler", "events", "context", "client"}
 
 
 def imports_of(path: Path) -> set[str]:

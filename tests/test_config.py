@@ -282,7 +282,7 @@ def test_bool_is_not_an_integer(tmp_path: Path) -> None:
         ("log.format", "xml", "expected one of auto, console, json"),
         ("tasks.lease_s", 0, "expected a number > 0"),
         ("tasks.timeout_s", "nan", "expected a number > 0"),
-        ("workers.queues", ("ok", "bad name"), "queue names use only"),
+        ("workers.queues", ("ok", "bad name"), "expected queue names"),
         ("workers.queues", (), "needs at least one queue"),
         ("workers.handlers", ("my-app.jobs",), "dotted module names"),
         ("server.allowed_origins", ("https://x.org/",), "without a path"),

@@ -15,8 +15,12 @@ from tests.conftest import eventually
 from tests.pooltools import running_pool
 from tests.test_http_support import registry_with, serve_app
 
-SEED = {"name": "Test Task", "task_type": "data_processing", "priority": 5,
-        "payload": {"records": 1000}}
+SEED = {
+    "name": "Test Task",
+    "task_type": "data_processing",
+    "priority": 5,
+    "payload": {"records": 1000},
+}
 Client = TestClient[Any, Any]
 
 
@@ -45,18 +49,31 @@ async def test_seed_curl_calls(client: Client) -> None:
     created = await client.post("/api/tasks/", json=SEED, allow_redirects=False)
     assert created.status == 201, await created.text()
     task = await created.json()
-    assert task["name"] == "Test Task" and task["status"] == "pending" and task["priority"] == 5
+    assert task["name"] == "Test Task"
+    assert task["status"] == "pending"
+    assert task["priority"] == 5
     assert created.headers["Location"] == f"/api/tasks/{task['id']}"
     one = await client.get(f"/api/tasks/{task['id']}", allow_redirects=False)
-    assert one.status == 200 and (await one.json())["id"] == task["id"]
+    assert one.status == 200
+    assert (await one.json())["id"] == task["id"]
     page = await client.get("/api/tasks/?limit=100", allow_redirects=False)
     assert page.status == 200
     assert task["id"] in [t["id"] for t in (await page.json())["tasks"]]
     stats = await client.get("/api/tasks/stats/overview", allow_redirects=False)
     assert stats.status == 200
     body = await stats.json()
-    for key in ("total", "pending", "processing", "completed", "failed", "retrying",
-                "cancelled", "scheduled", "throughput", "depth_by_priority"):
+    for key in (
+        "total",
+        "pending",
+        "processing",
+        "completed",
+        "failed",
+        "retrying",
+        "cancelled",
+        "scheduled",
+        "throughput",
+        "depth_by_priority",
+    ):
         assert key in body
 
 
@@ -66,22 +83,34 @@ async def test_routes_answer_with_and_without_trailing_slash(client: Client, que
     b = await client.post("/api/tasks/", json=task_body(queue))
     assert (a.status, b.status) == (201, 201)
     task_id = (await a.json())["id"]
-    for path in (f"/api/tasks/{task_id}", "/api/workers", "/api/task-types",
-                 "/api/tasks/stats/overview"):
+    for path in (
+        f"/api/tasks/{task_id}",
+        "/api/workers",
+        "/api/task-types",
+        "/api/tasks/stats/overview",
+    ):
         plain, slashed = await client.get(path), await client.get(path + "/")
         assert plain.status == slashed.status == 200, path
 
 
 async def test_create_accepts_every_optional_field(client: Client, queue: str) -> None:
     """queue, delay_s, max_retries, timeout_s and unique_key are stored as given."""
-    reply = await client.post("/api/tasks", json=task_body(
-        queue, name="x", priority=9, delay_s=60, max_retries=7, timeout_s=12.5,
-        unique_key="k-1"))
+    reply = await client.post(
+        "/api/tasks",
+        json=task_body(
+            queue, name="x", priority=9, delay_s=60, max_retries=7, timeout_s=12.5, unique_key="k-1"
+        ),
+    )
     task = await reply.json()
     assert reply.status == 201
     assert (task["queue"], task["priority"], task["max_retries"], task["timeout_s"]) == (
-        queue, 9, 7, 12.5)
-    assert task["status"] == "scheduled" and task["run_at"] is not None
+        queue,
+        9,
+        7,
+        12.5,
+    )
+    assert task["status"] == "scheduled"
+    assert task["run_at"] is not None
     assert task["unique_key"] == "k-1"
 
 
@@ -89,7 +118,8 @@ async def test_run_at_schedules_the_task(client: Client, queue: str) -> None:
     """An ISO run_at in the future makes the task scheduled at that time."""
     reply = await client.post("/api/tasks", json=task_body(queue, run_at="2999-01-01T00:00:00Z"))
     task = await reply.json()
-    assert task["status"] == "scheduled" and task["run_at"] == "2999-01-01T00:00:00.000Z"
+    assert task["status"] == "scheduled"
+    assert task["run_at"] == "2999-01-01T00:00:00.000Z"
 
 
 async def test_idempotency_key_returns_the_existing_task(client: Client, queue: str) -> None:
@@ -99,8 +129,9 @@ async def test_idempotency_key_returns_the_existing_task(client: Client, queue: 
     again = await client.post("/api/tasks", json=task_body(queue), headers=headers)
     assert (first.status, again.status) == (201, 200)
     assert (await first.json())["id"] == (await again.json())["id"]
-    clash = await client.post("/api/tasks", json=task_body(queue, unique_key="other"),
-                              headers=headers)
+    clash = await client.post(
+        "/api/tasks", json=task_body(queue, unique_key="other"), headers=headers
+    )
     assert clash.status == 422
 
 
@@ -109,7 +140,8 @@ async def test_batch_submits_all_in_one_request(client: Client, queue: str) -> N
     items = [task_body(queue, name=f"t{i}") for i in range(50)]
     reply = await client.post("/api/tasks/batch", json={"tasks": items})
     body = await reply.json()
-    assert reply.status == 201 and body["created"] == 50
+    assert reply.status == 201
+    assert body["created"] == 50
     assert [t["name"] for t in body["tasks"]] == [f"t{i}" for i in range(50)]
     bare = await client.post("/api/tasks/batch", json=items[:2])
     assert bare.status == 201
@@ -119,8 +151,12 @@ async def test_batch_is_all_or_nothing_with_per_item_errors(
     client: Client, store: Store, queue: str
 ) -> None:
     """One bad item rejects the batch with 422 naming each bad index and field."""
-    items = [task_body(queue), task_body(queue, priority=11), task_body(queue),
-             {"task_type": "nope", "queue": queue}]
+    items = [
+        task_body(queue),
+        task_body(queue, priority=11),
+        task_body(queue),
+        {"task_type": "nope", "queue": queue},
+    ]
     reply = await client.post("/api/tasks/batch", json={"tasks": items})
     body = await reply.json()
     assert reply.status == 422
@@ -144,27 +180,37 @@ async def test_list_filters_and_pages_with_a_cursor(client: Client, queue: str) 
     seen: list[str] = []
     cursor = None
     while True:
-        params = {"queue": queue, "q": "ALPHA", "limit": "3"} | ({"cursor": cursor} if cursor
-                                                                  else {})
+        params = {"queue": queue, "q": "ALPHA", "limit": "3"} | (
+            {"cursor": cursor} if cursor else {}
+        )
         page = await (await client.get("/api/tasks", params=params)).json()
         seen += [t["name"] for t in page["tasks"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == [f"alpha-{i}" for i in reversed(range(7))]
-    scheduled = await (await client.get(
-        "/api/tasks", params={"queue": queue, "status": "scheduled,failed"})).json()
+    scheduled = await (
+        await client.get("/api/tasks", params={"queue": queue, "status": "scheduled,failed"})
+    ).json()
     assert [t["name"] for t in scheduled["tasks"]] == ["later"]
-    typed = await (await client.get(
-        "/api/tasks", params={"queue": queue, "task_type": "boom"})).json()
+    typed = await (
+        await client.get("/api/tasks", params={"queue": queue, "task_type": "boom"})
+    ).json()
     assert typed == {"tasks": [], "next_cursor": None}
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "x"}, "limit"),
-    ({"status": "sleeping"}, "status"), ({"cursor": "!!!"}, "cursor"),
-    ({"queue": "no spaces"}, "queue"), ({"q": "x" * 201}, "q"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"status": "sleeping"}, "status"),
+        ({"cursor": "!!!"}, "cursor"),
+        ({"queue": "no spaces"}, "queue"),
+        ({"q": "x" * 201}, "q"),
+    ],
+)
 async def test_list_rejects_bad_parameters(
     client: Client, params: dict[str, str], field: str
 ) -> None:
@@ -180,8 +226,10 @@ async def test_overview_reports_throughput_and_depth(
     """Depth per priority counts ready tasks; throughput rises once tasks complete."""
     await client.post("/api/tasks/batch", json=[task_body(queue, priority=p) for p in (2, 9, 9)])
     overview = await (await client.get("/api/tasks/stats/overview")).json()
-    assert overview["depth_by_priority"]["9"] >= 2 and overview["depth_by_priority"]["2"] >= 1
+    assert overview["depth_by_priority"]["9"] >= 2
+    assert overview["depth_by_priority"]["2"] >= 1
     async with running_pool(store, registry_with(noop=_noop), queue):
+
         async def done() -> bool:
             return (await store.stats(queue))["completed"] == 3
 
@@ -189,7 +237,7 @@ async def test_overview_reports_throughput_and_depth(
 
     async def rising() -> bool:
         body = await (await client.get("/api/tasks/stats/overview")).json()
-        return body["throughput"]["completed_per_s"] > 0
+        return bool(body["throughput"]["completed_per_s"] > 0)
 
     await eventually(rising, timeout_s=5, interval_s=0.3)
 
@@ -203,10 +251,12 @@ async def test_cancel_retry_and_delete(client: Client, queue: str) -> None:
     assert "pending" in (await busy.json())["error"]["message"]
     assert (await client.post(f"{url}/retry")).status == 409
     cancelled = await client.post(f"{url}/cancel")
-    assert cancelled.status == 200 and (await cancelled.json())["status"] == "cancelled"
+    assert cancelled.status == 200
+    assert (await cancelled.json())["status"] == "cancelled"
     assert (await client.post(f"{url}/cancel")).status == 409
     retried = await client.post(f"{url}/retry")
-    assert retried.status == 200 and (await retried.json())["status"] == "pending"
+    assert retried.status == 200
+    assert (await retried.json())["status"] == "pending"
     await client.post(f"{url}/cancel")
     deleted = await client.delete(url)
     assert deleted.status == 204
@@ -228,7 +278,8 @@ async def test_cancelling_a_running_task_answers_202(
         task = (await store.submit([make_spec("slow", queue=queue)]))[0][0]
         await asyncio.wait_for(started.wait(), 10)
         reply = await client.post(f"/api/tasks/{task.id}/cancel")
-        assert reply.status == 202 and (await reply.json())["cancel_requested"] is True
+        assert reply.status == 202
+        assert (await reply.json())["cancel_requested"] is True
 
         async def cancelled() -> bool:
             return (await store.get(task.id)).status == Status.CANCELLED
@@ -256,42 +307,50 @@ async def test_delete_removes_a_failed_task_and_its_counts(
 async def test_workers_and_task_types(client: Client, store: Store, queue: str) -> None:
     """/api/workers lists live consumers; /api/task-types lists types with examples."""
     async with running_pool(store, registry_with(noop=_noop), queue) as pool:
+
         async def listed() -> list[dict[str, Any]]:
             body = await (await client.get("/api/workers")).json()
             return [w for w in body["workers"] if w["consumer"] == pool.consumer]
 
         (worker,) = await eventually(listed)
-        assert worker["held"] == 0 and worker["heartbeat_at"].endswith("Z")
-    types = {t["name"]: t for t in (await (await client.get("/api/task-types")).json())[
-        "task_types"]}
+        assert worker["held"] == 0
+        assert worker["heartbeat_at"].endswith("Z")
+    types = {
+        t["name"]: t for t in (await (await client.get("/api/task-types")).json())["task_types"]
+    }
     assert {"email", "data_processing", "noop"} <= set(types)
-    assert types["noop"]["example"] == {"n": 1} and types["noop"]["description"]
+    assert types["noop"]["example"] == {"n": 1}
+    assert types["noop"]["description"]
 
 
 async def test_malformed_json_is_400(client: Client) -> None:
     """A body that is not JSON is a 400 with the error shape."""
     for body in (b"{bad", b"", b"\xff\xfe", b"[1,"):
-        reply = await client.post("/api/tasks", data=body,
-                                  headers={"Content-Type": "application/json"})
+        reply = await client.post(
+            "/api/tasks", data=body, headers={"Content-Type": "application/json"}
+        )
         assert reply.status == 400, body
         assert (await reply.json())["error"]["code"] == "bad_request"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"task_type": "nope"}, "task_type"),
-    ({"task_type": "noop", "priority": 0}, "priority"),
-    ({"task_type": "noop", "priority": "5"}, "priority"),
-    ({"task_type": "noop", "payload": [1]}, "payload"),
-    ({"task_type": "noop", "queue": "bad queue"}, "queue"),
-    ({"task_type": "noop", "delay_s": -1}, "delay_s"),
-    ({"task_type": "noop", "run_at": "tomorrow"}, "run_at"),
-    ({"task_type": "noop", "delay_s": 1, "run_at": "2999-01-01T00:00:00Z"}, "run_at"),
-    ({"task_type": "noop", "timeout_s": 0}, "timeout_s"),
-    ({"task_type": "noop", "max_retries": 1001}, "max_retries"),
-    ({"task_type": "noop", "name": ""}, "name"),
-    ({"task_type": "noop", "colour": "red"}, "colour"),
-    ([], "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"task_type": "nope"}, "task_type"),
+        ({"task_type": "noop", "priority": 0}, "priority"),
+        ({"task_type": "noop", "priority": "5"}, "priority"),
+        ({"task_type": "noop", "payload": [1]}, "payload"),
+        ({"task_type": "noop", "queue": "bad queue"}, "queue"),
+        ({"task_type": "noop", "delay_s": -1}, "delay_s"),
+        ({"task_type": "noop", "run_at": "tomorrow"}, "run_at"),
+        ({"task_type": "noop", "delay_s": 1, "run_at": "2999-01-01T00:00:00Z"}, "run_at"),
+        ({"task_type": "noop", "timeout_s": 0}, "timeout_s"),
+        ({"task_type": "noop", "max_retries": 1001}, "max_retries"),
+        ({"task_type": "noop", "name": ""}, "name"),
+        ({"task_type": "noop", "colour": "red"}, "colour"),
+        ([], "body"),
+    ],
+)
 async def test_invalid_fields_are_422_naming_the_field(
     client: Client, body: Any, field: str
 ) -> None:
@@ -299,7 +358,8 @@ async def test_invalid_fields_are_422_naming_the_field(
     reply = await client.post("/api/tasks", json=body)
     assert reply.status == 422
     error = (await reply.json())["error"]
-    assert error["code"] == "validation" and error["details"]["field"] == field
+    assert error["code"] == "validation"
+    assert error["details"]["field"] == field
 
 
 async def test_body_over_the_limit_is_413(store: Store) -> None:
@@ -313,9 +373,11 @@ async def test_body_over_the_limit_is_413(store: Store) -> None:
 async def test_unknown_route_and_method_are_json(client: Client) -> None:
     """Unknown routes are 404 and wrong methods 405 (with Allow), both JSON."""
     missing = await client.get("/api/nothing-here")
-    assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
+    assert missing.status == 404
+    assert (await missing.json())["error"]["code"] == "not_found"
     wrong = await client.put("/api/tasks")
-    assert wrong.status == 405 and "POST" in wrong.headers["Allow"]
+    assert wrong.status == 405
+    assert "POST" in wrong.headers["Allow"]
     assert (await wrong.json())["error"]["code"] == "method_not_allowed"
 
 

@@ -32,16 +32,18 @@ FAST_RELAY = RelayConfig(flush_interval_s=0.05, stats_interval_s=0.2, block_ms=5
 
 def settings(tmp: Path | str = "/tmp", **flags: str) -> config.Settings:
     """Settings from flags (dotted names, textual values), rate limit off unless given."""
-    flags.setdefault("server.rate_limit_per_s", "0")
-    return config.load(None, {"HOME": str(tmp)}, {k.replace("__", "."): v for k, v in flags.items()})
+    dotted = {k.replace("__", "."): v for k, v in flags.items()}
+    dotted.setdefault("server.rate_limit_per_s", "0")
+    return config.load(None, {"HOME": str(tmp)}, dotted)
 
 
 def registry_with(**handlers: Callable[..., Any]) -> Registry:
     """The built-in types plus test handlers."""
     registry = Registry.from_modules([])
     for name, func in handlers.items():
-        registry.add(TaskType(name=name, func=func, description=f"test type {name}",
-                              example={"n": 1}))
+        registry.add(
+            TaskType(name=name, func=func, description=f"test type {name}", example={"n": 1})
+        )
     return registry
 
 
@@ -56,8 +58,13 @@ async def serve_app(
 ) -> AsyncIterator[TestClient[Any, Any]]:
     """The real app on a loopback port, its relay reading, until the block exits."""
     relay = Relay(store, relay_config)
-    state = AppState(store=store, pool=pool, registry=registry or registry_with(),
-                     relay=relay, settings=settings(**flags))
+    state = AppState(
+        store=store,
+        pool=pool,
+        registry=registry or registry_with(),
+        relay=relay,
+        settings=settings(**flags),
+    )
     async with TestClient(TestServer(build_app(state))) as client:
         await asyncio.wait_for(relay.ready.wait(), 10)
         yield client
@@ -66,17 +73,29 @@ async def serve_app(
 class Daemon:
     """A real `taskd serve` child process (the console script), on a free port."""
 
-    def __init__(self, data_dir: Path, redis_url: str, *args: str,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, redis_url: str, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "daemon.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [str(TASKD), "serve", "--redis-url", redis_url, "--port", str(self.port),
-             "--data-dir", str(data_dir), *args],
+            [
+                str(TASKD),
+                "serve",
+                "--redis-url",
+                redis_url,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+                *args,
+            ],
             env=os.environ | {"TASKD_LOG_FORMAT": "json"} | (env or {}),
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parent.parent,
         )
 
     @property
@@ -90,14 +109,17 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"taskd exited {self.proc.returncode}: {self.output()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as reply:  # noqa: S310
-                    if reply.status == 200:
-                        return
-            except OSError:
-                pass
+            if await asyncio.to_thread(self._ready_now):
+                return
             await asyncio.sleep(0.05)
         raise AssertionError(f"taskd not ready: {self.output()}")
+
+    def _ready_now(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as reply:  # noqa: S310
+                return bool(reply.status == 200)
+        except OSError:
+            return False
 
     def output(self) -> str:
         """What it logged so far."""

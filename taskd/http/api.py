@@ -28,10 +28,20 @@ from taskd.model import (
 )
 from taskd.paging import Cursor
 
-SUBMIT_FIELDS: Final = frozenset({
-    "name", "task_type", "priority", "payload", "queue", "delay_s", "run_at", "max_retries",
-    "timeout_s", "unique_key",
-})
+SUBMIT_FIELDS: Final = frozenset(
+    {
+        "name",
+        "task_type",
+        "priority",
+        "payload",
+        "queue",
+        "delay_s",
+        "run_at",
+        "max_retries",
+        "timeout_s",
+        "unique_key",
+    }
+)
 MAX_BATCH: Final = 1000
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -63,12 +73,19 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         unique_key = idempotency_key
     tasks = state.settings.tasks
     spec = make_spec(
-        item.get("task_type"), item.get("payload"), name=item.get("name"),
-        priority=item.get("priority", 5), queue=item.get("queue", "default"),
-        delay_s=item.get("delay_s"), run_at=item.get("run_at"),
-        max_retries=item.get("max_retries"), timeout_s=item.get("timeout_s"),
-        unique_key=unique_key, default_max_retries=tasks.max_retries,
-        default_timeout_s=tasks.timeout_s, max_payload_bytes=state.settings.server.max_body_bytes,
+        item.get("task_type"),
+        item.get("payload"),
+        name=item.get("name"),
+        priority=item.get("priority", 5),
+        queue=item.get("queue", "default"),
+        delay_s=item.get("delay_s"),
+        run_at=item.get("run_at"),
+        max_retries=item.get("max_retries"),
+        timeout_s=item.get("timeout_s"),
+        unique_key=unique_key,
+        default_max_retries=tasks.max_retries,
+        default_timeout_s=tasks.timeout_s,
+        max_payload_bytes=state.settings.server.max_body_bytes,
     )
     state.registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
     return spec
@@ -91,7 +108,8 @@ async def create_task(request: web.Request) -> web.Response:
     if created:
         request.app[SERVICES].metrics.submitted(task.task_type)
     return json_response(
-        task.to_api(), status=201 if created else 200,
+        task.to_api(),
+        status=201 if created else 200,
         headers={"Location": f"/api/tasks/{task.id}"},
     )
 
@@ -111,11 +129,17 @@ async def create_batch(request: web.Request) -> web.Response:
         try:
             specs.append(spec_from(state, item))
         except ValidationError as exc:
-            problems.append({"index": index, "field": exc.field,
-                             "message": exc.message.removeprefix(f"{exc.field}: ")})
+            problems.append(
+                {
+                    "index": index,
+                    "field": exc.field,
+                    "message": exc.message.removeprefix(f"{exc.field}: "),
+                }
+            )
     if problems:
-        error = ValidationError("tasks", f"{len(problems)} of {len(items)} tasks are invalid; "
-                                "none was submitted")
+        error = ValidationError(
+            "tasks", f"{len(problems)} of {len(items)} tasks are invalid; none was submitted"
+        )
         error.details["errors"] = problems[:100]
         raise error
     results = await state.store.submit(specs)
@@ -183,10 +207,12 @@ async def list_tasks(request: web.Request) -> web.Response:
     tasks, nxt = await request.app[STATE].store.list_tasks(
         limit=limit, cursor=cursor, queue=queue, accept=accept
     )
-    return json_response({
-        "tasks": [t.to_api() for t in tasks],
-        "next_cursor": nxt.encode() if nxt is not None else None,
-    })
+    return json_response(
+        {
+            "tasks": [t.to_api() for t in tasks],
+            "next_cursor": nxt.encode() if nxt is not None else None,
+        }
+    )
 
 
 async def stats_overview(request: web.Request) -> web.Response:

@@ -61,10 +61,12 @@ def build_app(state: AppState) -> web.Application:
     """The application with every route, for ``state``."""
     server = state.settings.server
     auth = Auth(state.settings.auth)
-    guard = Guard(auth, RateLimiter(server.rate_limit_per_s), server.allowed_origins,
-                  server.request_timeout_s)
-    app = web.Application(middlewares=[errors, guard.middleware],
-                          client_max_size=server.max_body_bytes)
+    guard = Guard(
+        auth, RateLimiter(server.rate_limit_per_s), server.allowed_origins, server.request_timeout_s
+    )
+    app = web.Application(
+        middlewares=[errors, guard.middleware], client_max_size=server.max_body_bytes
+    )
     hub = ws.Hub(state, auth)
     metrics = Metrics(state.pool.consumer if state.pool else None, lambda: len(hub.clients))
     hub.on_drop = metrics.ws_dropped.inc

@@ -63,11 +63,18 @@ def describe(schema: Any, spec: dict[str, Any]) -> str:
         text = f"array of {describe(schema.get('items'), spec)}"
     notes = []
     if "enum" in schema:
-        notes.append("one of " + ", ".join(f"<code>{escape(str(v))}</code>"
-                                           for v in schema["enum"]))
-    for key, label in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
-                       ("minLength", "length ≥"), ("maxLength", "length ≤"),
-                       ("minItems", "items ≥"), ("maxItems", "items ≤")):
+        notes.append(
+            "one of " + ", ".join(f"<code>{escape(str(v))}</code>" for v in schema["enum"])
+        )
+    for key, label in (
+        ("minimum", "≥"),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "≤"),
+        ("minLength", "length ≥"),
+        ("maxLength", "length ≤"),
+        ("minItems", "items ≥"),
+        ("maxItems", "items ≤"),
+    ):
         if key in schema:
             notes.append(f"{label} {schema[key]}")
     if "pattern" in schema:
@@ -89,38 +96,46 @@ def _properties(schema: dict[str, Any], spec: dict[str, Any]) -> str:
         f"<td>{describe(sub, spec)}</td><td>{_inline(sub.get('description', ''))}</td></tr>"
         for name, sub in props.items()
     )
-    return ("<table><tr><th>field (* required)</th><th>type</th><th>notes</th></tr>"
-            f"{rows}</table>")
+    return f"<table><tr><th>field (* required)</th><th>type</th><th>notes</th></tr>{rows}</table>"
 
 
 def _response_schema(response: dict[str, Any], spec: dict[str, Any]) -> str:
     if "$ref" in response:
         response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
     content = response.get("content", {})
-    shown = [f"{escape(media)}: {describe(body.get('schema'), spec)}"
-             for media, body in content.items()]
-    return escape(response.get("description", "")) + (
-        f" — {'; '.join(shown)}" if shown else "")
+    shown = [
+        f"{escape(media)}: {describe(body.get('schema'), spec)}" for media, body in content.items()
+    ]
+    return escape(response.get("description", "")) + (f" — {'; '.join(shown)}" if shown else "")
 
 
-def _operation(path: str, method: str, op: dict[str, Any], shared: list[Any],
-               spec: dict[str, Any]) -> str:
+def _operation(
+    path: str, method: str, op: dict[str, Any], shared: list[Any], spec: dict[str, Any]
+) -> str:
     anchor = op.get("operationId", f"{method}-{path}")
-    parts = [f'<h3 id="{escape(anchor)}"><span class="m {method}">{method.upper()}</span>'
-             f"{escape(path)}</h3><p>{_inline(op.get('summary', ''))}</p>"]
+    parts = [
+        f'<h3 id="{escape(anchor)}"><span class="m {method}">{method.upper()}</span>'
+        f"{escape(path)}</h3><p>{_inline(op.get('summary', ''))}</p>"
+    ]
     params = [*shared, *op.get("parameters", [])]
     if params:
         rows = "".join(
             f"<tr><td><code>{escape(p['name'])}</code>{' *' if p.get('required') else ''}</td>"
             f"<td>{escape(p['in'])}</td><td>{describe(p.get('schema'), spec)}</td>"
-            f"<td>{_inline(p.get('description', ''))}</td></tr>" for p in params)
-        parts.append("<table><tr><th>parameter</th><th>in</th><th>type</th><th>notes</th>"
-                     f"</tr>{rows}</table>")
+            f"<td>{_inline(p.get('description', ''))}</td></tr>"
+            for p in params
+        )
+        parts.append(
+            "<table><tr><th>parameter</th><th>in</th><th>type</th><th>notes</th>"
+            f"</tr>{rows}</table>"
+        )
     body = op.get("requestBody", {}).get("content", {}).get("application/json")
     if body:
         parts.append(f"<p>Body (JSON): {describe(body['schema'], spec)}</p>")
-    rows = "".join(f"<tr><td>{escape(code)}</td><td>{_response_schema(r, spec)}</td></tr>"
-                   for code, r in op.get("responses", {}).items())
+    rows = "".join(
+        f"<tr><td>{escape(code)}</td><td>{_response_schema(r, spec)}</td></tr>"
+        for code, r in op.get("responses", {}).items()
+    )
     parts.append(f"<table><tr><th>status</th><th>response</th></tr>{rows}</table>")
     return "\n".join(parts)
 
@@ -135,13 +150,18 @@ def render(spec: dict[str, Any]) -> str:
         for method, op in item.items():
             if method == "parameters":
                 continue
-            toc.append(f'<li><a href="#{escape(op["operationId"])}">{method.upper()} '
-                       f"{escape(path)}</a> — {_inline(op.get('summary', ''))}</li>")
+            toc.append(
+                f'<li><a href="#{escape(op["operationId"])}">{method.upper()} '
+                f"{escape(path)}</a> — {_inline(op.get('summary', ''))}</li>"
+            )
             sections.append(_operation(path, method, op, shared, spec))
     schemas = "".join(
         f'<h3 id="schema-{escape(name)}">{escape(name)}</h3>{_properties(schema, spec)}'
-        + (f"<p>Example:</p><pre>{escape(orjson.dumps(schema['example'], option=orjson.OPT_INDENT_2).decode())}</pre>"  # noqa: E501 - one expression
-           if "example" in schema else "")
+        + (
+            f"<p>Example:</p><pre>{escape(orjson.dumps(schema['example'], option=orjson.OPT_INDENT_2).decode())}</pre>"  # noqa: E501 - one expression
+            if "example" in schema
+            else ""
+        )
         for name, schema in spec["components"]["schemas"].items()
     )
     return (

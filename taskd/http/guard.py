@@ -115,7 +115,10 @@ class RateLimiter:
     """
 
     def __init__(
-        self, rate: float, *, max_clients: int = 10_000,
+        self,
+        rate: float,
+        *,
+        max_clients: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = rate

@@ -29,31 +29,51 @@ class Metrics:
     def __init__(self, consumer: str | None, clients: Callable[[], int]) -> None:
         self.consumer = consumer
         self.registry = r = CollectorRegistry()
-        self.tasks = Gauge("taskd_tasks", "Tasks by status over all queues (shared).",
-                           ["status"], registry=r)
-        self.depth = Gauge("taskd_queue_depth", "Ready tasks not yet fetched (shared).",
-                           ["queue", "priority"], registry=r)
-        self._submitted = Counter("taskd_tasks_submitted",
-                                  "Tasks submitted through this process's HTTP API.",
-                                  ["task_type"], registry=r)
-        self._completed = Counter("taskd_tasks_completed",
-                                  "Tasks completed by this process's workers.",
-                                  ["task_type"], registry=r)
-        self._failed = Counter("taskd_tasks_failed",
-                               "Tasks that failed for good on this process's workers.",
-                               ["task_type"], registry=r)
-        self._duration = Histogram("taskd_task_duration_seconds",
-                                   "Run time of attempts on this process's workers.",
-                                   ["task_type", "outcome"], buckets=_DURATION_BUCKETS,
-                                   registry=r)
-        ws_clients = Gauge("taskd_websocket_clients", "Connected WebSocket clients.",
-                           registry=r)
+        self.tasks = Gauge(
+            "taskd_tasks", "Tasks by status over all queues (shared).", ["status"], registry=r
+        )
+        self.depth = Gauge(
+            "taskd_queue_depth",
+            "Ready tasks not yet fetched (shared).",
+            ["queue", "priority"],
+            registry=r,
+        )
+        self._submitted = Counter(
+            "taskd_tasks_submitted",
+            "Tasks submitted through this process's HTTP API.",
+            ["task_type"],
+            registry=r,
+        )
+        self._completed = Counter(
+            "taskd_tasks_completed",
+            "Tasks completed by this process's workers.",
+            ["task_type"],
+            registry=r,
+        )
+        self._failed = Counter(
+            "taskd_tasks_failed",
+            "Tasks that failed for good on this process's workers.",
+            ["task_type"],
+            registry=r,
+        )
+        self._duration = Histogram(
+            "taskd_task_duration_seconds",
+            "Run time of attempts on this process's workers.",
+            ["task_type", "outcome"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        ws_clients = Gauge("taskd_websocket_clients", "Connected WebSocket clients.", registry=r)
         ws_clients.set_function(lambda: float(clients()))
-        self.ws_dropped = Counter("taskd_websocket_dropped",
-                                  "WebSocket clients dropped for falling behind.", registry=r)
-        self.redis_latency = Histogram("taskd_redis_roundtrip_seconds",
-                                       "Round-trip time of PING to Redis.",
-                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.ws_dropped = Counter(
+            "taskd_websocket_dropped", "WebSocket clients dropped for falling behind.", registry=r
+        )
+        self.redis_latency = Histogram(
+            "taskd_redis_roundtrip_seconds",
+            "Round-trip time of PING to Redis.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def submitted(self, task_type: str) -> None:
         """Count one task created through the API."""

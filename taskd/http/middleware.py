@@ -33,6 +33,7 @@ TOKEN = web.RequestKey("token", str)
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SAFE_ID: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+CORS_REQUEST_HEADERS: Final = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID")
 
 
 class HTTPProblem(TaskdError):
@@ -80,8 +81,12 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     TimeoutError: 503,
 }
 _HTTP_CODES: Final[Mapping[int, str]] = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-    413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type",
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
 }
 
 
@@ -148,8 +153,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 log.exception("request_failed", method=request.method, path=request.path)
                 status = 500
                 response = json_response(
-                    error_body("internal", "internal server error; see the server log",
-                               {"request_id": rid}),
+                    error_body(
+                        "internal", "internal server error; see the server log", {"request_id": rid}
+                    ),
                     status=500,
                 )
             else:
@@ -158,8 +164,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers[REQUEST_ID_HEADER] = rid
         level = "debug" if request.path in _QUIET_PATHS else "info"
         getattr(log, level)(
-            "request_finished", method=request.method, path=request.path,
-            status=response.status, duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            "request_finished",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
             remote=request.remote,
         )
         return response
@@ -169,7 +178,10 @@ class Guard:
     """Authentication, origins, CORS, rate limit, body limit and deadline for each request."""
 
     def __init__(
-        self, auth: Auth, limiter: RateLimiter, allowed_origins: tuple[str, ...],
+        self,
+        auth: Auth,
+        limiter: RateLimiter,
+        allowed_origins: tuple[str, ...],
         deadline_s: float,
     ) -> None:
         self.auth = auth
@@ -184,8 +196,10 @@ class Guard:
         protected = path == "/api" or path.startswith("/api/") or path == "/ws"
         origin = request.headers.get("Origin")
         cors = origin is not None and self._cors_allowed(origin)
-        if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in (
-            request.headers
+        if (
+            request.method == "OPTIONS"
+            and cors
+            and "Access-Control-Request-Method" in (request.headers)
         ):
             return self._preflight(origin or "")
         if protected:
@@ -194,8 +208,9 @@ class Guard:
             return await handler(request)  # long-lived: no deadline; it checks origins itself
         if request.method in WRITE_METHODS and protected:
             if not origin_allowed(origin, request.host, self.allowed_origins):
-                raise Forbidden("cross-origin writes are not allowed from this origin",
-                                origin=origin)
+                raise Forbidden(
+                    "cross-origin writes are not allowed from this origin", origin=origin
+                )
             wait = self.limiter.take(client_key(request.get(TOKEN), request.remote))
             if wait > 0:
                 raise RateLimited(wait)
@@ -223,6 +238,8 @@ class Guard:
         if access is Access.NONE and request.path != "/ws":  # the socket may send it first
             raise Unauthorized("this server needs 'Authorization: Bearer <token>'")
         if request.method in WRITE_METHODS and access < Access.FULL:
+            if token is None:
+                raise Unauthorized("writing needs 'Authorization: Bearer <token>'")
             raise Forbidden("this token may only read")
         request[ACCESS] = access
 
@@ -230,11 +247,13 @@ class Guard:
         return "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
 
     def _preflight(self, origin: str) -> web.Response:
-        return web.Response(status=204, headers={
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "GET, POST, DELETE",
-            "Access-Control-Allow-Headers":
-                "Authorization, Content-Type, Idempotency-Key, X-Request-ID",
-            "Access-Control-Max-Age": "600",
-            "Vary": "Origin",
-        })
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST, DELETE",
+                "Access-Control-Allow-Headers": ", ".join(CORS_REQUEST_HEADERS),
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )

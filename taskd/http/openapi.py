@@ -10,20 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from taskd.http.schemas import component_schemas, ref
 from taskd.model import (
-    MAX_NAME_LEN,
-    MAX_PRIORITY,
-    MAX_UNIQUE_KEY_LEN,
-    MIN_PRIORITY,
     QUEUE_NAME,
     STATUS_NAMES,
 )
 from taskd.registry import Registry
 
 JSON: Final = "application/json"
-_REF = "#/components/schemas/"
-_STATUS_LIST = f"^({'|'.join(STATUS_NAMES)})(,({'|'.join(STATUS_NAMES)}))*$"
-_TIME = {"type": ["string", "null"], "format": "date-time"}
+_STATUS_LIST = f"^(|({'|'.join(STATUS_NAMES)})(,({'|'.join(STATUS_NAMES)}))*)$"
 
 WS_DESCRIPTION: Final = """\
 Connect to `ws://<host>/ws` (optionally `?since=<last_event_id>`; with auth, an
@@ -42,19 +37,14 @@ first-message authentication closes with 1008.
 """
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
 def _error(description: str, *headers: str) -> dict[str, Any]:
-    response = _json(_ref("Error"), description)
+    response = _json(ref("Error"), description)
     if headers:
-        response["headers"] = {h: {"schema": {"type": "string"}, "required": True}
-                               for h in headers}
+        response["headers"] = {h: {"schema": {"type": "string"}, "required": True} for h in headers}
     return response
 
 
@@ -76,202 +66,190 @@ def _responses(ok: dict[str, Any], *errors: str) -> dict[str, Any]:
 
 
 def _operation(
-    op_id: str, summary: str, tag: str, ok: dict[str, Any], errors: tuple[str, ...],
+    op_id: str,
+    summary: str,
+    tag: str,
+    ok: dict[str, Any],
+    errors: tuple[str, ...],
     **extra: Any,
 ) -> dict[str, Any]:
-    return {"operationId": op_id, "summary": summary, "tags": [tag],
-            "responses": _responses(ok, *errors), **extra}
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": [tag],
+        "responses": _responses(ok, *errors),
+        **extra,
+    }
 
 
 _READ = ("401", "403", "503")
 _WRITE = ("401", "403", "429", "503")
 _BODY = ("400", "413", "422")
-_TASK_ID = {"name": "task_id", "in": "path", "required": True,
-            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-            "description": "The task's id (32 hex digits)."}
-
-
-def _task_schema() -> dict[str, Any]:
-    string_or_null = {"type": ["string", "null"]}
-    return {
-        "type": "object",
-        "required": ["id", "name", "task_type", "queue", "priority", "payload", "status",
-                     "progress", "retry_count", "max_retries", "created_at", "updated_at"],
-        "properties": {
-            "id": {"type": "string"}, "name": {"type": "string"},
-            "task_type": {"type": "string"}, "queue": {"type": "string"},
-            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
-            "payload": {"type": "object"},
-            "status": {"type": "string", "enum": list(STATUS_NAMES)},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "progress_message": {"type": "string"}, "result": {},
-            "error": string_or_null, "retry_count": {"type": "integer", "minimum": 0},
-            "max_retries": {"type": "integer", "minimum": 0}, "timeout_s": {"type": "number"},
-            "attempt": {"type": "integer", "minimum": 0},
-            "created_at": _TIME, "updated_at": _TIME, "started_at": _TIME,
-            "completed_at": _TIME, "run_at": _TIME,
-            "worker": string_or_null, "unique_key": string_or_null,
-            "cancel_requested": {"type": "boolean"},
-        },
-    }
-
-
-def _create_schema(registry: Registry) -> dict[str, Any]:
-    names = [t.name for t in registry]
-    variants = [
-        {"properties": {"task_type": {"const": t.name}, "payload": t.schema}}
-        for t in registry if t.schema
-    ]
-    schema: dict[str, Any] = {
-        "type": "object",
-        "required": ["task_type"],
-        "additionalProperties": False,
-        "properties": {
-            "task_type": {"type": "string", "enum": names,
-                          "description": "A registered type (GET /api/task-types)."},
-            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN},
-            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY,
-                         "default": 5, "description": "10 is the most urgent."},
-            "payload": {"type": "object", "default": {},
-                        "description": "Input of the task type (see its example)."},
-            "queue": {"type": "string", "pattern": QUEUE_NAME.pattern, "default": "default"},
-            "delay_s": {"type": "number", "minimum": 0, "maximum": 365 * 86400},
-            "run_at": {"type": "string", "format": "date-time"},
-            "max_retries": {"type": "integer", "minimum": 0, "maximum": 1000},
-            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400},
-            "unique_key": {"type": "string", "minLength": 1, "maxLength": MAX_UNIQUE_KEY_LEN,
-                           "description": "Idempotency key: a live task with the same key "
-                                          "is returned instead of a new one."},
-        },
-        "not": {"required": ["delay_s", "run_at"]},
-        "example": {"name": "Test Task", "task_type": "data_processing", "priority": 5,
-                    "payload": {"records": 1000}},
-    }
-    if variants:
-        others = [n for n in names if not any(v["properties"]["task_type"]["const"] == n
-                                              for v in variants)]
-        if others:
-            variants.append({"properties": {"task_type": {"enum": others}}})
-        schema["anyOf"] = variants
-    return schema
-
-
-def _schemas(registry: Registry) -> dict[str, Any]:
-    counts = {name: {"type": "integer"} for name in (*STATUS_NAMES, "total")}
-    return {
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-            "type": "object", "required": ["code", "message", "details"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                           "details": {}},
-        }}},
-        "Task": _task_schema(),
-        "TaskCreate": _create_schema(registry),
-        "TaskList": {"type": "object", "required": ["tasks", "next_cursor"], "properties": {
-            "tasks": {"type": "array", "items": _ref("Task")},
-            "next_cursor": {"type": ["string", "null"]}}},
-        "BatchResult": {"type": "object", "required": ["tasks", "created"], "properties": {
-            "tasks": {"type": "array", "items": _ref("Task")},
-            "created": {"type": "integer", "minimum": 0}}},
-        "Overview": {
-            "type": "object",
-            "required": [*counts, "throughput", "depth_by_priority"],
-            "additionalProperties": {"type": "integer"},
-            "properties": counts | {
-                "throughput": {"type": "object", "required": ["completed_per_s", "failed_per_s"],
-                               "properties": {"completed_per_s": {"type": "number"},
-                                              "failed_per_s": {"type": "number"},
-                                              "window_s": {"type": "number"}}},
-                "depth_by_priority": {"type": "object",
-                                      "additionalProperties": {"type": "integer"}},
-            },
-        },
-        "Worker": {"type": "object", "required": ["consumer", "host", "pid", "held"],
-                   "properties": {
-                       "consumer": {"type": "string"}, "host": {"type": "string"},
-                       "pid": {"type": "integer"}, "held": {"type": "integer"},
-                       "queues": {"type": "array", "items": {"type": "string"}},
-                       "concurrency": {"type": "integer"}, "completed": {"type": "integer"},
-                       "failed": {"type": "integer"}, "started_at": _TIME,
-                       "heartbeat_at": _TIME}},
-        "TaskType": {"type": "object", "required": ["name", "description", "example"],
-                     "properties": {"name": {"type": "string"},
-                                    "description": {"type": "string"},
-                                    "example": {"type": "object"},
-                                    "schema": {"type": ["object", "null"]}}},
-        "Health": {"type": "object", "required": ["status"],
-                   "properties": {"status": {"type": "string"},
-                                  "redis_latency_ms": {"type": ["number", "null"]},
-                                  "problems": {"type": "array", "items": {"type": "string"}}}},
-    }
+_TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "description": "The task's id (32 hex digits).",
+}
 
 
 def _list_parameters() -> list[dict[str, Any]]:
     def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-        return {"name": name, "in": "query", "required": False, "schema": schema,
-                "description": description}
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": description,
+        }
 
     return [
-        query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-              "Page size."),
+        query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            "Page size.",
+        ),
         query("cursor", {"type": "string"}, "next_cursor of the previous page."),
-        query("status", {"type": "string", "pattern": _STATUS_LIST},
-              "One status, or several separated by commas."),
-        query("task_type", {"type": "string"}, "Only tasks of this type."),
-        query("queue", {"type": "string", "pattern": QUEUE_NAME.pattern},
-              "Only tasks of this queue."),
-        query("q", {"type": "string", "maxLength": 200},
-              "Case-insensitive substring of the name, or a prefix of the id."),
+        query(
+            "status",
+            {"type": "string", "pattern": _STATUS_LIST},
+            "One status, or several separated by commas (empty: any).",
+        ),
+        query("task_type", {"type": "string"}, "Only tasks of this type (empty: any)."),
+        query(
+            "queue",
+            {"type": "string", "pattern": f"^$|{QUEUE_NAME.pattern}"},
+            "Only tasks of this queue (empty: every queue).",
+        ),
+        query(
+            "q",
+            {"type": "string", "maxLength": 200},
+            "Case-insensitive substring of the name, or a prefix of the id.",
+        ),
     ]
 
 
 def _task_paths() -> dict[str, Any]:
-    task = _json(_ref("Task"), "The task")
-    create_body = {"required": True, "content": {JSON: {"schema": _ref("TaskCreate")}}}
-    batch_body = {"required": True, "content": {JSON: {"schema": {"anyOf": [
-        {"type": "object", "required": ["tasks"], "additionalProperties": False,
-         "properties": {"tasks": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                  "items": _ref("TaskCreate")}}},
-        {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("TaskCreate")},
-    ]}}}}
-    created = task | {"headers": {"Location": {"required": True,
-                                               "schema": {"type": "string"}}}}
-    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-                   "description": "Same as unique_key in the body."}
+    task = _json(ref("Task"), "The task")
+    create_body = {"required": True, "content": {JSON: {"schema": ref("TaskCreate")}}}
+    batch_body = {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "anyOf": [
+                        {
+                            "type": "object",
+                            "required": ["tasks"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "tasks": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 1000,
+                                    "items": ref("TaskCreate"),
+                                }
+                            },
+                        },
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 1000,
+                            "items": ref("TaskCreate"),
+                        },
+                    ]
+                }
+            }
+        },
+    }
+    created = task | {"headers": {"Location": {"required": True, "schema": {"type": "string"}}}}
+    idempotency = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+        "description": "Same as unique_key in the body.",
+    }
     return {
         "/api/tasks": {
-            "get": _operation("listTasks", "List tasks, newest first", "tasks",
-                              {"200": _json(_ref("TaskList"), "One page")}, ("422", *_READ),
-                              parameters=_list_parameters()),
+            "get": _operation(
+                "listTasks",
+                "List tasks, newest first",
+                "tasks",
+                {"200": _json(ref("TaskList"), "One page")},
+                ("422", *_READ),
+                parameters=_list_parameters(),
+            ),
             "post": _operation(
-                "createTask", "Submit a task", "tasks",
-                {"201": created | {"description": "Created"},
-                 "200": created | {"description": "Its unique key names a live task: that one"}},
-                (*_BODY, *_WRITE), requestBody=create_body, parameters=[idempotency]),
+                "createTask",
+                "Submit a task",
+                "tasks",
+                {
+                    "201": created | {"description": "Created"},
+                    "200": created | {"description": "Its unique key names a live task: that one"},
+                },
+                (*_BODY, *_WRITE),
+                requestBody=create_body,
+                parameters=[idempotency],
+            ),
         },
-        "/api/tasks/batch": {"post": _operation(
-            "createTasks", "Submit up to 1,000 tasks at once (all valid or none submitted)",
-            "tasks", {"201": _json(_ref("BatchResult"), "Created"),
-                      "200": _json(_ref("BatchResult"), "All of them existed already")},
-            (*_BODY, *_WRITE), requestBody=batch_body)},
-        "/api/tasks/stats/overview": {"get": _operation(
-            "statsOverview", "Counts per status, throughput and depth per priority", "tasks",
-            {"200": _json(_ref("Overview"), "The overview")}, _READ)},
+        "/api/tasks/batch": {
+            "post": _operation(
+                "createTasks",
+                "Submit up to 1,000 tasks at once (all valid or none submitted)",
+                "tasks",
+                {
+                    "201": _json(ref("BatchResult"), "Created"),
+                    "200": _json(ref("BatchResult"), "All of them existed already"),
+                },
+                (*_BODY, *_WRITE),
+                requestBody=batch_body,
+            )
+        },
+        "/api/tasks/stats/overview": {
+            "get": _operation(
+                "statsOverview",
+                "Counts per status, throughput and depth per priority",
+                "tasks",
+                {"200": _json(ref("Overview"), "The overview")},
+                _READ,
+            )
+        },
         "/api/tasks/{task_id}": {
             "parameters": [_TASK_ID],
             "get": _operation("getTask", "One task", "tasks", {"200": task}, ("404", *_READ)),
-            "delete": _operation("deleteTask", "Delete a finished task", "tasks",
-                                 {"204": {"description": "Deleted"}},
-                                 ("404", "409", *_WRITE)),
+            "delete": _operation(
+                "deleteTask",
+                "Delete a finished task",
+                "tasks",
+                {"204": {"description": "Deleted"}},
+                ("404", "409", *_WRITE),
+            ),
         },
-        "/api/tasks/{task_id}/cancel": {"parameters": [_TASK_ID], "post": _operation(
-            "cancelTask", "Cancel a waiting task, or ask a running one to stop", "tasks",
-            {"200": task | {"description": "Cancelled"},
-             "202": task | {"description": "Running: the worker will stop it"}},
-            ("404", "409", *_WRITE))},
-        "/api/tasks/{task_id}/retry": {"parameters": [_TASK_ID], "post": _operation(
-            "retryTask", "Send a failed or cancelled task back to pending", "tasks",
-            {"200": task}, ("404", "409", *_WRITE))},
+        "/api/tasks/{task_id}/cancel": {
+            "parameters": [_TASK_ID],
+            "post": _operation(
+                "cancelTask",
+                "Cancel a waiting task, or ask a running one to stop",
+                "tasks",
+                {
+                    "200": task | {"description": "Cancelled"},
+                    "202": task | {"description": "Running: the worker will stop it"},
+                },
+                ("404", "409", *_WRITE),
+            ),
+        },
+        "/api/tasks/{task_id}/retry": {
+            "parameters": [_TASK_ID],
+            "post": _operation(
+                "retryTask",
+                "Send a failed or cancelled task back to pending",
+                "tasks",
+                {"200": task},
+                ("404", "409", *_WRITE),
+            ),
+        },
     }
 
 
@@ -279,42 +257,117 @@ def _system_paths() -> dict[str, Any]:
     def text(media: str, description: str) -> dict[str, Any]:
         return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
 
-    health = _json(_ref("Health"), "Healthy")
+    health = _json(ref("Health"), "Healthy")
     return {
-        "/api/workers": {"get": _operation(
-            "listWorkers", "Live worker consumers", "system",
-            {"200": _json({"type": "object", "required": ["workers"], "properties": {
-                "workers": {"type": "array", "items": _ref("Worker")}}}, "Workers")}, _READ)},
-        "/api/task-types": {"get": _operation(
-            "listTaskTypes", "Registered task types", "system",
-            {"200": _json({"type": "object", "required": ["task_types"], "properties": {
-                "task_types": {"type": "array", "items": _ref("TaskType")}}}, "Types")},
-            _READ)},
-        "/api/openapi.json": {"get": _operation(
-            "openapi", "This description", "system",
-            {"200": _json({"type": "object"}, "OpenAPI 3.1")}, ("401", "403"))},
-        "/healthz": {"get": _operation("healthz", "The process is alive", "system",
-                                       {"200": health}, ())},
-        "/readyz": {"get": _operation(
-            "readyz", "Redis reachable, workers and event relay running", "system",
-            {"200": health, "503": _json(_ref("Health"), "Not ready") | {
-                "headers": {"Retry-After": {"schema": {"type": "string"}}}}}, ())},
-        "/metrics": {"get": _operation("metrics", "Prometheus metrics", "system",
-                                       {"200": text("text/plain", "Text format")}, ("503",))},
-        "/docs": {"get": _operation("docs", "This reference as HTML", "system",
-                                    {"200": text("text/html", "The page")}, ())},
-        "/ws": {"get": _operation(
-            "events", "WebSocket event stream (see the description above)", "events",
-            {"101": {"description": "Switching protocols"},
-             "400": _error("Not a WebSocket upgrade request")},
-            ("401", "403", "422"),
-            parameters=[
-                {"name": "since", "in": "query", "required": False,
-                 "schema": {"type": "string"},
-                 "description": "last_event_id (or an event id) to resume after."},
-                {"name": "token", "in": "query", "required": False,
-                 "schema": {"type": "string"}, "description": "Bearer token."},
-            ])},
+        "/api/workers": {
+            "get": _operation(
+                "listWorkers",
+                "Live worker consumers",
+                "system",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["workers"],
+                            "properties": {"workers": {"type": "array", "items": ref("Worker")}},
+                        },
+                        "Workers",
+                    )
+                },
+                _READ,
+            )
+        },
+        "/api/task-types": {
+            "get": _operation(
+                "listTaskTypes",
+                "Registered task types",
+                "system",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["task_types"],
+                            "properties": {
+                                "task_types": {"type": "array", "items": ref("TaskType")}
+                            },
+                        },
+                        "Types",
+                    )
+                },
+                _READ,
+            )
+        },
+        "/api/openapi.json": {
+            "get": _operation(
+                "openapi",
+                "This description",
+                "system",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                ("401", "403"),
+            )
+        },
+        "/healthz": {
+            "get": _operation("healthz", "The process is alive", "system", {"200": health}, ())
+        },
+        "/readyz": {
+            "get": _operation(
+                "readyz",
+                "Redis reachable, workers and event relay running",
+                "system",
+                {
+                    "200": health,
+                    "503": _json(ref("Health"), "Not ready")
+                    | {"headers": {"Retry-After": {"schema": {"type": "string"}}}},
+                },
+                (),
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "metrics",
+                "Prometheus metrics",
+                "system",
+                {"200": text("text/plain", "Text format")},
+                ("503",),
+            )
+        },
+        "/docs": {
+            "get": _operation(
+                "docs",
+                "This reference as HTML",
+                "system",
+                {"200": text("text/html", "The page")},
+                (),
+            )
+        },
+        "/ws": {
+            "get": _operation(
+                "events",
+                "WebSocket event stream (see the description above)",
+                "events",
+                {
+                    "101": {"description": "Switching protocols"},
+                    "400": _error("Not a WebSocket upgrade request"),
+                },
+                ("401", "403", "422"),
+                parameters=[
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "last_event_id (or an event id) to resume after.",
+                    },
+                    {
+                        "name": "token",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Bearer token.",
+                    },
+                ],
+            )
+        },
     }
 
 
@@ -326,13 +379,13 @@ def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict
             "title": "taskd",
             "version": version,
             "description": "A real-time task queue on Redis Streams. Errors are always "
-                           '`{"error": {"code", "message", "details"}}`. Paths also answer '
-                           "with a trailing slash.\n\n## WebSocket `/ws`\n\n" + WS_DESCRIPTION,
+            '`{"error": {"code", "message", "details"}}`. Paths also answer '
+            "with a trailing slash.\n\n## WebSocket `/ws`\n\n" + WS_DESCRIPTION,
         },
         "tags": [{"name": "tasks"}, {"name": "events"}, {"name": "system"}],
         "paths": _task_paths() | _system_paths(),
         "components": {
-            "schemas": _schemas(registry),
+            "schemas": component_schemas(registry),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -29,7 +29,9 @@ def json_response(
 ) -> web.Response:
     """A JSON response serialised with orjson (faster, and strict about NaN)."""
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json",
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
         headers=headers,
     )
 
@@ -81,8 +83,10 @@ def _seconds_to_iso(value: Any) -> str | None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
     try:
-        return datetime.fromtimestamp(value, tz=UTC).isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
+        return (
+            datetime.fromtimestamp(value, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
         )
     except (OverflowError, OSError, ValueError):
         return None

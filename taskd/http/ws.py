@@ -67,10 +67,15 @@ class Snapshot:
         """The message, serialised once per reason."""
         found = self.texts.get(reason)
         if found is None:
-            found = self.texts[reason] = shapes.dumps({
-                "type": "snapshot", "reason": reason, "stats": self.stats,
-                "tasks": self.tasks, "last_event_id": encode_position(self.position),
-            })
+            found = self.texts[reason] = shapes.dumps(
+                {
+                    "type": "snapshot",
+                    "reason": reason,
+                    "stats": self.stats,
+                    "tasks": self.tasks,
+                    "last_event_id": encode_position(self.position),
+                }
+            )
         return found
 
 
@@ -82,17 +87,20 @@ def event_messages(events: list[Event], start: Position) -> list[str]:
         chunk = events[i : i + EVENTS_PER_MESSAGE]
         for e in chunk:
             running[e.queue] = e.event_id
-        messages.append(shapes.dumps({
-            "type": "events", "events": [shapes.event(e) for e in chunk],
-            "last_event_id": encode_position(running),
-        }))
+        messages.append(
+            shapes.dumps(
+                {
+                    "type": "events",
+                    "events": [shapes.event(e) for e in chunk],
+                    "last_event_id": encode_position(running),
+                }
+            )
+        )
     return messages
 
 
 def _caught_up(position: Position, after: Position) -> bool:
-    return all(
-        stream_id_key(position.get(q, "0-0")) >= stream_id_key(a) for q, a in after.items()
-    )
+    return all(stream_id_key(position.get(q, "0-0")) >= stream_id_key(a) for q, a in after.items())
 
 
 def batch_messages(batch: Batch, sub: Subscription) -> list[str]:
@@ -104,8 +112,11 @@ def batch_messages(batch: Batch, sub: Subscription) -> list[str]:
             batch.rendered = event_messages(batch.events, batch.start)
         return batch.rendered
     after = sub.after
-    events = [e for e in batch.events if
-              stream_id_key(e.event_id) > stream_id_key(after.get(e.queue, "0-0"))]
+    events = [
+        e
+        for e in batch.events
+        if stream_id_key(e.event_id) > stream_id_key(after.get(e.queue, "0-0"))
+    ]
     return event_messages(events, merge_positions(after, batch.start)) if events else []
 
 
@@ -168,19 +179,23 @@ class Hub:
             self.dropped += 1
             if self.on_drop is not None:
                 self.on_drop()
-            await close(ws, request, WSCloseCode.TRY_AGAIN_LATER,
-                        b"too slow; reconnect with ?since=<last_event_id>")
+            await close(
+                ws,
+                request,
+                WSCloseCode.TRY_AGAIN_LATER,
+                b"too slow; reconnect with ?since=<last_event_id>",
+            )
 
-    async def _start(self, ws: web.WebSocketResponse, sub: Subscription,
-                     since: Position | None) -> None:
+    async def _start(
+        self, ws: web.WebSocketResponse, sub: Subscription, since: Position | None
+    ) -> None:
         if since is not None and await self._replay(ws, sub, since):
             return
         snap = await self.snapshot()
         sub.after = snap.position
         await ws.send_str(snap.text("initial" if since is None else "since_too_old"))
 
-    async def _replay(self, ws: web.WebSocketResponse, sub: Subscription,
-                      since: Position) -> bool:
+    async def _replay(self, ws: web.WebSocketResponse, sub: Subscription, since: Position) -> bool:
         """Send every event after ``since``; False when some were trimmed (too old)."""
         store = self.state.store
         queues = await store.queues()
@@ -189,8 +204,7 @@ class Hub:
             return False
         ends = await store.last_event_ids(queues)
         replayed = 0
-        while todo := {q: a for q, a in after.items()
-                       if stream_id_key(a) < stream_id_key(ends[q])}:
+        while todo := {q: a for q, a in after.items() if stream_id_key(a) < stream_id_key(ends[q])}:
             events = await store.read_events(todo, count=REPLAY_CHUNK)
             if not events:
                 break
@@ -200,9 +214,15 @@ class Hub:
                 after[e.queue] = e.event_id
             replayed += len(events)
         sub.after = after
-        await ws.send_str(shapes.dumps({
-            "type": "resumed", "replayed": replayed, "last_event_id": encode_position(after),
-        }))
+        await ws.send_str(
+            shapes.dumps(
+                {
+                    "type": "resumed",
+                    "replayed": replayed,
+                    "last_event_id": encode_position(after),
+                }
+            )
+        )
         stats = self.relay.last_stats or await overview(store, self.relay.throughput)
         await ws.send_str(shapes.dumps({"type": "stats", "stats": stats}))
         return True
@@ -257,8 +277,7 @@ async def _read(ws: web.WebSocketResponse) -> None:
         pass
 
 
-async def close(ws: web.WebSocketResponse, request: web.Request, code: int,
-                message: bytes) -> None:
+async def close(ws: web.WebSocketResponse, request: web.Request, code: int, message: bytes) -> None:
     """Close without waiting long for a peer that may never read again."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -297,7 +316,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     since_raw = request.query.get("since")
     since = decode_position(since_raw) if since_raw else None
     ws = web.WebSocketResponse(
-        heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES, compress=False,
+        heartbeat=HEARTBEAT_S,
+        max_msg_size=MAX_MESSAGE_BYTES,
+        compress=False,
         timeout=CLOSE_TIMEOUT_S,
     )
     if not ws.can_prepare(request).ok:

@@ -1,34 +1,76 @@
 --[[
   Start up to COUNT ready tasks for one consumer, most urgent priority first, FIFO within
   a level; also starts entries a blocking XREADGROUP already delivered to this consumer.
+  Honours the queue's pause flag and its shared rate limits.
 
   KEYS[1]  stats hash    KEYS[2]  events stream    KEYS[3]  depth hash
-  KEYS[4..13]  ready streams of priority 10 down to 1
+  KEYS[4]  paused flag   KEYS[5]  rate-limit hash  KEYS[6]  delayed zset
+  KEYS[7..16]  ready streams of priority 10 down to 1
 
   ARGV[1]  group           ARGV[2]  consumer       ARGV[3]  count
   ARGV[4]  events MAXLEN   ARGV[5]  task key prefix (carries the queue's hash tag, so
                                      every task hash lives in this script's slot)
-  ARGV[6..]  pre-delivered entries as triples: stream position (1 = KEYS[4]), entry id,
+  ARGV[6]  rate limits as JSON {scope: [interval ms, tolerance ms]}, scope 'queue' or
+           'type:<task type>'; '' when none
+  ARGV[7..]  pre-delivered entries as triples: stream position (1 = KEYS[7]), entry id,
              task id
 
-  Reply: one flat HGETALL array per started task.
-  Events: started (one per started task).
+  Reply: {1 if the queue is paused else 0, {one flat HGETALL array per started task}}.
+  Events: started per started task; rate_limited per task deferred by a rate limit.
 
   The depth hash counts undelivered entries per priority, so empty levels cost nothing.
   An entry whose task is gone, no longer pending, or was re-queued under a newer entry is
-  acknowledged and skipped: it is a leftover, not work.
+  acknowledged and skipped: it is a leftover, not work. Rate limits are a generic cell rate
+  algorithm over Redis time: a task over the limit is deferred to the delayed zset at the
+  slot it reserved, so every daemon together starts at most the configured rate.
 ]]
-local stats, events, depth = KEYS[1], KEYS[2], KEYS[3]
+local stats, events, depth, paused, limits_key, delayed =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local group, consumer, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local maxlen, prefix = ARGV[4], ARGV[5]
+local limits = nil
+if ARGV[6] ~= '' then limits = cjson.decode(ARGV[6]) end
 local now = now_ms()
 local started = {}
+local deferred = 0
+
+-- true to start now, or the ms at which the task's reserved slot comes.
+local function admit(key, task_type, reserved)
+  if reserved == '1' then
+    redis.call('HDEL', key, 'rl')
+    return true
+  end
+  if not limits then return true end
+  local due, slots = now, {}
+  for _, scope in ipairs({'queue', 'type:' .. task_type}) do
+    local limit = limits[scope]
+    if limit then
+      local tat = tonumber(redis.call('HGET', limits_key, scope) or '0')
+      if tat < now then tat = now end
+      if tat - now > limit[2] then due = math.max(due, tat - limit[2]) end
+      slots[scope] = tat + limit[1]
+    end
+  end
+  for scope, tat in pairs(slots) do redis.call('HSET', limits_key, scope, int(tat)) end
+  if due <= now then return true end
+  return due
+end
 
 local function start(stream, sid, id)
   local key = prefix .. id
-  local state = redis.call('HMGET', key, 'status', 'sid')
+  local state = redis.call('HMGET', key, 'status', 'sid', 'task_type', 'rl')
   if state[1] ~= 'pending' or state[2] ~= sid then
     redis.call('XACK', stream, group, sid)
+    return false
+  end
+  local admitted = admit(key, state[3], state[4])
+  if admitted ~= true then
+    redis.call('XACK', stream, group, sid)
+    redis.call('HSET', key, 'status', 'scheduled', 'run_at', int(admitted), 'rl', '1',
+      'sid', '', 'updated_at', int(now))
+    redis.call('ZADD', delayed, int(admitted), id)
+    emit(events, maxlen, 'rate_limited', key, now)
+    deferred = deferred + 1
     return false
   end
   redis.call('HINCRBY', key, 'attempt', 1)
@@ -53,17 +95,20 @@ for i = 1, #raw, 2 do waiting[tonumber(raw[i])] = tonumber(raw[i + 1]) end
 local delivered = {}
 local exhausted = {}
 
-for i = 6, #ARGV, 3 do
+for i = 7, #ARGV, 3 do
   local position = tonumber(ARGV[i])
   local priority = 11 - position
   delivered[priority] = (delivered[priority] or 0) + 1
-  start(KEYS[3 + position], ARGV[i + 1], ARGV[i + 2])
+  start(KEYS[6 + position], ARGV[i + 1], ARGV[i + 2])
 end
 
+local is_paused = redis.call('EXISTS', paused)
 local remaining = count - #started
+if is_paused == 1 then remaining = 0 end
 for position = 1, 10 do
+  if remaining <= 0 then break end
   local priority = 11 - position
-  local stream = KEYS[3 + position]
+  local stream = KEYS[6 + position]
   local left = (waiting[priority] or 0) - (delivered[priority] or 0)
   while remaining > 0 and left > 0 do
     local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', remaining,
@@ -79,7 +124,6 @@ for position = 1, 10 do
       if start(stream, entry[1], entry_task_id(entry[2])) then remaining = remaining - 1 end
     end
   end
-  if remaining <= 0 then break end
 end
 
 for priority = 1, 10 do
@@ -95,4 +139,8 @@ if #started > 0 then
   redis.call('HINCRBY', stats, 'pending', -#started)
   redis.call('HINCRBY', stats, 'processing', #started)
 end
-return started
+if deferred > 0 then
+  redis.call('HINCRBY', stats, 'pending', -deferred)
+  redis.call('HINCRBY', stats, 'scheduled', deferred)
+end
+return {is_paused, started}

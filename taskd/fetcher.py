@@ -1,0 +1,98 @@
+"""What the pool fetches next: queues in order of preference, per-queue caps, pauses,
+shared rate limits, and the blocking wait when everything is empty.
+
+With several queues, each pass offers free slots to the most preferred queue first; a
+queue capped at N never holds more than N tasks of this process. When no queue had work,
+one XREADGROUP BLOCK waits on every ready stream of every active queue at once (on Redis
+Cluster, where queues live on different nodes, on the most preferred one for a short
+time), so an idle pool starts a new task within a round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from taskd.model import Task, parse_queue_spec
+from taskd.store import Store
+
+
+def limits_json(queue: str, rate_limits: Iterable[tuple[str, float, int]]) -> str:
+    """fetch.lua's rate-limit argument for one queue: {scope: [interval ms, tolerance ms]}."""
+    scopes: dict[str, list[float]] = {}
+    for scope, per_second, burst in rate_limits:
+        interval = 1000.0 / per_second
+        if scope == f"queue:{queue}":
+            scopes["queue"] = [interval, interval * (burst - 1)]
+        elif not scope.startswith("queue:"):
+            scopes[f"type:{scope}"] = [interval, interval * (burst - 1)]
+    return orjson.dumps(scopes).decode() if scopes else ""
+
+
+class Fetcher:
+    """Fetches for one consumer; remembers which queues were paused at the last look."""
+
+    def __init__(
+        self,
+        store: Store,
+        consumer: str,
+        queue_specs: Sequence[str],
+        *,
+        rate_limits: Sequence[tuple[str, float, int]] = (),
+        block_ms: int = 500,
+        single_node: bool = True,
+    ) -> None:
+        self.store = store
+        self.consumer = consumer
+        self.queues = [parse_queue_spec(spec) for spec in queue_specs]
+        self.block_ms = block_ms
+        self.single_node = single_node
+        self.paused: set[str] = set()
+        self._limits = {name: limits_json(name, rate_limits) for name, _ in self.queues}
+
+    async def fetch(self, room: int, held: Iterable[Task]) -> list[Task]:
+        """Start up to ``room`` tasks; block a while when there is nothing to start."""
+        held_by_queue = Counter(task.queue for task in held)
+        started: list[Task] = []
+        waitable: list[str] = []
+        for name, cap in self.queues:
+            take = room - len(started)
+            if cap is not None:
+                take = min(take, cap - held_by_queue[name])
+            if take <= 0:
+                continue
+            fetched = await self.store.start_ready(name, self.consumer, take, self._limits[name])
+            started += fetched.tasks
+            held_by_queue[name] += len(fetched.tasks)
+            if fetched.paused:
+                self.paused.add(name)
+            else:
+                self.paused.discard(name)
+                if len(fetched.tasks) < take:
+                    waitable.append(name)
+        if started:
+            return started
+        if not waitable:  # all paused or capped: look again shortly
+            await asyncio.sleep(min(self.block_ms, 200) / 1000)
+            return []
+        return await self._wait(waitable)
+
+    async def _wait(self, waitable: list[str]) -> list[Task]:
+        if not self.single_node and len(waitable) > 1:
+            delivered = await self.store.wait_ready(waitable[:1], self.consumer, 100)
+        else:
+            delivered = await self.store.wait_ready(waitable, self.consumer, self.block_ms)
+        started: list[Task] = []
+        for name, entries in delivered.items():
+            fetched = await self.store.start_ready(
+                name, self.consumer, 0, self._limits[name], entries
+            )
+            started += fetched.tasks
+        return started
+
+    def queue_names(self) -> list[str]:
+        """Names of the consumed queues, most preferred first."""
+        return [name for name, _ in self.queues]

@@ -1,0 +1,193 @@
+"""Named queues: preference and caps, pause/resume, purge, shared rate limits, schedules."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskd.context import Context
+from taskd.model import Status, make_spec
+from taskd.store import Store
+from tests.conftest import eventually
+from tests.pooltools import registry_of, running_pool
+from tests.procs import DaemonProcess
+
+
+async def test_queues_are_served_in_order_of_preference(store: Store, queue: str) -> None:
+    """With free slots scarce, the first-listed queue's tasks start first."""
+    high, low = f"{queue}-high", f"{queue}-low"
+    order: list[str] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        order.append(ctx.task.queue)
+
+    await store.submit([make_spec("work", queue=low) for _ in range(5)])
+    await store.submit([make_spec("work", queue=high) for _ in range(5)])
+    async with running_pool(
+        store, registry_of(work=work), high, queues=(high, low), concurrency=1, prefetch=0
+    ):
+        await eventually(lambda: asyncio.sleep(0, result=len(order) == 10))
+    assert order == [high] * 5 + [low] * 5
+
+
+async def test_queue_cap_limits_running_tasks_of_that_queue(store: Store, queue: str) -> None:
+    """A queue capped at 1 never runs two tasks at once while others use the free slots."""
+    capped, free = f"{queue}-capped", f"{queue}-free"
+    running = {capped: 0, free: 0}
+    peak = {capped: 0, free: 0}
+    gate = asyncio.Event()
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        running[ctx.task.queue] += 1
+        peak[ctx.task.queue] = max(peak[ctx.task.queue], running[ctx.task.queue])
+        await gate.wait()
+        running[ctx.task.queue] -= 1
+
+    await store.submit([make_spec("work", queue=capped) for _ in range(4)])
+    await store.submit([make_spec("work", queue=free) for _ in range(3)])
+    async with running_pool(
+        store,
+        registry_of(work=work),
+        capped,
+        queues=(f"{capped}:1", free),
+        concurrency=4,
+        prefetch=0,
+    ):
+        await eventually(lambda: asyncio.sleep(0, result=running[free] == 3))
+        assert running[capped] == 1
+        gate.set()
+
+        async def all_done() -> bool:
+            done = [(await store.stats(q))["completed"] for q in (capped, free)]
+            return sum(done) == 7
+
+        await eventually(all_done)
+    assert peak == {capped: 1, free: 3}
+
+
+async def test_pause_stops_every_consumer_until_resume(store: Store, queue: str) -> None:
+    """A paused queue accepts tasks but no daemon starts them; resume lets them run."""
+    ran: list[str] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        ran.append(ctx.task.id)
+
+    registry = registry_of(work=work)
+    await store.pause(queue)
+    async with (
+        running_pool(store, registry, queue, block_ms=50) as one,
+        running_pool(store, registry, queue, block_ms=50) as two,
+    ):
+        tasks = [
+            t for t, _ in await store.submit([make_spec("work", queue=queue) for _ in range(10)])
+        ]
+        # Both pools have looked at the queue and seen the pause (an observed fact, not
+        # a timed wait): nothing may have started.
+        await eventually(
+            lambda: asyncio.sleep(
+                0, result=queue in one.fetcher.paused and queue in two.fetcher.paused
+            )
+        )
+        assert ran == []
+        assert all(
+            t.status == Status.PENDING
+            for t in await store.get_many([(queue, t.id) for t in tasks])
+            if t
+        )
+        await store.resume(queue)
+        await eventually(lambda: asyncio.sleep(0, result=len(ran) == 10))
+    assert sorted(ran) == sorted(t.id for t in tasks)
+
+
+async def test_purge_cancels_every_waiting_task(store: Store, queue: str) -> None:
+    """purge() cancels pending and delayed tasks of a queue and keeps counters exact."""
+    await store.submit([make_spec("t", queue=queue, priority=p % 10 + 1) for p in range(30)])
+    await store.submit([make_spec("t", queue=queue, delay_s=60) for _ in range(5)])
+    assert await store.purge(queue, step=7) == 35
+    stats = await store.stats(queue)
+    assert (stats["pending"], stats["scheduled"], stats["cancelled"]) == (0, 0, 35)
+    assert sum((await store.depth_by_priority(queue)).values()) == 0
+    assert await store.fetch(queue, "c", 10) == []
+
+
+@pytest.mark.slow
+async def test_rate_limit_holds_across_three_daemons(
+    store: Store, queue: str, redis_url: str, tmp_path: Path
+) -> None:
+    """20/s for a task type holds within 10% however many daemons run it."""
+    env = {"TASKD_RATE_LIMITS": "sleepy=20/s", "TASKD_SWEEP_INTERVAL_S": "0.2"}
+    args = (
+        "--redis-url",
+        redis_url,
+        "--handlers",
+        "tests.daemon_handlers",
+        "--queues",
+        queue,
+        "--workers",
+        "8",
+    )
+    daemons = [DaemonProcess(tmp_path / f"d{i}", *args, env=env) for i in range(3)]
+    try:
+        await asyncio.gather(*(d.ready() for d in daemons))
+        submitted = [
+            t
+            for t, _ in await store.submit(
+                [make_spec("sleepy", {"s": 0}, queue=queue) for _ in range(60)]
+            )
+        ]
+
+        async def all_done() -> list[Any]:
+            tasks = await store.get_many([(queue, t.id) for t in submitted])
+            done = all(t is not None and t.status == Status.COMPLETED for t in tasks)
+            return tasks if done else []
+
+        tasks = await eventually(all_done, timeout_s=30)
+    finally:
+        for d in daemons:
+            d.close()
+    starts = sorted(t.started_at for t in tasks)
+    rate = (len(starts) - 1) / ((starts[-1] - starts[0]) / 1000)
+    workers = {t.worker.rsplit(":", 2)[0] + ":" + t.worker.rsplit(":", 2)[1] for t in tasks}
+    print(f"observed {rate:.2f} tasks/s over {len(starts)} starts by {len(workers)} daemons")
+    assert 18 <= rate <= 22
+    assert len(workers) >= 2
+
+
+@pytest.mark.slow
+async def test_periodic_task_enqueued_once_per_occurrence(
+    store: Store, queue: str, redis_url: str, tmp_path: Path
+) -> None:
+    """With 3 daemons running, each occurrence of an every-second schedule yields one task."""
+    config = tmp_path / "taskd.toml"
+    config.write_text(
+        f'[[schedule]]\nname = "tick-{queue}"\ntask_type = "sleepy"\nevery_s = 1\n'
+        f'queue = "{queue}"\npayload = {{ s = 0 }}\n'
+    )
+    args = (
+        "--config",
+        str(config),
+        "--redis-url",
+        redis_url,
+        "--handlers",
+        "tests.daemon_handlers",
+        "--queues",
+        queue,
+    )
+    daemons = [DaemonProcess(tmp_path / f"d{i}", *args) for i in range(3)]
+    try:
+        await asyncio.gather(*(d.ready() for d in daemons))
+
+        async def occurrences() -> list[int]:
+            page, _ = await store.list_tasks(queue=queue, limit=1000)
+            found = sorted(int(t.unique_key.rsplit(":", 1)[1]) for t in page if t.unique_key)
+            return found if len(found) >= 4 else []
+
+        found = await eventually(occurrences, timeout_s=20)
+    finally:
+        for d in daemons:
+            d.close()
+    assert len(found) == len(set(found))
+    assert [b - a for a, b in zip(found, found[1:], strict=False)] == [1000] * (len(found) - 1)

@@ -100,7 +100,8 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
             deadline = asyncio.get_running_loop().time() + wait_s
-            while self.alive() and asyncio.get_running_loop().time() < deadline:
+            # A child's exit sets no Event to wait on: poll it.
+            while self.alive() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         with contextlib.suppress(ProcessLookupError):  # forked grandchildren left behind
             os.killpg(self.proc.pid, signal.SIGKILL)

@@ -37,7 +37,7 @@ async def redis_target(url: str | None, work_dir: Path | None = None) -> AsyncIt
 
 
 async def server_version(url: str) -> str:
-    """"redis 7.2.4" or "valkey 8.1.1"."""
+    """ "redis 7.2.4" or "valkey 8.1.1"."""
     info = await _info(url, "server")
     if "valkey_version" in info:
         return f"valkey {info['valkey_version']}"
@@ -56,6 +56,12 @@ async def flush(url: str) -> None:
 async def used_memory(url: str) -> int:
     """Bytes Redis has allocated for data (INFO memory used_memory)."""
     return int((await _info(url, "memory"))["used_memory"])
+
+
+async def cpu_seconds(url: str) -> float:
+    """CPU time the Redis server has used so far (user + system, all its threads)."""
+    info = await _info(url, "cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def _info(url: str, section: str) -> dict[str, Any]:

@@ -371,9 +371,9 @@ class Relay:
 
     async def _sample_stats(self) -> None:
         stats = await overview(self.store, self.throughput)
-        if stats != self._last_stats:
-            self._last_stats = stats
+        if self._last_stats is None or _moved(stats, self._last_stats):
             self.publish(StatsUpdate(stats))
+        self._last_stats = stats
         await asyncio.sleep(self.config.stats_interval_s)
 
 
@@ -381,3 +381,13 @@ def _raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _moved(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Whether an overview changed beyond the measuring window growing (idle stays quiet)."""
+
+    def key(stats: dict[str, Any]) -> dict[str, Any]:
+        rates = {k: v for k, v in stats.get("throughput", {}).items() if k != "window_s"}
+        return stats | {"throughput": rates}
+
+    return key(new) != key(old)

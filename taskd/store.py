@@ -7,16 +7,20 @@ connection problems become :class:`RedisUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import unquote
 from typing import Any
 
 import hiredis
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 import redis.exceptions as rexc
 import structlog
 
@@ -100,6 +104,60 @@ def _fast_packing(client: aioredis.Redis) -> aioredis.Redis:
     return client
 
 
+COMMON_OPTIONS: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": 1}
+
+
+def _clients(url: str, cluster: bool) -> tuple[Any, Any]:
+    """A command client (5 s socket timeout) and a client for blocking reads."""
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme.endswith("+cluster") or cluster:
+        first, _, more = f"{scheme.removesuffix('+cluster')}://{rest}".partition(",")
+        nodes = [ClusterNode(host, port) for host, port in _host_ports(more)] if more else None
+        return (
+            RedisCluster.from_url(first, startup_nodes=nodes, socket_timeout=5, **COMMON_OPTIONS),
+            RedisCluster.from_url(first, startup_nodes=nodes, **COMMON_OPTIONS),
+        )
+    if scheme.endswith("+sentinel"):
+        return _sentinel_clients(scheme.removesuffix("+sentinel"), rest)
+    common = COMMON_OPTIONS | {"health_check_interval": 15}
+    return (
+        _fast_packing(aioredis.Redis.from_url(url, socket_timeout=5, **common)),
+        _fast_packing(aioredis.Redis.from_url(url, **common)),
+    )
+
+
+def _host_ports(text: str) -> list[tuple[str, int]]:
+    found = []
+    for item in text.split(","):
+        host, _, port = item.strip().rpartition(":")
+        found.append((host.strip("[]"), int(port)))
+    return found
+
+
+def _sentinel_clients(scheme: str, rest: str) -> tuple[Any, Any]:
+    """``[user:password@]host:port,host:port/master[/db]`` via the listed sentinels."""
+    auth, _, where = rest.rpartition("@")
+    hosts, _, path = where.partition("/")
+    master, _, db = path.partition("/")
+    if not master:
+        raise TaskdError("redis+sentinel:// URLs name the master: host:port,.../mymaster")
+    username, _, password = auth.partition(":") if auth else ("", "", "")
+    options: dict[str, Any] = COMMON_OPTIONS | {
+        "db": int(db or 0),
+        "username": unquote(username) or None,
+        "password": unquote(password) or None,
+        "ssl": scheme == "rediss",
+    }
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        _host_ports(hosts), socket_connect_timeout=1, socket_timeout=2
+    )
+    return (
+        _fast_packing(sentinel.master_for(master, socket_timeout=5, **options)),
+        _fast_packing(sentinel.master_for(master, **options)),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """Tasks one fetch started, and whether their queue is paused."""
@@ -146,17 +204,22 @@ class Store:
         self.events_maxlen = events_maxlen
         self._scripts = {n: client.register_script(load_script_source(n)) for n in SCRIPT_NAMES}
         self._keys: dict[str, Keys] = {}
+        self.cluster = False
         self._ready_queues: set[str] = set()
 
     @classmethod
-    async def connect(cls, url: str, *, events_maxlen: int = 10_000) -> Store:
-        """Connect, check the server version, and return a ready store."""
-        common: dict[str, Any] = {"decode_responses": True, "health_check_interval": 15}
-        client = _fast_packing(
-            aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=1, **common)
-        )
-        blocking = _fast_packing(aioredis.Redis.from_url(url, socket_connect_timeout=1, **common))
+    async def connect(
+        cls, url: str, *, cluster: bool = False, events_maxlen: int = 10_000
+    ) -> Store:
+        """Connect, check the server version, and return a ready store.
+
+        ``redis://``, ``rediss://`` and ``unix://`` name one server;
+        ``redis+cluster://host:port[,host:port]`` (or ``cluster=True``) a Redis Cluster;
+        ``redis+sentinel://host:port[,host:port]/master`` a master found via Sentinel.
+        """
+        client, blocking = _clients(url, cluster)
         store = cls(client, blocking, events_maxlen=events_maxlen)
+        store.cluster = isinstance(client, RedisCluster)
         try:
             await store.check_version()
         except BaseException:
@@ -173,6 +236,8 @@ class Store:
         """Refuse servers older than Redis 7.0 / Valkey 7.2 (XAUTOCLAIM replies)."""
         async with translated():
             info = await self.redis.info("server")
+        if info and all(isinstance(v, dict) for v in info.values()):  # per cluster node
+            info = min(info.values(), key=lambda i: str(i.get("redis_version", "")))
         flavour = "valkey" if "valkey_version" in info else "redis"
         raw = str(info.get("valkey_version") or info.get("redis_version", "0"))
         version = tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
@@ -269,11 +334,7 @@ class Store:
         replies: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for _ in range(2):
-            pipe = self.redis.pipeline(transaction=False)
-            for i in todo:
-                name, script_keys, args = calls[i]
-                pipe.evalsha(self._scripts[name].sha, len(script_keys), *script_keys, *args)
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._evalsha_all([calls[i] for i in todo])
             missing = []
             for i, result in zip(todo, results, strict=True):
                 if isinstance(result, rexc.NoScriptError):
@@ -288,6 +349,24 @@ class Store:
                 await self.redis.script_load(self._scripts[name].script)
             todo = missing
         raise rexc.NoScriptError("scripts could not be loaded")
+
+    async def _evalsha_all(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA each call, errors returned in place; one pipeline, or on Redis Cluster
+        (whose pipelines refuse scripts) concurrent calls, each routed to its slot."""
+        if self.cluster:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self.redis.evalsha(self._scripts[n].sha, len(k), *k, *a)
+                        for n, k, a in calls
+                    ),
+                    return_exceptions=True,
+                )
+            )
+        pipe = self.redis.pipeline(transaction=False)
+        for name, script_keys, args in calls:
+            pipe.evalsha(self._scripts[name].sha, len(script_keys), *script_keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def locate(self, task_id: str) -> str:
         """The queue holding a task id (ids are unique over all queues)."""
@@ -655,7 +734,10 @@ class Store:
             names = await self.redis.zrange(keys.WORKERS, 0, -1)
             if not names:
                 return []
-            infos = await self.redis.mget([keys.worker_info(n) for n in names])
+            pipe = self.redis.pipeline(transaction=False)  # keys of many slots: no MGET
+            for name in names:
+                pipe.get(keys.worker_info(name))
+            infos = await pipe.execute()
             dead = [n for n, i in zip(names, infos, strict=True) if i is None]
             if dead:
                 await self.redis.zrem(keys.WORKERS, *dead)

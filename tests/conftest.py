@@ -6,6 +6,7 @@ Each test gets its own random queue name, so tests never see each other's tasks.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 import uuid
@@ -17,6 +18,7 @@ import pytest
 
 from taskd.embedded import EmbeddedRedis
 from taskd.store import Store
+from tests.topologies import start_cluster
 
 
 @pytest.fixture(scope="session")
@@ -25,19 +27,21 @@ def redis_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("redis")
 
 
-@pytest.fixture(scope="session")
-async def redis_server(redis_dir: Path) -> AsyncIterator[EmbeddedRedis]:
-    """A real redis/valkey server on a free loopback port, for the whole session."""
-    server = EmbeddedRedis(redis_dir, unix_socket=False, appendonly=False)
-    await server.start()
-    yield server
-    await server.stop()
+CLUSTER = os.environ.get("TASKD_TEST_REDIS", "") == "cluster"
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: EmbeddedRedis) -> str:
-    """URL of the session's Redis server."""
-    return redis_server.url
+async def redis_url(redis_dir: Path) -> AsyncIterator[str]:
+    """URL of the session's real Redis: one server on a free loopback port, or with
+    TASKD_TEST_REDIS=cluster a 3-master Redis Cluster of the same binary."""
+    if CLUSTER:
+        servers, url = await start_cluster(redis_dir)
+    else:
+        servers = [EmbeddedRedis(redis_dir, unix_socket=False, appendonly=False)]
+        url = await servers[0].start()
+    yield url
+    for server in servers:
+        await server.stop()
 
 
 @pytest.fixture

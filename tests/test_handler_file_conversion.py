@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
@@ -14,7 +15,8 @@ from taskd.config import Settings
 from taskd.errors import Fail, ValidationError
 from taskd.handlers import records
 from taskd.registry import Registry
-from tests.handlertools import call, settings_at
+from tests.conftest import eventually
+from tests.handlertools import BUILTINS, call, context_for, settings_at
 
 CSV = (
     "id,name,city,amount\r\n"
@@ -173,3 +175,22 @@ async def test_runtime_checks_repeat_the_submit_checks(sandbox: Settings) -> Non
     """A payload that skipped submit validation (e.g. via Redis directly) still fails."""
     with pytest.raises(Fail, match=r"payload\.source.*'\.\.'"):
         await convert(sandbox, source="../x.csv", target="x.json")
+
+
+async def test_cancelled_conversion_stops_and_leaves_no_partial_file(sandbox: Settings) -> None:
+    """Cancelling the task stops the worker thread at its next chunk and removes the temp file."""
+    root = sandbox.files_root
+    with (root / "big.csv").open("w") as f:
+        f.write("id,value\n")
+        f.writelines(f"{i},{i * 3}\n" for i in range(300_000))
+    payload = {"source": "big.csv", "target": "big.jsonl"}
+    found = BUILTINS.get("file_conversion")
+    assert found is not None
+    ctx, progress = context_for("file_conversion", payload, sandbox)
+    job = asyncio.create_task(found.func(ctx, payload))
+    await eventually(lambda: asyncio.sleep(0, result=bool(progress.updates)))
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    await eventually(lambda: asyncio.sleep(0, result=not list(root.glob(".*.part"))))
+    assert sorted(p.name for p in root.iterdir()) == ["big.csv", "orders.csv"]

@@ -68,7 +68,7 @@ def test_daemon_serves_the_fuzzed_description(fuzzed: Daemon) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_every_response_conforms_to_the_description(
     case: schemathesis.Case[Any], fuzzed: Daemon
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -190,4 +191,4 @@ async def test_periodic_task_enqueued_once_per_occurrence(
         for d in daemons:
             d.close()
     assert len(found) == len(set(found))
-    assert [b - a for a, b in zip(found, found[1:], strict=False)] == [1000] * (len(found) - 1)
+    assert [b - a for a, b in itertools.pairwise(found)] == [1000] * (len(found) - 1)

@@ -8,6 +8,7 @@ renamed into place, so a failed or cancelled attempt never leaves half a file be
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import gzip
 import os
@@ -139,7 +140,11 @@ async def file_conversion(ctx: Context, payload: dict[str, Any]) -> dict[str, An
         raise Fail(f"payload.target: {payload['target']!r} exists (set overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{ctx.task_id}.part")
-    rows = await run_in_thread(ctx, lambda progress: convert(source, temp, job, progress))
+    try:
+        rows = await run_in_thread(ctx, lambda progress: convert(source, temp, job, progress))
+    except asyncio.CancelledError:
+        temp.unlink(missing_ok=True)  # in case the thread finished just before the cancel
+        raise
     os.replace(temp, target)
     await ctx.progress(100, "converted")
     return {

@@ -30,6 +30,7 @@ REQUEST_ID_HEADER: Final = "X-Request-ID"
 REQUEST_ID = web.RequestKey("request_id", str)
 ACCESS = web.RequestKey("access", Access)
 TOKEN = web.RequestKey("token", str)
+CORS_ORIGIN = web.RequestKey("cors_origin", str)
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SAFE_ID: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -128,6 +129,14 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return json_response(error_body(code, message), status=status, headers=headers)
 
 
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": "Location, Retry-After, X-Request-ID",
+        "Vary": "Origin",
+    }
+
+
 def request_id(header: str | None) -> str:
     """Echo a caller's sane request id, else make one."""
     if header and _SAFE_ID.match(header):
@@ -162,6 +171,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 response = _problem(exc, status)
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = rid
+            if (origin := request.get(CORS_ORIGIN)) is not None:  # errors too: readable
+                response.headers.update(_cors_headers(origin))
         level = "debug" if request.path in _QUIET_PATHS else "info"
         getattr(log, level)(
             "request_finished",
@@ -202,6 +213,8 @@ class Guard:
             and "Access-Control-Request-Method" in (request.headers)
         ):
             return self._preflight(origin or "")
+        if cors and origin is not None:
+            request[CORS_ORIGIN] = origin
         if protected:
             self._authenticate(request)
         if path == "/ws":
@@ -217,14 +230,7 @@ class Guard:
         if request.can_read_body:
             await request.read()  # over client_max_size: 413, before any work is done
         async with asyncio.timeout(self.deadline_s):
-            response = await handler(request)
-        if cors and origin is not None:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = (
-                "Location, Retry-After, X-Request-ID"
-            )
-            response.headers["Vary"] = "Origin"
-        return response
+            return await handler(request)
 
     def _authenticate(self, request: web.Request) -> None:
         token = bearer(request.headers.get("Authorization"))
@@ -249,11 +255,10 @@ class Guard:
     def _preflight(self, origin: str) -> web.Response:
         return web.Response(
             status=204,
-            headers={
-                "Access-Control-Allow-Origin": origin,
+            headers=_cors_headers(origin)
+            | {
                 "Access-Control-Allow-Methods": "GET, POST, DELETE",
                 "Access-Control-Allow-Headers": ", ".join(CORS_REQUEST_HEADERS),
                 "Access-Control-Max-Age": "600",
-                "Vary": "Origin",
             },
         )

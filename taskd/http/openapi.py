@@ -94,117 +94,109 @@ _TASK_ID = {
 }
 
 
-def _list_parameters() -> list[dict[str, Any]]:
-    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": schema,
-            "description": description,
-        }
+def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
 
+
+def _envelope(key: str, item: str) -> dict[str, Any]:
+    """An object holding one array of ``item``s under ``key``."""
+    return {
+        "type": "object",
+        "required": [key],
+        "properties": {key: {"type": "array", "items": ref(item)}},
+    }
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    limit = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+    queue = {"type": "string", "pattern": f"^$|{QUEUE_NAME.pattern}"}
     return [
-        query(
-            "limit",
-            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-            "Page size.",
-        ),
-        query("cursor", {"type": "string"}, "next_cursor of the previous page."),
-        query(
+        _param("limit", "query", limit, "Page size."),
+        _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page."),
+        _param(
             "status",
+            "query",
             {"type": "string", "pattern": _STATUS_LIST},
             "One status, or several separated by commas (empty: any).",
         ),
-        query("task_type", {"type": "string"}, "Only tasks of this type (empty: any)."),
-        query(
-            "queue",
-            {"type": "string", "pattern": f"^$|{QUEUE_NAME.pattern}"},
-            "Only tasks of this queue (empty: every queue).",
-        ),
-        query(
+        _param("task_type", "query", {"type": "string"}, "Only this type (empty: any)."),
+        _param("queue", "query", queue, "Only tasks of this queue (empty: every queue)."),
+        _param(
             "q",
+            "query",
             {"type": "string", "maxLength": 200},
             "Case-insensitive substring of the name, or a prefix of the id.",
         ),
     ]
 
 
-def _task_paths() -> dict[str, Any]:
-    task = _json(ref("Task"), "The task")
-    create_body = {"required": True, "content": {JSON: {"schema": ref("TaskCreate")}}}
-    batch_body = {
-        "required": True,
-        "content": {
-            JSON: {
-                "schema": {
-                    "anyOf": [
-                        {
-                            "type": "object",
-                            "required": ["tasks"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "tasks": {
-                                    "type": "array",
-                                    "minItems": 1,
-                                    "maxItems": 1000,
-                                    "items": ref("TaskCreate"),
-                                }
-                            },
-                        },
-                        {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": 1000,
-                            "items": ref("TaskCreate"),
-                        },
-                    ]
-                }
-            }
-        },
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def _tasks_path() -> dict[str, Any]:
+    """/api/tasks: list (GET) and submit one (POST)."""
+    located = _json(ref("Task"), "") | {
+        "headers": {"Location": {"required": True, "schema": {"type": "string"}}}
     }
-    created = task | {"headers": {"Location": {"required": True, "schema": {"type": "string"}}}}
-    idempotency = {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-        "description": "Same as unique_key in the body.",
+    created = {
+        "201": located | {"description": "Created"},
+        "200": located | {"description": "Its unique key names a live task: that one"},
     }
+    key = {"type": "string", "minLength": 1, "maxLength": 200}
+    idempotency = _param("Idempotency-Key", "header", key, "Same as unique_key in the body.")
+    listed = {"200": _json(ref("TaskList"), "One page")}
     return {
-        "/api/tasks": {
-            "get": _operation(
-                "listTasks",
-                "List tasks, newest first",
-                "tasks",
-                {"200": _json(ref("TaskList"), "One page")},
-                ("422", *_READ),
-                parameters=_list_parameters(),
-            ),
-            "post": _operation(
-                "createTask",
-                "Submit a task",
-                "tasks",
-                {
-                    "201": created | {"description": "Created"},
-                    "200": created | {"description": "Its unique key names a live task: that one"},
-                },
-                (*_BODY, *_WRITE),
-                requestBody=create_body,
-                parameters=[idempotency],
-            ),
-        },
+        "get": _operation(
+            "listTasks",
+            "List tasks, newest first",
+            "tasks",
+            listed,
+            ("422", *_READ),
+            parameters=_list_parameters(),
+        ),
+        "post": _operation(
+            "createTask",
+            "Submit a task",
+            "tasks",
+            created,
+            (*_BODY, *_WRITE),
+            requestBody=_body(ref("TaskCreate")),
+            parameters=[idempotency],
+        ),
+    }
+
+
+def _collection_paths() -> dict[str, Any]:
+    """Submitting and listing: /api/tasks, /api/tasks/batch, the overview."""
+    many = {"type": "array", "minItems": 1, "maxItems": 1000, "items": ref("TaskCreate")}
+    wrapped = {
+        "type": "object",
+        "required": ["tasks"],
+        "additionalProperties": False,
+        "properties": {"tasks": many},
+    }
+    batch = {
+        "201": _json(ref("BatchResult"), "Created"),
+        "200": _json(ref("BatchResult"), "All of them existed already"),
+    }
+    overview = {"200": _json(ref("Overview"), "The overview")}
+    return {
+        "/api/tasks": _tasks_path(),
         "/api/tasks/batch": {
             "post": _operation(
                 "createTasks",
                 "Submit up to 1,000 tasks at once (all valid or none submitted)",
                 "tasks",
-                {
-                    "201": _json(ref("BatchResult"), "Created"),
-                    "200": _json(ref("BatchResult"), "All of them existed already"),
-                },
+                batch,
                 (*_BODY, *_WRITE),
-                requestBody=batch_body,
+                requestBody=_body({"anyOf": [wrapped, many]}),
             )
         },
         "/api/tasks/stats/overview": {
@@ -212,10 +204,22 @@ def _task_paths() -> dict[str, Any]:
                 "statsOverview",
                 "Counts per status, throughput and depth per priority",
                 "tasks",
-                {"200": _json(ref("Overview"), "The overview")},
+                overview,
                 _READ,
             )
         },
+    }
+
+
+def _item_paths() -> dict[str, Any]:
+    """One task: read, delete, cancel, retry."""
+    task = _json(ref("Task"), "The task")
+    conflicts = ("404", "409", *_WRITE)
+    cancelled = {
+        "200": task | {"description": "Cancelled"},
+        "202": task | {"description": "Running: the worker will stop it"},
+    }
+    return {
         "/api/tasks/{task_id}": {
             "parameters": [_TASK_ID],
             "get": _operation("getTask", "One task", "tasks", {"200": task}, ("404", *_READ)),
@@ -224,7 +228,7 @@ def _task_paths() -> dict[str, Any]:
                 "Delete a finished task",
                 "tasks",
                 {"204": {"description": "Deleted"}},
-                ("404", "409", *_WRITE),
+                conflicts,
             ),
         },
         "/api/tasks/{task_id}/cancel": {
@@ -233,11 +237,8 @@ def _task_paths() -> dict[str, Any]:
                 "cancelTask",
                 "Cancel a waiting task, or ask a running one to stop",
                 "tasks",
-                {
-                    "200": task | {"description": "Cancelled"},
-                    "202": task | {"description": "Running: the worker will stop it"},
-                },
-                ("404", "409", *_WRITE),
+                cancelled,
+                conflicts,
             ),
         },
         "/api/tasks/{task_id}/retry": {
@@ -247,33 +248,21 @@ def _task_paths() -> dict[str, Any]:
                 "Send a failed or cancelled task back to pending",
                 "tasks",
                 {"200": task},
-                ("404", "409", *_WRITE),
+                conflicts,
             ),
         },
     }
 
 
 def _system_paths() -> dict[str, Any]:
-    def text(media: str, description: str) -> dict[str, Any]:
-        return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
-
-    health = _json(ref("Health"), "Healthy")
+    """Workers, task types and this description."""
     return {
         "/api/workers": {
             "get": _operation(
                 "listWorkers",
                 "Live worker consumers",
                 "system",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["workers"],
-                            "properties": {"workers": {"type": "array", "items": ref("Worker")}},
-                        },
-                        "Workers",
-                    )
-                },
+                {"200": _json(_envelope("workers", "Worker"), "Workers")},
                 _READ,
             )
         },
@@ -282,18 +271,7 @@ def _system_paths() -> dict[str, Any]:
                 "listTaskTypes",
                 "Registered task types",
                 "system",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["task_types"],
-                            "properties": {
-                                "task_types": {"type": "array", "items": ref("TaskType")}
-                            },
-                        },
-                        "Types",
-                    )
-                },
+                {"200": _json(_envelope("task_types", "TaskType"), "Types")},
                 _READ,
             )
         },
@@ -306,6 +284,43 @@ def _system_paths() -> dict[str, Any]:
                 ("401", "403"),
             )
         },
+    }
+
+
+def _websocket_path() -> dict[str, Any]:
+    ws_params = [
+        _param(
+            "since", "query", {"type": "string"}, "last_event_id (or an event id) to resume after."
+        ),
+        _param("token", "query", {"type": "string"}, "Bearer token."),
+    ]
+    responses = {
+        "101": {"description": "Switching protocols"},
+        "400": _error("Not a WebSocket upgrade request"),
+    }
+    return {
+        "get": _operation(
+            "events",
+            "WebSocket event stream (see the description above)",
+            "events",
+            responses,
+            ("401", "403", "422"),
+            parameters=ws_params,
+        )
+    }
+
+
+def _probe_paths() -> dict[str, Any]:
+    """Health, readiness, metrics, docs and the WebSocket."""
+    health = _json(ref("Health"), "Healthy")
+    not_ready = _json(ref("Health"), "Not ready") | {
+        "headers": {"Retry-After": {"schema": {"type": "string"}}}
+    }
+
+    def text(media: str, description: str) -> dict[str, Any]:
+        return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
+
+    return {
         "/healthz": {
             "get": _operation("healthz", "The process is alive", "system", {"200": health}, ())
         },
@@ -314,11 +329,7 @@ def _system_paths() -> dict[str, Any]:
                 "readyz",
                 "Redis reachable, workers and event relay running",
                 "system",
-                {
-                    "200": health,
-                    "503": _json(ref("Health"), "Not ready")
-                    | {"headers": {"Retry-After": {"schema": {"type": "string"}}}},
-                },
+                {"200": health, "503": not_ready},
                 (),
             )
         },
@@ -340,50 +351,22 @@ def _system_paths() -> dict[str, Any]:
                 (),
             )
         },
-        "/ws": {
-            "get": _operation(
-                "events",
-                "WebSocket event stream (see the description above)",
-                "events",
-                {
-                    "101": {"description": "Switching protocols"},
-                    "400": _error("Not a WebSocket upgrade request"),
-                },
-                ("401", "403", "422"),
-                parameters=[
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "last_event_id (or an event id) to resume after.",
-                    },
-                    {
-                        "name": "token",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "Bearer token.",
-                    },
-                ],
-            )
-        },
+        "/ws": _websocket_path(),
     }
 
 
 def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict[str, Any]:
     """The whole description; ``auth_required`` adds the bearer requirement."""
+    description = (
+        "A real-time task queue on Redis Streams. Errors are always "
+        '`{"error": {"code", "message", "details"}}`. Paths also answer with a trailing '
+        "slash.\n\n## WebSocket `/ws`\n\n" + WS_DESCRIPTION
+    )
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {
-            "title": "taskd",
-            "version": version,
-            "description": "A real-time task queue on Redis Streams. Errors are always "
-            '`{"error": {"code", "message", "details"}}`. Paths also answer '
-            "with a trailing slash.\n\n## WebSocket `/ws`\n\n" + WS_DESCRIPTION,
-        },
+        "info": {"title": "taskd", "version": version, "description": description},
         "tags": [{"name": "tasks"}, {"name": "events"}, {"name": "system"}],
-        "paths": _task_paths() | _system_paths(),
+        "paths": _collection_paths() | _item_paths() | _system_paths() | _probe_paths(),
         "components": {
             "schemas": component_schemas(registry),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},

@@ -6,7 +6,7 @@ submit schema is built from the registry, so it names exactly the registered tas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from taskd.model import (
     MAX_NAME_LEN,
@@ -72,159 +72,147 @@ def _task_schema() -> dict[str, Any]:
     }
 
 
-def _create_schema(registry: Registry) -> dict[str, Any]:
-    names = [t.name for t in registry]
-    variants = [
-        {"properties": {"task_type": {"const": t.name}, "payload": t.schema}}
-        for t in registry
-        if t.schema
-    ]
-    schema: dict[str, Any] = {
-        "type": "object",
-        "required": ["task_type"],
-        "additionalProperties": False,
-        "properties": {
-            "task_type": {
-                "type": "string",
-                "enum": names,
-                "description": "A registered type (GET /api/task-types).",
-            },
-            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN},
-            "priority": {
-                "type": "integer",
-                "minimum": MIN_PRIORITY,
-                "maximum": MAX_PRIORITY,
-                "default": 5,
-                "description": "10 is the most urgent.",
-            },
-            "payload": {
-                "type": "object",
-                "default": {},
-                "description": "Input of the task type (see its example).",
-            },
-            "queue": {"type": "string", "pattern": QUEUE_NAME.pattern, "default": "default"},
-            "delay_s": {"type": "number", "minimum": 0, "maximum": 365 * 86400},
-            "run_at": {"type": "string", "format": "date-time"},
-            "max_retries": {"type": "integer", "minimum": 0, "maximum": 1000},
-            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400},
-            "unique_key": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_UNIQUE_KEY_LEN,
-                "description": "Idempotency key: a live task with the same key "
-                "is returned instead of a new one.",
-            },
+def obj(properties: dict[str, Any], *required: str, **extra: Any) -> dict[str, Any]:
+    """An object schema."""
+    return {"type": "object", "required": list(required), "properties": properties, **extra}
+
+
+INT: Final = {"type": "integer"}
+STR: Final = {"type": "string"}
+
+
+def _submit_fields(registry: Registry) -> dict[str, Any]:
+    return {
+        "task_type": STR
+        | {
+            "enum": [t.name for t in registry],
+            "description": "A registered type (GET /api/task-types).",
         },
-        "not": {"required": ["delay_s", "run_at"]},
-        "example": {
-            "name": "Test Task",
-            "task_type": "data_processing",
-            "priority": 5,
-            "payload": {"records": 1000},
+        "name": STR | {"minLength": 1, "maxLength": MAX_NAME_LEN},
+        "priority": INT
+        | {
+            "minimum": MIN_PRIORITY,
+            "maximum": MAX_PRIORITY,
+            "default": 5,
+            "description": "10 is the most urgent.",
+        },
+        "payload": {
+            "type": "object",
+            "default": {},
+            "description": "Input of the task type (see its example).",
+        },
+        "queue": STR | {"pattern": QUEUE_NAME.pattern, "default": "default"},
+        "delay_s": {"type": "number", "minimum": 0, "maximum": 365 * 86400},
+        "run_at": STR | {"format": "date-time"},
+        "max_retries": INT | {"minimum": 0, "maximum": 1000},
+        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400},
+        "unique_key": STR
+        | {
+            "minLength": 1,
+            "maxLength": MAX_UNIQUE_KEY_LEN,
+            "description": "Idempotency key: a live task with the same "
+            "key is returned instead of a new one.",
         },
     }
-    if variants:
-        others = [
-            n
-            for n in names
-            if not any(v["properties"]["task_type"]["const"] == n for v in variants)
-        ]
-        if others:
-            variants.append({"properties": {"task_type": {"enum": others}}})
+
+
+def _payload_variants(registry: Registry) -> list[dict[str, Any]]:
+    """Per task type with a payload schema, that schema; other types accept any object."""
+    typed = [t for t in registry if t.schema]
+    if not typed:
+        return []
+    variants: list[dict[str, Any]] = [
+        {"properties": {"task_type": {"const": t.name}, "payload": t.schema}} for t in typed
+    ]
+    others = [t.name for t in registry if not t.schema]
+    if others:
+        variants.append({"properties": {"task_type": {"enum": others}}})
+    return variants
+
+
+def _create_schema(registry: Registry) -> dict[str, Any]:
+    example = {
+        "name": "Test Task",
+        "task_type": "data_processing",
+        "priority": 5,
+        "payload": {"records": 1000},
+    }
+    schema = obj(_submit_fields(registry), "task_type", additionalProperties=False, example=example)
+    schema["not"] = {"required": ["delay_s", "run_at"]}
+    if variants := _payload_variants(registry):
         schema["anyOf"] = variants
     return schema
 
 
+def _overview_schema() -> dict[str, Any]:
+    counts = dict.fromkeys((*STATUS_NAMES, "total"), INT)
+    number = {"type": "number"}
+    throughput = obj(
+        {"completed_per_s": number, "failed_per_s": number, "window_s": number},
+        "completed_per_s",
+        "failed_per_s",
+    )
+    depth = {"type": "object", "additionalProperties": INT}
+    return obj(
+        counts | {"throughput": throughput, "depth_by_priority": depth},
+        *counts,
+        "throughput",
+        "depth_by_priority",
+        additionalProperties=INT,
+    )
+
+
 def component_schemas(registry: Registry) -> dict[str, Any]:
-    counts = {name: {"type": "integer"} for name in (*STATUS_NAMES, "total")}
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message", "details"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {},
-                    },
-                }
-            },
+    """Every named schema the paths refer to."""
+    tasks = {"type": "array", "items": ref("Task")}
+    error = obj({"code": STR, "message": STR, "details": {}}, "code", "message", "details")
+    worker = obj(
+        {
+            "consumer": STR,
+            "host": STR,
+            "pid": INT,
+            "held": INT,
+            "queues": {"type": "array", "items": STR},
+            "concurrency": INT,
+            "completed": INT,
+            "failed": INT,
+            "started_at": TIME,
+            "heartbeat_at": TIME,
         },
+        "consumer",
+        "host",
+        "pid",
+        "held",
+    )
+    task_type = obj(
+        {
+            "name": STR,
+            "description": STR,
+            "example": {"type": "object"},
+            "schema": {"type": ["object", "null"]},
+        },
+        "name",
+        "description",
+        "example",
+    )
+    health = obj(
+        {
+            "status": STR,
+            "redis_latency_ms": {"type": ["number", "null"]},
+            "problems": {"type": "array", "items": STR},
+        },
+        "status",
+    )
+    return {
+        "Error": obj({"error": error}, "error"),
         "Task": _task_schema(),
         "TaskCreate": _create_schema(registry),
-        "TaskList": {
-            "type": "object",
-            "required": ["tasks", "next_cursor"],
-            "properties": {
-                "tasks": {"type": "array", "items": ref("Task")},
-                "next_cursor": {"type": ["string", "null"]},
-            },
-        },
-        "BatchResult": {
-            "type": "object",
-            "required": ["tasks", "created"],
-            "properties": {
-                "tasks": {"type": "array", "items": ref("Task")},
-                "created": {"type": "integer", "minimum": 0},
-            },
-        },
-        "Overview": {
-            "type": "object",
-            "required": [*counts, "throughput", "depth_by_priority"],
-            "additionalProperties": {"type": "integer"},
-            "properties": counts
-            | {
-                "throughput": {
-                    "type": "object",
-                    "required": ["completed_per_s", "failed_per_s"],
-                    "properties": {
-                        "completed_per_s": {"type": "number"},
-                        "failed_per_s": {"type": "number"},
-                        "window_s": {"type": "number"},
-                    },
-                },
-                "depth_by_priority": {
-                    "type": "object",
-                    "additionalProperties": {"type": "integer"},
-                },
-            },
-        },
-        "Worker": {
-            "type": "object",
-            "required": ["consumer", "host", "pid", "held"],
-            "properties": {
-                "consumer": {"type": "string"},
-                "host": {"type": "string"},
-                "pid": {"type": "integer"},
-                "held": {"type": "integer"},
-                "queues": {"type": "array", "items": {"type": "string"}},
-                "concurrency": {"type": "integer"},
-                "completed": {"type": "integer"},
-                "failed": {"type": "integer"},
-                "started_at": TIME,
-                "heartbeat_at": TIME,
-            },
-        },
-        "TaskType": {
-            "type": "object",
-            "required": ["name", "description", "example"],
-            "properties": {
-                "name": {"type": "string"},
-                "description": {"type": "string"},
-                "example": {"type": "object"},
-                "schema": {"type": ["object", "null"]},
-            },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {
-                "status": {"type": "string"},
-                "redis_latency_ms": {"type": ["number", "null"]},
-                "problems": {"type": "array", "items": {"type": "string"}},
-            },
-        },
+        "TaskList": obj(
+            {"tasks": tasks, "next_cursor": {"type": ["string", "null"]}}, "tasks", "next_cursor"
+        ),
+        "BatchResult": obj({"tasks": tasks, "created": INT | {"minimum": 0}}, "tasks", "created"),
+        "Overview": _overview_schema(),
+        "Worker": worker,
+        "TaskType": task_type,
+        "Health": health,
     }

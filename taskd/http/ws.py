@@ -258,11 +258,15 @@ class Hub:
         return [snap.text("resync")]
 
     async def close_all(self) -> None:
-        """Close every client with 1001 (going away), e.g. on shutdown."""
-        for ws in list(self.clients):
+        """Close every client with 1001 (going away), e.g. on shutdown; all at once, so a
+        few unresponsive peers cost one timeout, not one each."""
+
+        async def going_away(ws: web.WebSocketResponse) -> None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+        await asyncio.gather(*(going_away(ws) for ws in list(self.clients)))
 
 
 def _retrieve(future: asyncio.Future[Snapshot]) -> None:

@@ -1,0 +1,272 @@
+"""What a run reports beyond raw numbers: the machine, versions, ratios to the best peer,
+the issue's targets, and the markdown table for RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+NOT_PEERS = {"taskd-serve"}  # taskd itself, measured through the peer harness
+
+
+def machine() -> dict[str, Any]:
+    """nproc, CPU model, memory, kernel, and how busy the machine was."""
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def versions(redis_server: str) -> dict[str, str]:
+    """Versions of everything on taskd's side of the run."""
+    found = {"python": platform.python_version(), "redis_server": redis_server}
+    for dist in ("taskd", "redis", "hiredis", "aiohttp", "orjson", "uvloop"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def _ran(peers: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        n: p
+        for n, p in peers.items()
+        if n not in NOT_PEERS and "error" not in p and "skipped" not in p
+    }
+
+
+def _best(
+    peers: dict[str, dict[str, Any]],
+    value: Callable[[dict[str, Any]], float | None],
+    pick: Callable[..., Any],
+) -> tuple[str, float] | None:
+    scored = [(v, n) for n, p in peers.items() if (v := value(p)) is not None]
+    if not scored:
+        return None
+    v, n = pick(scored)
+    return n, v
+
+
+def ratios(result: dict[str, Any]) -> dict[str, Any]:
+    """taskd against the best peer of the same run, per workload."""
+    peers = _ran(result.get("peers", {}))
+    out: dict[str, Any] = {}
+
+    def against(key: str, mine: float | None, best: tuple[str, float] | None) -> None:
+        if best is None or not mine or not best[1]:
+            return
+        out[key] = {"best_peer": best[0], "peer_value": best[1], "ratio": round(mine / best[1], 2)}
+
+    against("e2e", result.get("e2e_per_s"), _best(peers, lambda p: p.get("e2e_per_s"), max))
+    against("io10", result.get("io10_per_s"), _best(peers, lambda p: p.get("io_per_s"), max))
+    any_enqueue = _best(
+        peers,
+        lambda p: max(p.get("enqueue_per_s") or 0, p.get("enqueue_batch_per_s") or 0) or None,
+        max,
+    )
+    against("enqueue_batch", result.get("enqueue_batch_per_s"), any_enqueue)
+    against(
+        "enqueue_single",
+        result.get("enqueue_per_s"),
+        _best(peers, lambda p: p.get("enqueue_per_s"), max),
+    )
+    for q in ("p50", "p99"):
+        against(
+            f"latency_{q}",
+            result.get(f"latency_{q}_ms"),
+            _best(peers, lambda p, q=q: p.get(f"latency_{q}_ms"), min),
+        )
+    return out
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(target, measured, goal, met) for each of the issue's targets."""
+    r = result.get("ratios", {})
+    g = result.get
+
+    def ratio(key: str) -> float | None:
+        return r[key]["ratio"] if key in r else None
+
+    def met(value: float | None, ok: Callable[[float], bool]) -> bool | None:
+        return None if value is None else ok(value)
+
+    bound = g("priority_bound_ms")
+    return [
+        (
+            "e2e no-op tasks/s vs best peer",
+            _x(ratio("e2e")),
+            ">= 2x",
+            met(ratio("e2e"), lambda v: v >= 2),
+        ),
+        (
+            "10 ms tasks/s vs best peer",
+            _x(ratio("io10")),
+            ">= 2x",
+            met(ratio("io10"), lambda v: v >= 2),
+        ),
+        (
+            "100 ms tasks, 200 workers: fraction of ideal",
+            _n(g("io_efficiency")),
+            ">= 0.9",
+            met(g("io_efficiency"), lambda v: v >= 0.9),
+        ),
+        (
+            "batch enqueue tasks/s",
+            _n(g("enqueue_batch_per_s")),
+            ">= 50,000",
+            met(g("enqueue_batch_per_s"), lambda v: v >= 50_000),
+        ),
+        (
+            "batch enqueue vs best peer enqueue",
+            _x(ratio("enqueue_batch")),
+            ">= 3x",
+            met(ratio("enqueue_batch"), lambda v: v >= 3),
+        ),
+        (
+            "REST POST /api/tasks/ req/s (keep-alive)",
+            _n(g("rest_per_s")),
+            ">= 3,000",
+            met(g("rest_per_s"), lambda v: v >= 3000),
+        ),
+        (
+            "REST POST /api/tasks/batch tasks/s",
+            _n(g("rest_batch_per_s")),
+            ">= 50,000",
+            met(g("rest_batch_per_s"), lambda v: v >= 50_000),
+        ),
+        (
+            "submit -> start p50 vs best peer",
+            _x(ratio("latency_p50")),
+            "<= 1x",
+            met(ratio("latency_p50"), lambda v: v <= 1),
+        ),
+        (
+            "submit -> start p99 vs best peer",
+            _x(ratio("latency_p99")),
+            "<= 1x",
+            met(ratio("latency_p99"), lambda v: v <= 1),
+        ),
+        (
+            "priority-10 wait p99 (ms)",
+            _n(g("priority_p99_ms")),
+            f"<= {bound} ms",
+            met(g("priority_p99_ms"), lambda v: bound is not None and v <= bound),
+        ),
+        (
+            "daemon RSS under e2e load (MB)",
+            _n(g("rss_mb")),
+            "<= 100",
+            met(g("rss_mb"), lambda v: v <= 100),
+        ),
+        (
+            "Redis bytes per retained finished task",
+            _n(g("redis_bytes_per_task")),
+            "<= 1,024",
+            met(g("redis_bytes_per_task"), lambda v: v <= 1024),
+        ),
+        (
+            "WebSocket lag p99 (ms), 500 clients, 2,000 tasks/s",
+            _n(g("ws_lag_p99_ms")),
+            "<= 250",
+            met(g("ws_lag_p99_ms"), lambda v: v <= 250),
+        ),
+    ]
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _n(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
+
+
+PEER_COLUMNS = (
+    ("e2e tasks/s", "e2e_per_s"),
+    ("enqueue/s (single)", "enqueue_per_s"),
+    ("enqueue/s (batch)", "enqueue_batch_per_s"),
+    ("p50 ms", "latency_p50_ms"),
+    ("p99 ms", "latency_p99_ms"),
+    ("10 ms tasks/s", "io_per_s"),
+)
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    """RESULTS.md: the run's tables, machine, versions and date."""
+    m, v = result["machine"], result["versions"]
+    lines = [
+        "# taskd benchmark results",
+        "",
+        f"Run {result['date']} with `{command}` in {result['elapsed_s']:.0f} s.",
+        "",
+        f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, "
+        f"1-minute load {m['loadavg_1m_at_start']} at start (other work shares these cores). "
+        f"Redis: {v['redis_server']}, AOF everysec. Python {v['python']}; taskd {v['taskd']}, "
+        f"redis-py {v['redis']}, hiredis {v['hiredis']}, uvloop {v['uvloop']}.",
+        "",
+        "## Targets (issue 6)",
+        "",
+        "| target | measured | goal | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, measured, goal, ok in targets(result):
+        lines.append(f"| {name} | {measured} | {goal} | {_met(ok)} |")
+    lines += ["", "## taskd against its peers (same Redis, same run)", ""]
+    lines += _peer_table(result)
+    lines += ["", "## taskd in detail", "", "| metric | value |", "| --- | --- |"]
+    for key, value in sorted(result.items()):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            lines.append(f"| {key} | {value} |")
+    if result.get("errors"):
+        lines += ["", "## Workloads that did not run", ""]
+        lines += [f"- {k}: {e}" for k, e in result["errors"].items()]
+    lines += ["", "## How each library was run", ""]
+    for name, p in result.get("peers", {}).items():
+        state = p.get("setup") or p.get("error") or p.get("skipped")
+        lines.append(f"- **{name}** {p.get('version', '')}: {state}")
+    return "\n".join(lines) + "\n"
+
+
+def _peer_table(result: dict[str, Any]) -> list[str]:
+    head = "| queue | " + " | ".join(c for c, _ in PEER_COLUMNS) + " |"
+    rows = [head, "|" + " --- |" * (len(PEER_COLUMNS) + 1)]
+    mine = {k: result.get(k) for _, k in PEER_COLUMNS} | {"io_per_s": result.get("io10_per_s")}
+    rows.append(
+        "| **taskd (in-process pool)** | " + " | ".join(_n(mine[k]) for _, k in PEER_COLUMNS) + " |"
+    )
+    for name, p in result.get("peers", {}).items():
+        if "error" in p or "skipped" in p:
+            rows.append(f"| {name} | " + " | ".join("-" for _ in PEER_COLUMNS) + " |")
+            continue
+        rows.append(
+            f"| {name} {p.get('version', '')} | "
+            + " | ".join(_n(p.get(k)) for _, k in PEER_COLUMNS)
+            + " |"
+        )
+    return rows
+
+
+def _met(ok: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "-"}[ok]
+
+
+def command_line() -> str:
+    """How this run was invoked, for the report."""
+    return " ".join(["python -m bench", *sys.argv[1:]])

@@ -1,0 +1,183 @@
+"""The whole run: taskd's workloads in order, then every peer, each step timed and guarded.
+
+A workload that fails is recorded under ``errors`` and leaves its keys null; the rest of
+the run goes on, so one broken peer or a missing endpoint never costs the whole report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench import daemon, engine, ws
+from bench.peers import MODULES
+from bench.plan import Plan
+from bench.procs import REPO, child_env
+from bench.server import flush
+from bench.stats import median
+
+T = TypeVar("T")
+
+
+class Steps:
+    """Runs named steps, reporting progress on stderr and collecting failures."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.errors: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}
+
+    def say(self, text: str) -> None:
+        """One progress line (stderr: stdout carries the JSON)."""
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    async def run(self, name: str, make: Callable[[], Awaitable[T]]) -> T | None:
+        """Run one step; None (and an entry in ``errors``) when it fails."""
+        began = time.monotonic()
+        try:
+            value = await make()
+        except Exception as exc:  # a failing workload must not end the run
+            self.errors[name] = f"{type(exc).__name__}: {exc}"
+            self.say(f"{name}: FAILED {self.errors[name]}")
+            return None
+        self.seconds[name] = self.seconds.get(name, 0) + round(time.monotonic() - began, 1)
+        self.say(f"{name}: {value}")
+        return value
+
+    async def repeated(self, name: str, times: int, make: Callable[[], Awaitable[T]]) -> list[T]:
+        """The successful results of ``times`` runs of one step."""
+        results = [await self.run(name, make) for _ in range(times)]
+        return [r for r in results if r is not None]
+
+
+async def taskd_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str, Any]:
+    """Every taskd workload; keys as in the JSON output."""
+    out: dict[str, Any] = {}
+    w = plan.workers
+    runs = await steps.repeated("e2e", plan.repeat, lambda: engine.e2e(url, plan.tasks, w))
+    if runs:
+        out["e2e_runs"] = [r["per_s"] for r in runs]
+        out["e2e_per_s"] = median(out["e2e_runs"])
+        out["redis_cpu_us_per_task"] = median([r["redis_cpu_us_per_task"] for r in runs])
+    out["e2e_drain_per_s"] = await steps.run("drain", lambda: engine.drain(url, plan.tasks, w))
+    single = await steps.repeated(
+        "enqueue", plan.repeat, lambda: engine.enqueue(url, plan.single_tasks, batch=False)
+    )
+    batch = await steps.repeated(
+        "enqueue_batch", plan.repeat, lambda: engine.enqueue(url, plan.tasks, batch=True)
+    )
+    out["enqueue_per_s"] = median(single) if single else None
+    out["enqueue_batch_per_s"] = median(batch) if batch else None
+    lat = await steps.repeated(
+        "latency", plan.repeat, lambda: engine.latency(url, plan.latency_tasks, w)
+    )
+    for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        out[f"latency_{key}"] = median([r[key] for r in lat]) if lat else None
+    io10 = await steps.run(
+        "io10", lambda: engine.io(url, plan.io_tasks, plan.io_workers, plan.io_sleep_s)
+    )
+    io100 = await steps.run(
+        "io100", lambda: engine.io(url, plan.io_tasks, plan.io100_workers, plan.io100_sleep_s)
+    )
+    out["io10_per_s"] = io10 and io10["per_s"]
+    out["io10_efficiency"] = io10 and io10["efficiency"]
+    out["io_efficiency"] = io100 and io100["efficiency"]
+    prio = await steps.run("priority", lambda: engine.priority(url, plan.priority_probes, w))
+    out |= {f"priority_{k}": v for k, v in (prio or {}).items()}
+    out["redis_bytes_per_task"] = await steps.run(
+        "memory", lambda: engine.redis_bytes_per_task(url, plan.memory_tasks, w)
+    )
+    out |= await _daemon_suite(url, plan, work_dir, steps)
+    return out
+
+
+async def _daemon_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str, Any]:
+    """Workloads against ``taskd serve`` children: RSS and e2e, REST, WebSocket fan-out."""
+    out: dict[str, Any] = {}
+    await flush(url)
+    async with daemon.serve(url, plan.workers, work_dir) as served:
+        load = await steps.run("daemon_e2e", lambda: daemon.e2e_rss(url, served, plan.tasks))
+        if load:
+            out |= {
+                "e2e_serve_per_s": load["per_s"],
+                "rss_idle_mb": load["rss_idle_mb"],
+                "rss_mb": load["rss_mb"],
+            }
+        out["rest_per_s"] = await steps.run(
+            "rest", lambda: daemon.rest_single(served, plan.single_tasks, plan.rest_connections)
+        )
+        out["rest_connections"] = plan.rest_connections
+        out["rest_batch_per_s"] = await steps.run(
+            "rest_batch", lambda: daemon.rest_batch(served, plan.tasks)
+        )
+    await flush(url)
+    async with daemon.serve(url, plan.workers, work_dir) as served:
+        fanout = await steps.run(
+            "ws",
+            lambda: ws.ws_fanout(url, served, plan.ws_clients, plan.ws_per_s, plan.ws_duration_s),
+        )
+    if fanout:
+        out["ws"] = fanout
+        out |= {f"ws_{k}": fanout.get(k) for k in ("lag_p50_ms", "lag_p99_ms", "cpu_share")}
+    await flush(url)
+    return out
+
+
+async def peer(name: str, python: str, url: str, plan: Plan, steps: Steps) -> dict[str, Any]:
+    """One peer through ``python -m bench.peers`` in its own interpreter."""
+    await flush(url)
+    argv = [
+        python,
+        "-m",
+        "bench.peers",
+        name,
+        "--redis-url",
+        url,
+        "--plan",
+        json.dumps(plan.peer_plan()),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=REPO,
+        env=child_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    limit_s = 120 + plan.tasks / 100 * plan.repeat
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), limit_s)
+    except TimeoutError:
+        proc.terminate()  # the harness stops its worker on SIGTERM
+        await proc.wait()
+        return {"error": f"timed out after {limit_s:.0f}s"}
+    lines = stdout.decode().strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = stderr.decode(errors="replace").strip().splitlines()[-5:]
+        result = {"error": "no result", "stderr": tail}
+    note = result.get("error") or result.get("skipped")
+    steps.say(f"peer {name}: " + (f"NOT RUN ({note})" if note else _brief(result)))
+    return result
+
+
+def _brief(result: dict[str, Any]) -> str:
+    keys = (
+        "e2e_per_s",
+        "enqueue_per_s",
+        "enqueue_batch_per_s",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "io_per_s",
+    )
+    return ", ".join(f"{k}={result.get(k)}" for k in keys)
+
+
+def peer_names(only: set[str] | None) -> list[str]:
+    """Peers to run, in the report's order."""
+    return [n for n in MODULES if only is None or n in only]

@@ -1,0 +1,1 @@
+"""Fault-injection tests: real `taskd serve` processes against a real Redis, under faults."""

@@ -1,0 +1,47 @@
+"""Smoke test of the benchmark suite (bench/): a tiny taskd-only run keeps its JSON promise.
+
+The benchmark itself is never part of the test run; this only proves that it still runs
+against the current engine and reports every headline number. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HEADLINE = (
+    "e2e_per_s",
+    "enqueue_per_s",
+    "enqueue_batch_per_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "io_efficiency",
+    "rss_mb",
+    "redis_bytes_per_task",
+)
+
+
+@pytest.mark.slow
+def test_bench_json_reports_every_headline_number() -> None:
+    """`python -m bench --tasks 200 --only taskd --json` prints positive headline numbers."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--tasks", "200", "--only", "taskd", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["errors"] == {}
+    for key in HEADLINE:
+        value = result[key]
+        assert isinstance(value, int | float), f"{key} = {value!r}"
+        assert value > 0, f"{key} = {value!r}"
+    assert result["peers"] == {}

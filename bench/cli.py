@@ -88,11 +88,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="taskd-bench-") as tmp:
         async with redis_target(args.redis_url, Path(tmp)) as target:
             steps.say(f"redis: {target.version} at {target.url}; plan: {plan}")
+            rounds = []
+            for number in range(1, plan.repeat + 1):
+                steps.say(f"round {number} of {plan.repeat}")
+                one: dict[str, Any] = {"peers": {}}
+                if only is None or "taskd" in only:
+                    one |= await suite.core(target.url, plan, steps)
+                for name in suite.peer_names(only):
+                    python = (
+                        sys.executable if name == "taskd-serve" else python_of(args.peer_python)
+                    )
+                    one["peers"][name] = await suite.peer(name, python, target.url, plan, steps)
+                rounds.append(one)
+            result |= suite.merge(rounds)
             if only is None or "taskd" in only:
-                result |= await suite.taskd_suite(target.url, plan, Path(tmp), steps)
-            for name in suite.peer_names(only):
-                python = sys.executable if name == "taskd-serve" else python_of(args.peer_python)
-                result["peers"][name] = await suite.peer(name, python, target.url, plan, steps)
+                result |= await suite.extras(target.url, plan, Path(tmp), steps)
             result["versions"] = report.versions(target.version)
     result["ratios"] = report.ratios(result)
     result["errors"] = steps.errors

@@ -10,12 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 
-from bench.procs import Child, child_env, free_port, rss_mb
+from bench.procs import Child, child_env, cpu_seconds, free_port, rss_mb
 from bench.stats import rate
 from taskd.client import Client
 
@@ -132,8 +131,9 @@ async def _poll(check: Callable[[], Awaitable[bool]], timeout_s: float, what: st
         await asyncio.sleep(0.01)
 
 
-async def rest_single(daemon: Serve, n: int, connections: int) -> float:
-    """``POST /api/tasks/`` requests/s over ``connections`` keep-alive connections."""
+async def rest_single(daemon: Serve, n: int, connections: int) -> dict[str, float]:
+    """``POST /api/tasks/`` requests/s over ``connections`` keep-alive connections, and the
+    daemon's CPU share meanwhile (near 1.0: the daemon, not this client, is the limit)."""
     body = orjson.dumps({"task_type": "bench.noop", "queue": REST_QUEUE})
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -145,10 +145,10 @@ async def rest_single(daemon: Serve, n: int, connections: int) -> float:
                     raise RuntimeError(f"POST /api/tasks/ answered {reply.status}")
                 await reply.read()
 
-        return await _spread(post, n, connections)
+        return await _spread(post, n, connections, daemon.pid)
 
 
-async def rest_batch(daemon: Serve, n: int, connections: int = 2) -> float:
+async def rest_batch(daemon: Serve, n: int, connections: int = 2) -> dict[str, float]:
     """Tasks/s through ``POST /api/tasks/batch`` with 1,000 tasks per request."""
     item = {"task_type": "bench.noop", "queue": REST_QUEUE}
     body = orjson.dumps({"tasks": [item] * REST_BATCH})
@@ -162,15 +162,18 @@ async def rest_batch(daemon: Serve, n: int, connections: int = 2) -> float:
                     raise RuntimeError(f"POST /api/tasks/batch answered {reply.status}")
                 await reply.read()
 
-        requests = max(1, n // REST_BATCH)
-        return round(await _spread(post, requests, connections) * REST_BATCH, 1)
+        result = await _spread(post, max(1, n // REST_BATCH), connections, daemon.pid)
+        return result | {"per_s": round(result["per_s"] * REST_BATCH, 1)}
 
 
 _JSON = {"Content-Type": "application/json"}
 
 
-async def _spread(call: Callable[[], Awaitable[None]], n: int, lanes: int) -> float:
-    """Run ``call`` n times over ``lanes`` sequential loops (after a warm-up); calls/s."""
+async def _spread(
+    call: Callable[[], Awaitable[None]], n: int, lanes: int, pid: int
+) -> dict[str, float]:
+    """Run ``call`` n times over ``lanes`` sequential loops (after a warm-up): calls/s and
+    the CPU share of process ``pid`` meanwhile."""
     for _ in range(min(lanes, n)):
         await call()
     left = n
@@ -181,11 +184,8 @@ async def _spread(call: Callable[[], Awaitable[None]], n: int, lanes: int) -> fl
             left -= 1
             await call()
 
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(lanes)))
-    return rate(n, time.perf_counter() - started)
-
-
-def describe(result: dict[str, Any]) -> str:
-    """One line for progress output."""
-    return ", ".join(f"{k}={v}" for k, v in result.items())
+    elapsed = time.perf_counter() - started
+    share = round((cpu_seconds(pid) - cpu) / elapsed, 3)
+    return {"per_s": rate(n, elapsed), "server_cpu_share": share}

@@ -129,13 +129,14 @@ async def e2e(url: str, n: int, workers: int) -> dict[str, float]:
     return {"per_s": rate(n, ended - started), "redis_cpu_us_per_task": per_task_us}
 
 
-async def enqueue(url: str, n: int, *, batch: bool) -> float:
+async def enqueue(url: str, n: int, *, batch: bool) -> dict[str, float]:
     """Tasks/s submitted with no pool running: ``Client.submit`` one by one, or
-    ``submit_many`` with 1,000 tasks per call."""
+    ``submit_many`` with 1,000 tasks per call; and Redis's CPU time per task meanwhile."""
     await flush(url)
     item = {"task_type": "bench.noop"}
     async with Client(url) as client:
         await client.submit_many([item])  # connection and script loading are not measured
+        redis_cpu = await cpu_seconds(url)
         started = time.perf_counter()
         if batch:
             for start in range(0, n, 1000):
@@ -144,8 +145,12 @@ async def enqueue(url: str, n: int, *, batch: bool) -> float:
             for _ in range(n):
                 await client.submit("bench.noop")
         ended = time.perf_counter()
+        redis_cpu = await cpu_seconds(url) - redis_cpu
     await flush(url)
-    return rate(n, ended - started)
+    return {
+        "per_s": rate(n, ended - started),
+        "redis_cpu_us_per_task": round(redis_cpu / n * 1e6, 1),
+    }
 
 
 async def drain(url: str, n: int, workers: int) -> float:

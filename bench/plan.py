@@ -15,7 +15,7 @@ class Plan:
 
     tasks: int  # e2e and batch enqueue
     workers: int
-    repeat: int
+    repeat: int  # rounds of the peer comparison (taskd core + every peer), medians kept
     single_tasks: int  # Client.submit loop, REST single POSTs
     latency_tasks: int
     io_tasks: int
@@ -59,7 +59,6 @@ class Plan:
             "workers": self.workers,
             "io_workers": self.io_workers,
             "io_sleep_ms": int(self.io_sleep_s * 1000),
-            "repeat": self.repeat,
         }
 
     def as_dict(self) -> dict[str, Any]:

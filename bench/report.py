@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -86,106 +87,79 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         _best(peers, lambda p: p.get("enqueue_per_s"), max),
     )
     for q in ("p50", "p99"):
-        against(
-            f"latency_{q}",
-            result.get(f"latency_{q}_ms"),
-            _best(peers, lambda p, q=q: p.get(f"latency_{q}_ms"), min),
-        )
+        key = f"latency_{q}_ms"
+        against(f"latency_{q}", result.get(key), _best(peers, partial(_get, key), min))
     return out
+
+
+def _get(key: str, peer: dict[str, Any]) -> float | None:
+    value: float | None = peer.get(key)
+    return value
+
+
+Check = Callable[[float, dict[str, Any]], bool]
+
+# (target, where the value is: a result key or "ratio:<name>", goal, test)
+TARGETS: tuple[tuple[str, str, str, Check], ...] = (
+    ("e2e no-op tasks/s vs best peer", "ratio:e2e", ">= 2x", lambda v, r: v >= 2),
+    ("10 ms tasks/s vs best peer", "ratio:io10", ">= 2x", lambda v, r: v >= 2),
+    (
+        "100 ms tasks, 200 workers: fraction of ideal",
+        "io_efficiency",
+        ">= 0.9",
+        lambda v, r: v >= 0.9,
+    ),
+    (
+        "batch enqueue tasks/s (submit_many)",
+        "enqueue_batch_per_s",
+        ">= 50,000",
+        lambda v, r: v >= 50_000,
+    ),
+    ("batch enqueue vs best peer enqueue", "ratio:enqueue_batch", ">= 3x", lambda v, r: v >= 3),
+    ("REST POST /api/tasks/ req/s (keep-alive)", "rest_per_s", ">= 3,000", lambda v, r: v >= 3000),
+    (
+        "REST POST /api/tasks/batch tasks/s",
+        "rest_batch_per_s",
+        ">= 50,000",
+        lambda v, r: v >= 50_000,
+    ),
+    ("submit -> start p50 vs best peer", "ratio:latency_p50", "<= 1x", lambda v, r: v <= 1),
+    ("submit -> start p99 vs best peer", "ratio:latency_p99", "<= 1x", lambda v, r: v <= 1),
+    (
+        "priority-10 wait p99 (ms)",
+        "priority_p99_ms",
+        "<= task + prefetch window",
+        lambda v, r: v <= r.get("priority_bound_ms", 0),
+    ),
+    ("daemon RSS under e2e load (MB)", "rss_mb", "<= 100", lambda v, r: v <= 100),
+    (
+        "Redis bytes per retained finished task",
+        "redis_bytes_per_task",
+        "<= 1,024",
+        lambda v, r: v <= 1024,
+    ),
+    (
+        "WebSocket lag p99 (ms), 500 clients, 2,000 tasks/s",
+        "ws_lag_p99_ms",
+        "<= 250",
+        lambda v, r: v <= 250,
+    ),
+)
 
 
 def targets(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """(target, measured, goal, met) for each of the issue's targets."""
-    r = result.get("ratios", {})
-    g = result.get
-
-    def ratio(key: str) -> float | None:
-        return r[key]["ratio"] if key in r else None
-
-    def met(value: float | None, ok: Callable[[float], bool]) -> bool | None:
-        return None if value is None else ok(value)
-
-    bound = g("priority_bound_ms")
-    return [
-        (
-            "e2e no-op tasks/s vs best peer",
-            _x(ratio("e2e")),
-            ">= 2x",
-            met(ratio("e2e"), lambda v: v >= 2),
-        ),
-        (
-            "10 ms tasks/s vs best peer",
-            _x(ratio("io10")),
-            ">= 2x",
-            met(ratio("io10"), lambda v: v >= 2),
-        ),
-        (
-            "100 ms tasks, 200 workers: fraction of ideal",
-            _n(g("io_efficiency")),
-            ">= 0.9",
-            met(g("io_efficiency"), lambda v: v >= 0.9),
-        ),
-        (
-            "batch enqueue tasks/s",
-            _n(g("enqueue_batch_per_s")),
-            ">= 50,000",
-            met(g("enqueue_batch_per_s"), lambda v: v >= 50_000),
-        ),
-        (
-            "batch enqueue vs best peer enqueue",
-            _x(ratio("enqueue_batch")),
-            ">= 3x",
-            met(ratio("enqueue_batch"), lambda v: v >= 3),
-        ),
-        (
-            "REST POST /api/tasks/ req/s (keep-alive)",
-            _n(g("rest_per_s")),
-            ">= 3,000",
-            met(g("rest_per_s"), lambda v: v >= 3000),
-        ),
-        (
-            "REST POST /api/tasks/batch tasks/s",
-            _n(g("rest_batch_per_s")),
-            ">= 50,000",
-            met(g("rest_batch_per_s"), lambda v: v >= 50_000),
-        ),
-        (
-            "submit -> start p50 vs best peer",
-            _x(ratio("latency_p50")),
-            "<= 1x",
-            met(ratio("latency_p50"), lambda v: v <= 1),
-        ),
-        (
-            "submit -> start p99 vs best peer",
-            _x(ratio("latency_p99")),
-            "<= 1x",
-            met(ratio("latency_p99"), lambda v: v <= 1),
-        ),
-        (
-            "priority-10 wait p99 (ms)",
-            _n(g("priority_p99_ms")),
-            f"<= {bound} ms",
-            met(g("priority_p99_ms"), lambda v: bound is not None and v <= bound),
-        ),
-        (
-            "daemon RSS under e2e load (MB)",
-            _n(g("rss_mb")),
-            "<= 100",
-            met(g("rss_mb"), lambda v: v <= 100),
-        ),
-        (
-            "Redis bytes per retained finished task",
-            _n(g("redis_bytes_per_task")),
-            "<= 1,024",
-            met(g("redis_bytes_per_task"), lambda v: v <= 1024),
-        ),
-        (
-            "WebSocket lag p99 (ms), 500 clients, 2,000 tasks/s",
-            _n(g("ws_lag_p99_ms")),
-            "<= 250",
-            met(g("ws_lag_p99_ms"), lambda v: v <= 250),
-        ),
-    ]
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for name, source, goal, check in TARGETS:
+        if source.startswith("ratio:"):
+            found = result.get("ratios", {}).get(source.removeprefix("ratio:"))
+            value = found["ratio"] if found else None
+            shown = _x(value)
+        else:
+            value = result.get(source)
+            shown = _n(value)
+        rows.append((name, shown, goal, None if value is None else check(value, result)))
+    return rows
 
 
 def _x(v: float | None) -> str:
@@ -234,14 +208,53 @@ def markdown(result: dict[str, Any], command: str) -> str:
     for key, value in sorted(result.items()):
         if isinstance(value, int | float) and not isinstance(value, bool):
             lines.append(f"| {key} | {value} |")
+    lines += ["", *NOTES]
     if result.get("errors"):
         lines += ["", "## Workloads that did not run", ""]
         lines += [f"- {k}: {e}" for k, e in result["errors"].items()]
     lines += ["", "## How each library was run", ""]
     for name, p in result.get("peers", {}).items():
         state = p.get("setup") or p.get("error") or p.get("skipped")
-        lines.append(f"- **{name}** {p.get('version', '')}: {state}")
+        extra = f"; batch: {p['batch_api']}" if p.get("batch_api") else ""
+        capped = f"; e2e over {p['e2e_tasks']:,} tasks" if p.get("e2e_tasks") else ""
+        lines.append(f"- **{name}** {p.get('version', '')}: {state}{extra}{capped}")
+    lines += ["", *REPRODUCE]
     return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "How to read these numbers:",
+    "",
+    "- *e2e*: no-op tasks/s from the first submit to the last completion (taskd) or the",
+    "  last handler call (peers), W=8 concurrency, one worker process, submitter running",
+    "  meanwhile. taskd's headline runs pool + supervisor in-process (configured like",
+    "  `taskd serve --workers 8`); *taskd-serve* is the daemon measured exactly like the",
+    "  peers (worker subprocess, submitter in another process). *e2e_drain_per_s*: the",
+    "  pool alone on a pre-filled queue; *e2e_serve_per_s*: the daemon with the in-process",
+    "  client submitting.",
+    "- *enqueue*: tasks/s with no worker running, one awaited call at a time (single) or the",
+    "  library's bulk API (batch; '-' where it has none). REST runs against a `taskd serve`",
+    "  child over keep-alive connections (`rest_connections` of them).",
+    "- *p50/p99*: submit -> handler start on an idle worker, 500 tasks 2 ms apart.",
+    "- *10 ms tasks/s*: 2,000 tasks awaiting (or sleeping) 10 ms, concurrency 100.",
+    "- *redis_cpu_us_per_task*: the Redis server's CPU time per e2e task (INFO cpu);",
+    "  *redis_bound_per_s* is one full Redis core at that cost, and",
+    "  *e2e_fraction_of_redis_bound* how much of it the e2e run used.",
+    "- Every run shares 2 cores with the submitter, Redis and other work on the machine;",
+    "  with `--repeat N` the numbers are medians of N runs.",
+]
+
+REPRODUCE = [
+    "## Reproduce",
+    "",
+    "```sh",
+    "python3 -m venv /work/benchvenv   # peers live apart from taskd's own environment",
+    "/work/benchvenv/bin/pip install -r bench/requirements.txt -e .",
+    "python -m bench --markdown bench/RESULTS.md          # or: taskd bench ...",
+    "python -m bench --only taskd --quick --json          # taskd alone, about a minute",
+    "py-spy record -o e2e.svg -- python -m bench.profile e2e   # one workload, profiled",
+    "```",
+]
 
 
 def _peer_table(result: dict[str, Any]) -> list[str]:

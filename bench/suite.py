@@ -49,43 +49,42 @@ class Steps:
         self.say(f"{name}: {value}")
         return value
 
-    async def repeated(self, name: str, times: int, make: Callable[[], Awaitable[T]]) -> list[T]:
-        """The successful results of ``times`` runs of one step."""
-        results = [await self.run(name, make) for _ in range(times)]
-        return [r for r in results if r is not None]
 
-
-async def taskd_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str, Any]:
-    """Every taskd workload; keys as in the JSON output."""
+async def core(url: str, plan: Plan, steps: Steps) -> dict[str, Any]:
+    """taskd's side of the peer comparison (one round): e2e, enqueue, latency, io10."""
     out: dict[str, Any] = {}
     w = plan.workers
-    runs = await steps.repeated("e2e", plan.repeat, lambda: engine.e2e(url, plan.tasks, w))
-    if runs:
-        out["e2e_runs"] = [r["per_s"] for r in runs]
-        out["e2e_per_s"] = median(out["e2e_runs"])
-        out["redis_cpu_us_per_task"] = median([r["redis_cpu_us_per_task"] for r in runs])
-    out["e2e_drain_per_s"] = await steps.run("drain", lambda: engine.drain(url, plan.tasks, w))
-    single = await steps.repeated(
-        "enqueue", plan.repeat, lambda: engine.enqueue(url, plan.single_tasks, batch=False)
-    )
-    batch = await steps.repeated(
-        "enqueue_batch", plan.repeat, lambda: engine.enqueue(url, plan.tasks, batch=True)
-    )
-    out["enqueue_per_s"] = median(single) if single else None
-    out["enqueue_batch_per_s"] = median(batch) if batch else None
-    lat = await steps.repeated(
-        "latency", plan.repeat, lambda: engine.latency(url, plan.latency_tasks, w)
-    )
-    for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
-        out[f"latency_{key}"] = median([r[key] for r in lat]) if lat else None
+    e2e = await steps.run("e2e", lambda: engine.e2e(url, plan.tasks, w))
+    if e2e:
+        us = out["redis_cpu_us_per_task"] = e2e["redis_cpu_us_per_task"]
+        out["e2e_per_s"] = e2e["per_s"]
+        if us > 0:  # one Redis core's worth of tasks at this cost: the engine's ceiling
+            out["redis_bound_per_s"] = round(1e6 / us)
+            out["e2e_fraction_of_redis_bound"] = round(e2e["per_s"] * us / 1e6, 3)
+    single = await steps.run("enqueue", lambda: engine.enqueue(url, plan.single_tasks, batch=False))
+    batch = await steps.run("enqueue_batch", lambda: engine.enqueue(url, plan.tasks, batch=True))
+    for key, found in (("enqueue", single), ("enqueue_batch", batch)):
+        if found:
+            out[f"{key}_per_s"] = found["per_s"]
+            out[f"{key}_redis_cpu_us_per_task"] = found["redis_cpu_us_per_task"]
+    lat = await steps.run("latency", lambda: engine.latency(url, plan.latency_tasks, w))
+    out |= {f"latency_{k}": v for k, v in (lat or {}).items()}
     io10 = await steps.run(
         "io10", lambda: engine.io(url, plan.io_tasks, plan.io_workers, plan.io_sleep_s)
     )
+    if io10:
+        out |= {"io10_per_s": io10["per_s"], "io10_efficiency": io10["efficiency"]}
+    return out
+
+
+async def extras(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str, Any]:
+    """taskd's workloads without a peer counterpart: run once, after the rounds."""
+    out: dict[str, Any] = {}
+    w = plan.workers
+    out["e2e_drain_per_s"] = await steps.run("drain", lambda: engine.drain(url, plan.tasks, w))
     io100 = await steps.run(
         "io100", lambda: engine.io(url, plan.io_tasks, plan.io100_workers, plan.io100_sleep_s)
     )
-    out["io10_per_s"] = io10 and io10["per_s"]
-    out["io10_efficiency"] = io10 and io10["efficiency"]
     out["io_efficiency"] = io100 and io100["efficiency"]
     prio = await steps.run("priority", lambda: engine.priority(url, plan.priority_probes, w))
     out |= {f"priority_{k}": v for k, v in (prio or {}).items()}
@@ -94,6 +93,30 @@ async def taskd_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dic
     )
     out |= await _daemon_suite(url, plan, work_dir, steps)
     return out
+
+
+def merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several rounds: numbers become medians, peers merge by name, and
+    ``e2e_runs`` keeps each round's e2e. A peer that failed in some rounds keeps the rest."""
+    ok = [r for r in rounds if "error" not in r and "skipped" not in r] or rounds[-1:]
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(k for r in ok for k in r):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        if key == "peers":
+            names = dict.fromkeys(n for r in ok for n in r["peers"])
+            out[key] = {n: merge([r["peers"][n] for r in ok if n in r["peers"]]) for n in names}
+        elif values and all(_is_number(v) for v in values):
+            out[key] = median(values)
+        else:
+            out[key] = values[-1] if values else None
+    out["e2e_runs"] = [r.get("e2e_per_s") for r in ok]
+    if len(ok) < len(rounds):
+        out["failed_rounds"] = len(rounds) - len(ok)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _daemon_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str, Any]:
@@ -108,13 +131,14 @@ async def _daemon_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> d
                 "rss_idle_mb": load["rss_idle_mb"],
                 "rss_mb": load["rss_mb"],
             }
-        out["rest_per_s"] = await steps.run(
+        rest = await steps.run(
             "rest", lambda: daemon.rest_single(served, plan.single_tasks, plan.rest_connections)
         )
-        out["rest_connections"] = plan.rest_connections
-        out["rest_batch_per_s"] = await steps.run(
-            "rest_batch", lambda: daemon.rest_batch(served, plan.tasks)
-        )
+        batch = await steps.run("rest_batch", lambda: daemon.rest_batch(served, plan.tasks))
+    out["rest_connections"] = plan.rest_connections
+    for key, found in (("rest", rest), ("rest_batch", batch)):
+        out[f"{key}_per_s"] = found and found["per_s"]
+        out[f"{key}_server_cpu_share"] = found and found["server_cpu_share"]
     await flush(url)
     async with daemon.serve(url, plan.workers, work_dir) as served:
         fanout = await steps.run(
@@ -148,7 +172,7 @@ async def peer(name: str, python: str, url: str, plan: Plan, steps: Steps) -> di
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    limit_s = 120 + plan.tasks / 100 * plan.repeat
+    limit_s = 120 + plan.tasks / 100
     try:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), limit_s)
     except TimeoutError:

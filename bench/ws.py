@@ -12,8 +12,11 @@ import base64
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 import aiohttp
@@ -85,6 +88,11 @@ class Sampler:
             self.events += len(data["events"])
 
 
+def _same(client: RawClient) -> RawClient:
+    """The protocol factory of one prepared client."""
+    return client
+
+
 async def drive(url: str, pid: int, per_s: int, duration_s: float) -> float:
     """Submit no-op tasks at ``per_s`` for ``duration_s``; the daemon's CPU share meanwhile."""
     tick_s = 0.05
@@ -100,54 +108,71 @@ async def drive(url: str, pid: int, per_s: int, duration_s: float) -> float:
         return (cpu_seconds(pid) - cpu0) / (time.perf_counter() - wall0)
 
 
+@dataclass
+class Audience:
+    """The connected clients of one measurement."""
+
+    samplers: list[Sampler]
+    raws: list[RawClient]
+
+    @property
+    def dropped(self) -> int:
+        """Clients the daemon has closed on us (too slow, or an error)."""
+        return sum(c.lost for c in self.raws) + sum(s.ws.closed for s in self.samplers)
+
+
+@asynccontextmanager
+async def audience(
+    http: aiohttp.ClientSession, daemon: Serve, clients: int
+) -> AsyncIterator[Audience]:
+    """``clients`` subscribers (a few samplers, the rest raw), each past its snapshot."""
+    host = daemon.base.removeprefix("http://")
+    port = int(host.rsplit(":", 1)[1])
+    loop = asyncio.get_running_loop()
+    samplers = [
+        Sampler(await http.ws_connect(f"{daemon.base}/ws", max_msg_size=0))
+        for _ in range(min(SAMPLERS, clients))
+    ]
+    readers = [asyncio.create_task(s.run()) for s in samplers]
+    raws = [RawClient(host) for _ in range(clients - len(samplers))]
+    try:
+        for start in range(0, len(raws), CONNECT_BATCH):
+            batch = raws[start : start + CONNECT_BATCH]
+            await asyncio.gather(
+                *(loop.create_connection(partial(_same, c), "127.0.0.1", port) for c in batch)
+            )
+        async with asyncio.timeout(30):
+            await asyncio.gather(
+                *(c.ready.wait() for c in raws), *(s.ready.wait() for s in samplers)
+            )
+        yield Audience(samplers, raws)
+    finally:
+        for c in raws:
+            if c.transport is not None:
+                c.transport.close()
+        for s in samplers:
+            await s.ws.close()
+        for job in readers:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+
+
 async def ws_fanout(
     url: str, daemon: Serve, clients: int, per_s: int, duration_s: float
 ) -> dict[str, Any]:
     """CPU share without clients, then with ``clients`` connected, and the clients' lag."""
     idle_share = await drive(url, daemon.pid, per_s, duration_s)
     await asyncio.sleep(1.0)  # let the daemon finish the first phase's tasks
-    host = daemon.base.removeprefix("http://")
-    port = int(host.rsplit(":", 1)[1])
-    loop = asyncio.get_running_loop()
-    raws: list[RawClient] = []
-    async with aiohttp.ClientSession() as http:
-        samplers = [
-            Sampler(await http.ws_connect(f"{daemon.base}/ws", max_msg_size=0))
-            for _ in range(min(SAMPLERS, clients))
-        ]
-        readers = [asyncio.create_task(s.run()) for s in samplers]
-        try:
-            for start in range(0, clients - len(samplers), CONNECT_BATCH):
-                batch = [
-                    RawClient(host)
-                    for _ in range(min(CONNECT_BATCH, clients - len(samplers) - start))
-                ]
-                await asyncio.gather(
-                    *(loop.create_connection(lambda c=c: c, "127.0.0.1", port) for c in batch)
-                )
-                raws += batch
-            async with asyncio.timeout(30):
-                await asyncio.gather(
-                    *(c.ready.wait() for c in raws), *(s.ready.wait() for s in samplers)
-                )
-            for s in samplers:
-                s.measuring = True
-            share = await drive(url, daemon.pid, per_s, duration_s)
-            await asyncio.sleep(0.5)  # the last batch is in flight
-            for s in samplers:
-                s.measuring = False
-            dropped = sum(c.lost for c in raws) + sum(s.ws.closed for s in samplers)
-        finally:
-            for c in raws:
-                if c.transport is not None:
-                    c.transport.close()
-            for s in samplers:
-                await s.ws.close()
-            for job in readers:
-                job.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await job
-    lags = [lag for s in samplers for lag in s.lags]
+    async with aiohttp.ClientSession() as http, audience(http, daemon, clients) as crowd:
+        for s in crowd.samplers:
+            s.measuring = True
+        share = await drive(url, daemon.pid, per_s, duration_s)
+        await asyncio.sleep(0.5)  # the last batch is in flight
+        for s in crowd.samplers:
+            s.measuring = False
+        dropped = crowd.dropped
+    lags = [lag for s in crowd.samplers for lag in s.lags]
     result: dict[str, Any] = {f"lag_{k}": v for k, v in latency_ms(lags).items()} if lags else {}
     return result | {
         "clients": clients,
@@ -156,5 +181,5 @@ async def ws_fanout(
         "cpu_share_without_clients": round(idle_share, 3),
         "fanout_cpu_share": round(share - idle_share, 3),
         "dropped": dropped,
-        "mb_per_client": round(sum(c.received for c in raws) / max(1, len(raws)) / 2**20, 2),
+        "mb_per_client": round(sum(c.received for c in crowd.raws) / max(1, clients) / 2**20, 2),
     }

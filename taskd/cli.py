@@ -88,6 +88,20 @@ def serve(config_path: Path | None, **flags: Any) -> None:
         sys.exit(1)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the benchmark suite of a source checkout (bench/; see `taskd bench --help`)."""
+    root = Path(taskd.__file__).resolve().parent.parent
+    if not (root / "bench" / "cli.py").is_file():
+        click.echo("taskd: bench/ ships only in a source checkout of taskd", err=True)
+        sys.exit(2)
+    sys.path.insert(0, str(root))
+    import importlib  # noqa: PLC0415 - bench is not a dependency of the package
+
+    sys.exit(importlib.import_module("bench.cli").main(list(args)))
+
+
 def _first_taskd_error(exc: BaseException) -> TaskdError | None:
     """The TaskdError inside an exception (group), so users see one line, not a traceback."""
     if isinstance(exc, TaskdError):

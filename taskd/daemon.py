@@ -21,9 +21,11 @@ from taskd.config import Settings, mask_url
 from taskd.embedded import EmbeddedRedis, find_server_binary
 from taskd.errors import ConfigError
 from taskd.events import Relay
-from taskd.http.app import AppState, build_app
+from taskd.http.app import SERVICES, AppState, build_app
 from taskd.http.guard import is_loopback
+from taskd.looplag import LoopLag
 from taskd.model import parse_rate
+from taskd.notify import Notifier
 from taskd.pool import PoolConfig, WorkerPool, consumer_name
 from taskd.registry import Registry
 from taskd.scheduler import Scheduler
@@ -31,6 +33,9 @@ from taskd.store import Store
 from taskd.supervisor import Supervisor, SupervisorConfig
 
 log = structlog.get_logger(__name__)
+# The systemd watchdog is not fed while the loop lags more than this (a loop blocked again
+# and again between pings is not healthy).
+_WATCHDOG_LAG_S = 5.0
 
 
 class Daemon:
@@ -60,6 +65,8 @@ class Daemon:
             for queue in pool.fetcher.queue_names():
                 await store.ensure_queue(queue)
             runner = await self._start_http(store, pool)
+            lag = LoopLag()
+            lag.expose(runner.app[SERVICES].metrics.registry)
             log.info(
                 "taskd_started",
                 listen=f"http://{self.settings.server.host}:{self.port}",
@@ -69,7 +76,11 @@ class Daemon:
                 task_types=[t.name for t in self.registry],
                 consumer=consumer,
             )
+            notifier = Notifier(os.environ)
+            notifier.ready(f"serving on port {self.port}, {self.settings.workers.count} workers")
             async with asyncio.TaskGroup() as group:
+                group.create_task(lag.run(self.stop))
+                group.create_task(notifier.serve(self.stop, lambda: lag.healthy(_WATCHDOG_LAG_S)))
                 group.create_task(pool.run(self.stop))
                 group.create_task(supervisor.run(self.stop))
                 group.create_task(self._scheduler(store).run(self.stop))

@@ -50,7 +50,6 @@ class PoolConfig:
     shutdown_grace_s: float = 30.0
     block_ms: int = 500
     rate_limits: tuple[tuple[str, float, int], ...] = ()  # (scope, per second, burst)
-    single_node: bool = True  # False on Redis Cluster: no blocking read across queues
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +97,7 @@ class WorkerPool:
             config.queues,
             rate_limits=config.rate_limits,
             block_ms=config.block_ms,
-            single_node=config.single_node,
+            single_node=not store.cluster,
         )
         self._ready: asyncio.Queue[Task | None] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[Outcome]] = {}

@@ -13,16 +13,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import unquote
 from typing import Any
+from urllib.parse import unquote
 
 import hiredis
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.sentinel import Sentinel
 import redis.exceptions as rexc
 import structlog
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from taskd import keys
 from taskd.errors import RedisUnavailable, StaleAttempt, TaskdError, TaskNotFound, WrongState
@@ -220,6 +220,10 @@ class Store:
         client, blocking = _clients(url, cluster)
         store = cls(client, blocking, events_maxlen=events_maxlen)
         store.cluster = isinstance(client, RedisCluster)
+        if store.cluster:  # pub/sub routing needs the slot map before the first command
+            async with translated():
+                await client.initialize()
+                await blocking.initialize()
         try:
             await store.check_version()
         except BaseException:
@@ -354,14 +358,16 @@ class Store:
         """EVALSHA each call, errors returned in place; one pipeline, or on Redis Cluster
         (whose pipelines refuse scripts) concurrent calls, each routed to its slot."""
         if self.cluster:
+            limit = asyncio.Semaphore(32)  # bounded: each call may need its own connection
+
+            async def one(name: str, script_keys: list[str], args: list[Any]) -> Any:
+                async with limit:
+                    return await self.redis.evalsha(
+                        self._scripts[name].sha, len(script_keys), *script_keys, *args
+                    )
+
             return list(
-                await asyncio.gather(
-                    *(
-                        self.redis.evalsha(self._scripts[n].sha, len(k), *k, *a)
-                        for n, k, a in calls
-                    ),
-                    return_exceptions=True,
-                )
+                await asyncio.gather(*(one(*call) for call in calls), return_exceptions=True)
             )
         pipe = self.redis.pipeline(transaction=False)
         for name, script_keys, args in calls:
@@ -816,6 +822,52 @@ class Store:
             )
         return int(moved), int(wait_ms)
 
+    async def promote_many(self, queues: Sequence[str], limit: int = 1000) -> list[tuple[int, int]]:
+        """:meth:`promote` for many queues in one round trip."""
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        for queue in queues:
+            k = self.keys(queue)
+            calls.append(
+                (
+                    "promote",
+                    [k.delayed, k.stats, k.events, k.depth, *k.streams.values()],
+                    [limit, k.task_prefix, self.events_maxlen],
+                )
+            )
+        async with translated():
+            replies = await self._pipelined(calls)
+        return [(int(moved), int(wait_ms)) for moved, wait_ms in replies]
+
+    async def reclaim_many(
+        self,
+        streams: Sequence[tuple[str, int, str]],
+        consumer: str,
+        min_idle_ms: int,
+        count: int = 100,
+    ) -> list[Reclaimed]:
+        """:meth:`reclaim` for many (queue, priority, cursor) streams in one round trip."""
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        for queue, priority, cursor in streams:
+            k = self.keys(queue)
+            calls.append(
+                (
+                    "reclaim",
+                    [k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth],
+                    [
+                        GROUP,
+                        consumer,
+                        min_idle_ms,
+                        cursor,
+                        count,
+                        k.task_prefix,
+                        self.events_maxlen,
+                    ],
+                )
+            )
+        async with translated():
+            replies = await self._pipelined(calls)
+        return [Reclaimed(str(r[0]), list(r[1]), list(r[2]), list(r[3])) for r in replies]
+
     async def reclaim(
         self,
         queue: str,
@@ -910,15 +962,48 @@ class Store:
     async def read_events(
         self, after: dict[str, str], count: int = 1000, block_ms: int | None = None
     ) -> list[Event]:
-        """Events after the given id of each queue, oldest first; blocks when asked."""
-        streams = {self.keys(q).events: last for q, last in after.items()}
-        by_stream = {self.keys(q).events: q for q in after}
-        client = self._blocking if block_ms is not None else self.redis
+        """Events after the given id of each queue, oldest first; blocks when asked.
+
+        On Redis Cluster, where each queue's stream lives in its own slot, the queues are
+        read in one pipeline, and a blocking wait watches each queue concurrently.
+        """
+        if not self.cluster or len(after) <= 1:
+            streams = {self.keys(q).events: last for q, last in after.items()}
+            client = self._blocking if block_ms is not None else self.redis
+            async with translated():
+                reply = await client.xread(streams, count=count, block=block_ms)
+            return self._events(reply)
+        events = await self._read_each(after, count)
+        if events or block_ms is None:
+            return events
+        waits = [
+            asyncio.create_task(
+                self._blocking.xread({self.keys(q).events: last}, count=1, block=block_ms)
+            )
+            for q, last in after.items()
+        ]
+        try:
+            async with translated():
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()  # XREAD holds no state: nothing is lost by cancelling
+        return await self._read_each(after, count)
+
+    async def _read_each(self, after: dict[str, str], count: int) -> list[Event]:
         async with translated():
-            reply = await client.xread(streams, count=count, block=block_ms)
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, last in after.items():
+                pipe.xread({self.keys(queue).events: last}, count=count)
+            replies = await pipe.execute()
+        return [event for reply in replies for event in self._events(reply)]
+
+    def _events(self, reply: Any) -> list[Event]:
+        queue_of: dict[str, str] = {}
         events: list[Event] = []
         for stream, entries in reply or []:
-            queue = by_stream[stream]
+            queue = queue_of.get(stream) or stream.split("{", 1)[1].rsplit("}", 1)[0]
+            queue_of[stream] = queue
             for event_id, fields in entries:
                 events.append(
                     Event(

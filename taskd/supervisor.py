@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -18,6 +19,8 @@ from taskd.keys import PRIORITIES
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
+EXPIRE_BATCH = 1000  # finished tasks deleted per script call
+EXPIRE_ROUNDS = 50  # script calls per housekeeping pass at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Supervisor:
         self.consumer = consumer
         self.config = config
         self._cursors: dict[tuple[str, int], str] = {}
+        self._last_reclaim = float("-inf")
         self.sweeps = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -57,27 +61,37 @@ class Supervisor:
                 await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.005))
 
     async def sweep(self) -> float:
-        """One pass over every queue; returns seconds until the next due delayed task."""
+        """One pass over every queue; returns seconds until the next due delayed task.
+
+        Promotion runs on every pass (it decides when delayed tasks start); reclaiming,
+        which only matters on the scale of the lease, at most every quarter lease. Queues
+        are handled concurrently, so many queues do not slow the promotion of any.
+        """
         wait = self.config.sweep_interval_s
-        housekeeping = self.sweeps % self.config.housekeeping_every == 0
-        self.sweeps += 1
-        for queue in self.config.queues or await self.store.queues():
-            moved, next_due_ms = await self.store.promote(queue)
+        queues = list(self.config.queues or await self.store.queues())
+        for queue, (moved, next_due_ms) in zip(
+            queues, await self.store.promote_many(queues), strict=True
+        ):
             if moved:
                 log.debug("tasks_promoted", queue=queue, count=moved)
             if next_due_ms >= 0:
                 wait = min(wait, next_due_ms / 1000)
-            await self.reclaim(queue)
-            if housekeeping:
-                await self.housekeep(queue)
+        now = time.monotonic()
+        if now - self._last_reclaim >= min(max(self.config.lease_s / 4, 0.02), 5.0):
+            self._last_reclaim = now
+            await self.reclaim(queues)
+        if self.sweeps % self.config.housekeeping_every == 0:
+            await asyncio.gather(*(self.housekeep(q) for q in queues))
+        self.sweeps += 1
         return wait
 
-    async def reclaim(self, queue: str) -> None:
+    async def reclaim(self, queues: list[str]) -> None:
         """XAUTOCLAIM entries idle past the lease, continuing each stream's cursor."""
-        min_idle_ms = int(self.config.lease_s * 1000)
-        for priority in PRIORITIES:
-            cursor = self._cursors.get((queue, priority), "0-0")
-            result = await self.store.reclaim(queue, priority, self.consumer, min_idle_ms, cursor)
+        streams = [(q, p, self._cursors.get((q, p), "0-0")) for q in queues for p in PRIORITIES]
+        results = await self.store.reclaim_many(
+            streams, self.consumer, int(self.config.lease_s * 1000)
+        )
+        for (queue, priority, _), result in zip(streams, results, strict=True):
             self._cursors[(queue, priority)] = result.cursor
             for task_id in result.requeued:
                 log.warning("task_reclaimed", task_id=task_id, queue=queue)
@@ -86,9 +100,25 @@ class Supervisor:
             for entry_id in result.deleted:
                 log.warning("reclaimed_entry_deleted", entry_id=entry_id, queue=queue)
 
+    async def expire(self, queue: str) -> int:
+        """Delete finished tasks past retention, batch after batch until caught up.
+
+        One batch per pass capped expiry at EXPIRE_BATCH tasks per housekeeping interval,
+        below a busy queue's throughput, so Redis memory grew without bound. Batches stay
+        separate script calls, so Redis is never blocked for long.
+        """
+        retention_ms = int(self.config.retention_s * 1000)
+        expired = 0
+        for _ in range(EXPIRE_ROUNDS):
+            removed = await self.store.expire(queue, retention_ms, EXPIRE_BATCH)
+            expired += removed
+            if removed < EXPIRE_BATCH:
+                break
+        return expired
+
     async def housekeep(self, queue: str) -> None:
         """Expire finished tasks, trim streams, forget consumers that died holding nothing."""
-        expired = await self.store.expire(queue, int(self.config.retention_s * 1000))
+        expired = await self.expire(queue)
         trimmed = await self.store.trim(queue)
         if expired or trimmed:
             log.debug("housekeeping", queue=queue, expired=expired, trimmed=trimmed)

@@ -23,7 +23,7 @@ SLOTS = 16384
 def cluster_port() -> int:
     """A free port whose cluster-bus twin (port + 10000) is free and in range too."""
     for _ in range(200):
-        port = random.randint(20000, 45000)  # noqa: S311 - picking ports, not secrets
+        port = random.randint(20000, 45000)
         if all(_free(p) for p in (port, port + 10000)):
             return port
     raise RuntimeError("no free cluster port pair")
@@ -42,7 +42,10 @@ async def start_cluster(base: Path, masters: int = 3) -> tuple[list[EmbeddedRedi
     """Start ``masters`` cluster-enabled servers, assign all slots, join them; return URL."""
     servers = [
         EmbeddedRedis(
-            base / f"node{i}", unix_socket=False, appendonly=False, port=cluster_port(),
+            base / f"node{i}",
+            unix_socket=False,
+            appendonly=False,
+            port=cluster_port(),
             extra_args=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
         )
         for i in range(masters)
@@ -60,8 +63,10 @@ async def start_cluster(base: Path, masters: int = 3) -> tuple[list[EmbeddedRedi
         deadline = time.monotonic() + 20
         while True:
             infos = [await c.execute_command("CLUSTER", "INFO") for c in clients]
-            if all("cluster_state:ok" in str(i) and f"cluster_known_nodes:{masters}" in str(i)
-                   for i in infos):
+            if all(
+                "cluster_state:ok" in str(i) and f"cluster_known_nodes:{masters}" in str(i)
+                for i in infos
+            ):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster did not form: {infos}")
@@ -87,7 +92,8 @@ class SentinelSetup:
         master_url = await self.master.start()
         host, port = master_url.removeprefix("redis://").split(":")
         self.replica = EmbeddedRedis(
-            self.base / "replica", unix_socket=False,
+            self.base / "replica",
+            unix_socket=False,
             extra_args=["--replicaof", host, port],
         )
         await self.replica.start()
@@ -98,10 +104,12 @@ class SentinelSetup:
             "sentinel down-after-milliseconds mymaster 1000\n"
             "sentinel failover-timeout mymaster 5000\n"
         )
-        self.sentinel = subprocess.Popen(
-            [str(find_server_binary()), str(conf), "--sentinel"],
-            stdout=(self.base / "sentinel.log").open("wb"), stderr=subprocess.STDOUT,
-        )
+        with (self.base / "sentinel.log").open("wb") as log:
+            self.sentinel = subprocess.Popen(
+                [str(find_server_binary()), str(conf), "--sentinel"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         client = aioredis.Redis(port=self.sentinel_port, decode_responses=True)
         try:
             deadline = time.monotonic() + 20
@@ -123,14 +131,13 @@ class SentinelSetup:
         """Ask the sentinel to promote the replica; wait until it reports the new master."""
         client = aioredis.Redis(port=self.sentinel_port, decode_responses=True)
         try:
-            before = await client.execute_command(
-                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"
-            )
+            before = await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
             await client.execute_command("SENTINEL", "FAILOVER", "mymaster")
             deadline = time.monotonic() + 30
-            while await client.execute_command(
-                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"
-            ) == before:
+            while (
+                await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+                == before
+            ):
                 if time.monotonic() > deadline:
                     raise RuntimeError("failover did not happen")
                 await asyncio.sleep(0.1)

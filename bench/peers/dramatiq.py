@@ -12,7 +12,7 @@ from bench.peers import Job
 from bench.peers.config import URL
 from bench.peers.recorder import RECORDER, now
 
-broker = RedisBroker(url=URL)
+broker = RedisBroker(url=URL)  # type: ignore[no-untyped-call]  # partly typed library
 dramatiq.set_broker(broker)
 
 
@@ -61,7 +61,8 @@ class DramatiqPeer:
 
     async def submit_batch(self, items: list[Job]) -> None:
         """A group of messages."""
-        dramatiq.group([job.message(*i) for i in items]).run()
+        messages = [job.message(*i) for i in items]
+        dramatiq.group(messages).run()  # type: ignore[no-untyped-call]
 
 
 PEER = DramatiqPeer()

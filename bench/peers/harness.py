@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from bench.peers import Job, Peer
 from bench.peers.recorder import DONE_PREFIX, now
 from bench.procs import Child, child_env
-from bench.stats import latency_ms, median, rate
+from bench.stats import latency_ms, rate
 
 CHUNK = 500  # tasks per submit_batch call in e2e and io
 
@@ -40,7 +40,6 @@ class PeerPlan:
     workers: int = 8
     io_workers: int = 100
     io_sleep_ms: int = 10
-    repeat: int = 1
     spacing_s: float = 0.002
 
 
@@ -55,7 +54,7 @@ class Harness:
         self.redis = aioredis.Redis.from_url(url)
 
     async def run(self) -> dict[str, Any]:
-        """Every workload, each repeated ``plan.repeat`` times (medians reported)."""
+        """Every workload once (the orchestrator repeats whole rounds and takes medians)."""
         peer, plan = self.peer, self.plan
         result: dict[str, Any] = {
             "version": metadata.version(peer.distribution),
@@ -65,18 +64,13 @@ class Harness:
         await self.redis.flushdb()
         await peer.connect(self.url)
         try:
-            single = [await self.enqueue(plan.single_tasks, batch=False) for _ in self._times]
-            result["enqueue_per_s"] = median(single)
+            result["enqueue_per_s"] = await self.enqueue(plan.single_tasks, batch=False)
+            n = min(plan.tasks, peer.e2e_cap or plan.tasks)  # caps batch enqueue too
             if peer.batch_api:
-                batch = [await self.enqueue(plan.batch_tasks, batch=True) for _ in self._times]
-                result["enqueue_batch_per_s"] = median(batch)
-            n = min(plan.tasks, peer.e2e_cap or plan.tasks)
+                result["enqueue_batch_per_s"] = await self.enqueue(n, batch=True)
             async with self.worker(plan.workers):
-                runs = [await self.e2e(n) for _ in self._times]
-                result |= {"e2e_per_s": median(runs), "e2e_runs": runs, "e2e_tasks": n}
-                lat = [await self.latency() for _ in self._times]
-                for key in lat[0]:
-                    result[f"latency_{key}"] = median([r[key] for r in lat])
+                result |= {"e2e_per_s": await self.e2e(n), "e2e_tasks": n}
+                result |= {f"latency_{k}": v for k, v in (await self.latency()).items()}
             if peer.io:
                 async with self.worker(plan.io_workers):
                     result["io_per_s"] = await self.e2e(plan.io_tasks, plan.io_sleep_ms)
@@ -86,14 +80,10 @@ class Harness:
             await self.redis.aclose()
         return result
 
-    @property
-    def _times(self) -> range:
-        return range(self.plan.repeat)
-
     async def enqueue(self, n: int, *, batch: bool) -> float:
         """Tasks/s submitted with no worker running (one by one, or in batches)."""
         await self.redis.flushdb()
-        jobs = [self._job("enqueue", n, 0.0)] * n
+        jobs: list[Job] = [("enqueue", n, 0.0, 0)] * n
         await self.peer.submit(jobs[0])  # connection set-up is not measured
         started = now()
         if batch:
@@ -172,10 +162,6 @@ class Harness:
                     return
                 await asyncio.sleep(0.01)
         raise TimeoutError(f"worker not consuming after {timeout_s:.0f}s:\n{child.log_tail()}")
-
-    @staticmethod
-    def _job(run: str, expected: int, sent: float) -> Job:
-        return (run, expected, sent, 0)
 
 
 def log_dir() -> Path:

@@ -14,7 +14,7 @@ from bench.peers.recorder import RECORDER, now
 huey = RedisHuey("bench", url=URL)
 
 
-@huey.task()
+@huey.task()  # type: ignore[untyped-decorator]  # huey ships no type hints
 def job(run: str, expected: int, sent: float, sleep_ms: int) -> None:
     """The benchmark task (returns None, which huey does not store)."""
     started = now()

@@ -10,8 +10,10 @@ import asyncio
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import orjson
 
 from taskd.model import STATUS_NAMES, Status, Task, TaskSpec, make_spec
 from taskd.store import Store
+from tests.conftest import eventually
 from tests.procs import DaemonProcess
 
 LONG = os.environ.get("TASKD_CHAOS_LONG", "") == "1"
@@ -96,8 +99,16 @@ class Cluster:
         self.root = root
         self.chaos_dir = root / "exec"
         self.chaos_dir.mkdir(parents=True, exist_ok=True)
-        self.args = ("--redis-url", redis_url, "--handlers", HANDLERS, "--queues", queue,
-                     "--workers", str(workers))
+        self.args = (
+            "--redis-url",
+            redis_url,
+            "--handlers",
+            HANDLERS,
+            "--queues",
+            queue,
+            "--workers",
+            str(workers),
+        )
         conf = write_config(root / "taskd.toml", config or {})
         self.env = {"TASKD_CONFIG": str(conf), "TASKD_CHAOS_DIR": str(self.chaos_dir)}
         self.env |= env or {}
@@ -108,8 +119,9 @@ class Cluster:
     def spawn(self, env: dict[str, str] | None = None) -> DaemonProcess:
         """Start one more daemon (not waiting for it)."""
         self._spawned += 1
-        daemon = DaemonProcess(self.root / f"d{self._spawned}", *self.args,
-                               env=self.env | (env or {}))
+        daemon = DaemonProcess(
+            self.root / f"d{self._spawned}", *self.args, env=self.env | (env or {})
+        )
         self.daemons.append(daemon)
         return daemon
 
@@ -186,9 +198,9 @@ def max_overlap(runs: Iterable[Execution], pid: int) -> int:
     return peak
 
 
-def specs(task_type: str, payloads: Sequence[dict[str, Any]], queue: str, **kw: Any) -> list[
-    TaskSpec
-]:
+def specs(
+    task_type: str, payloads: Sequence[dict[str, Any]], queue: str, **kw: Any
+) -> list[TaskSpec]:
     """Submit specifications for one payload each."""
     return [make_spec(task_type, p, queue=queue, **kw) for p in payloads]
 
@@ -250,6 +262,43 @@ def report(title: str, **figures: Any) -> None:
             out.write(orjson.dumps(line) + b"\n")
 
 
+async def until(predicate: Callable[[], object], timeout_s: float = 10.0) -> None:
+    """Poll a plain (non-async) condition against a deadline."""
+    await eventually(lambda: asyncio.sleep(0, result=predicate()), timeout_s=timeout_s)
+
+
+def logged(daemon: DaemonProcess, event: str) -> int:
+    """How many JSON log lines of ``event`` the daemon wrote so far."""
+    return daemon.output().count(f'"event":"{event}"')
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer and how long it took."""
+
+    status: int
+    body: Any
+    elapsed_s: float
+
+
+async def http(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -> Reply:
+    """One HTTP request to a daemon (urllib in a thread); errors become their status."""
+
+    def call() -> tuple[int, bytes]:
+        data = None if body is None else orjson.dumps(body)
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    started = time.monotonic()
+    status, raw = await asyncio.to_thread(call)
+    return Reply(status, orjson.loads(raw) if raw else None, time.monotonic() - started)
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of a process in KiB (0 once it is gone)."""
     try:
@@ -263,5 +312,4 @@ def rss_kib(pid: int) -> int:
 
 def is_terminal(task: Task | None) -> bool:
     """Completed, failed or cancelled."""
-    return task is not None and task.status in {Status.COMPLETED, Status.FAILED,
-                                                Status.CANCELLED}
+    return task is not None and task.status in {Status.COMPLETED, Status.FAILED, Status.CANCELLED}

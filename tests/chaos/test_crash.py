@@ -36,7 +36,8 @@ async def _held_by(store: Store, queue: str, ids: list[str], pid: int) -> list[s
     tasks = await census(store, queue, ids)
     mark = f":{pid}:"
     return [
-        i for i, t in tasks.items()
+        i
+        for i, t in tasks.items()
         if t is not None and t.status == Status.PROCESSING and mark in (t.worker or "")
     ]
 
@@ -44,7 +45,7 @@ async def _held_by(store: Store, queue: str, ids: list[str], pid: int) -> list[s
 async def test_sigkilled_daemons_lose_no_task(
     store: Store, queue: str, redis_url: str, tmp_path: Path
 ) -> None:
-    """Every task completes despite repeated SIGKILLs; only tasks a killed process held run twice."""
+    """Every task completes despite SIGKILLs; only tasks a killed process held run twice."""
     config = {"tasks": {"lease_s": LEASE_S, "sweep_interval_s": 0.2}}
     cluster = Cluster(tmp_path, redis_url, queue, workers=8, config=config)
     rng = random.Random(7)
@@ -77,7 +78,8 @@ async def test_sigkilled_daemons_lose_no_task(
     assert counts == {"completed": len(ids)}, counts
     killed = set(cluster.killed)
     for task_id, task in final.items():
-        assert task is not None and task.result is not None
+        assert task is not None
+        assert task.result is not None
         winner = (task.result["pid"], task.result["attempt"])
         assert winner[1] == task.attempt, task_id
         for run in runs[task_id]:

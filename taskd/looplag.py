@@ -1,0 +1,74 @@
+"""Event-loop lag: how late a periodic timer fires is how long something blocked the loop.
+
+A handler that calls blocking code on the loop (``time.sleep``, a synchronous HTTP client,
+a long CPU loop) stalls every task, lease renewal and HTTP request of the process. This
+monitor makes that visible: a ``event_loop_blocked`` warning above a threshold, and the
+last and largest lag as metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from prometheus_client import Gauge
+
+log = structlog.get_logger(__name__)
+
+
+class LoopLag:
+    """Measures the loop's lag every ``interval_s``; warns above ``warn_s``."""
+
+    def __init__(self, interval_s: float = 0.25, warn_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.warn_s = warn_s
+        self.last_s = 0.0
+        self.max_s = 0.0
+        self.blocked = 0  # how many measurements were above the threshold
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Measure until ``stop`` is set."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            due = loop.time() + self.interval_s
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(due):
+                    await stop.wait()
+            if not stop.is_set():
+                self.observe(loop.time() - due)
+
+    def observe(self, lag_s: float) -> None:
+        """Record one measurement (seconds the timer fired late)."""
+        lag_s = max(0.0, lag_s)
+        self.last_s = lag_s
+        self.max_s = max(self.max_s, lag_s)
+        if lag_s > self.warn_s:
+            self.blocked += 1
+            log.warning(
+                "event_loop_blocked",
+                lag_ms=round(lag_s * 1000, 1),
+                threshold_ms=round(self.warn_s * 1000, 1),
+                hint="a handler runs blocking code on the event loop; make it a plain "
+                "function (it then runs in a thread) or await non-blocking calls",
+            )
+
+    def healthy(self, limit_s: float) -> bool:
+        """False while the last measured lag exceeds ``limit_s``."""
+        return self.last_s <= limit_s
+
+    def expose(self, registry: Any) -> None:
+        """Add the lag gauges to a prometheus_client registry."""
+        last = Gauge(
+            "taskd_event_loop_lag_seconds",
+            "How late the event loop ran a timer, last measurement.",
+            registry=registry,
+        )
+        last.set_function(lambda: self.last_s)
+        peak = Gauge(
+            "taskd_event_loop_lag_max_seconds",
+            "The largest event-loop lag measured since start.",
+            registry=registry,
+        )
+        peak.set_function(lambda: self.max_s)

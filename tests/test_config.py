@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
 from taskd.config import ENV_NAMES, Settings, as_dict, load, mask_url
 from taskd.errors import ConfigError
 from taskd.log import MASK

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
 from taskd.embedded import EmbeddedRedis, check_version, find_server_binary, server_version
 from taskd.errors import EmbeddedServerError
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 import structlog
+
 from taskd.errors import ConfigError
 from taskd.log import MASK, bind_task, configure_logging, mask_secrets
 

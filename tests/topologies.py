@@ -104,12 +104,7 @@ class SentinelSetup:
             "sentinel down-after-milliseconds mymaster 1000\n"
             "sentinel failover-timeout mymaster 5000\n"
         )
-        with (self.base / "sentinel.log").open("wb") as log:
-            self.sentinel = subprocess.Popen(
-                [str(find_server_binary()), str(conf), "--sentinel"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.sentinel = self._spawn_sentinel(conf)
         client = aioredis.Redis(port=self.sentinel_port, decode_responses=True)
         try:
             deadline = time.monotonic() + 20
@@ -126,6 +121,14 @@ class SentinelSetup:
         finally:
             await client.aclose()
         return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/mymaster"
+
+    def _spawn_sentinel(self, conf: Path) -> subprocess.Popen[bytes]:
+        """Start the sentinel (a plain Popen: it lives for the whole test)."""
+        with (self.base / "sentinel.log").open("wb") as log:
+            return subprocess.Popen(
+                [str(find_server_binary()), str(conf), "--sentinel"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
 
     async def failover(self) -> None:
         """Ask the sentinel to promote the replica; wait until it reports the new master."""

@@ -107,8 +107,9 @@ def _fast_packing(client: aioredis.Redis) -> aioredis.Redis:
 COMMON_OPTIONS: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": 1}
 
 
-def _clients(url: str, cluster: bool) -> tuple[Any, Any]:
-    """A command client (5 s socket timeout) and a client for blocking reads."""
+def _clients(url: str, cluster: bool) -> tuple[Any, Any, list[Any]]:
+    """A command client (5 s socket timeout), a client for blocking reads, and any other
+    clients to close with them."""
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme.endswith("+cluster") or cluster:
@@ -117,6 +118,7 @@ def _clients(url: str, cluster: bool) -> tuple[Any, Any]:
         return (
             RedisCluster.from_url(first, startup_nodes=nodes, socket_timeout=5, **COMMON_OPTIONS),
             RedisCluster.from_url(first, startup_nodes=nodes, **COMMON_OPTIONS),
+            [],
         )
     if scheme.endswith("+sentinel"):
         return _sentinel_clients(scheme.removesuffix("+sentinel"), rest)
@@ -124,6 +126,7 @@ def _clients(url: str, cluster: bool) -> tuple[Any, Any]:
     return (
         _fast_packing(aioredis.Redis.from_url(url, socket_timeout=5, **common)),
         _fast_packing(aioredis.Redis.from_url(url, **common)),
+        [],
     )
 
 
@@ -135,7 +138,7 @@ def _host_ports(text: str) -> list[tuple[str, int]]:
     return found
 
 
-def _sentinel_clients(scheme: str, rest: str) -> tuple[Any, Any]:
+def _sentinel_clients(scheme: str, rest: str) -> tuple[Any, Any, list[Any]]:
     """``[user:password@]host:port,host:port/master[/db]`` via the listed sentinels."""
     auth, _, where = rest.rpartition("@")
     hosts, _, path = where.partition("/")
@@ -155,6 +158,7 @@ def _sentinel_clients(scheme: str, rest: str) -> tuple[Any, Any]:
     return (
         _fast_packing(sentinel.master_for(master, socket_timeout=5, **options)),
         _fast_packing(sentinel.master_for(master, **options)),
+        list(sentinel.sentinels),
     )
 
 
@@ -205,6 +209,7 @@ class Store:
         self._scripts = {n: client.register_script(load_script_source(n)) for n in SCRIPT_NAMES}
         self._keys: dict[str, Keys] = {}
         self.cluster = False
+        self._also_close: list[Any] = []  # e.g. the connections to sentinels
         self._ready_queues: set[str] = set()
 
     @classmethod
@@ -217,8 +222,9 @@ class Store:
         ``redis+cluster://host:port[,host:port]`` (or ``cluster=True``) a Redis Cluster;
         ``redis+sentinel://host:port[,host:port]/master`` a master found via Sentinel.
         """
-        client, blocking = _clients(url, cluster)
+        client, blocking, extra = _clients(url, cluster)
         store = cls(client, blocking, events_maxlen=events_maxlen)
+        store._also_close = extra
         store.cluster = isinstance(client, RedisCluster)
         if store.cluster:  # pub/sub routing needs the slot map before the first command
             async with translated():
@@ -235,6 +241,8 @@ class Store:
         """Close both connection pools."""
         await self.redis.aclose()
         await self._blocking.aclose()
+        for client in self._also_close:
+            await client.aclose()
 
     async def check_version(self) -> tuple[str, tuple[int, ...]]:
         """Refuse servers older than Redis 7.0 / Valkey 7.2 (XAUTOCLAIM replies)."""

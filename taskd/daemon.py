@@ -43,7 +43,9 @@ class Daemon:
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
-        self.registry = registry or Registry.from_modules(settings.workers.handlers)
+        self.registry = registry or Registry.from_modules(
+            settings.workers.handlers, settings=settings
+        )
         self.stop = asyncio.Event()
         self.embedded: EmbeddedRedis | None = None
         self.store: Store | None = None

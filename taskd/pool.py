@@ -105,6 +105,7 @@ class WorkerPool:
         self._room = asyncio.Event()
         self._room.set()
         self._shutting_down = False
+        self._closing = False
         self._executor: ThreadPoolExecutor | None = None
         self._completions: Coalescer[tuple[Task, bytes], str] = Coalescer(store.complete_many)
         self.started = asyncio.Event()
@@ -132,6 +133,7 @@ class WorkerPool:
                 self.started.set()
                 await fetcher
                 await self._shutdown(runners)
+                self._closing = True  # loops also check this: redis-py may swallow a cancel
                 for job in background:
                     job.cancel()
         finally:
@@ -317,10 +319,10 @@ class WorkerPool:
             log.info("task_cancel_requested", task_id=task_id)
 
     async def _cancel_listener(self) -> None:
-        while True:
+        while not self._closing:
             requests = self.store.cancel_requests()
             try:
-                while True:
+                while not self._closing:
                     task_id = await requests.get()
                     if task_id is not None:
                         self._request_cancel(task_id)
@@ -340,7 +342,7 @@ class WorkerPool:
             "queues": list(self.config.queues),
             "started_at": time.time(),
         }
-        while True:
+        while not self._closing:
             try:
                 await self.store.renew(self.consumer, list(self.held.values()))
                 await self.store.heartbeat(

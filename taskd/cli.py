@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import orjson
 
 import taskd
-from taskd import config
+from taskd import config, display
 from taskd.errors import TaskdError
 from taskd.log import configure_logging
+from taskd.model import QUEUE_NAME, TASK_ID
+
+if TYPE_CHECKING:
+    from taskd.http.remote import Remote
 
 
 def _run(coro: Any) -> None:
@@ -75,7 +81,8 @@ def serve(config_path: Path | None, **flags: Any) -> None:
     except TaskdError as exc:
         click.echo(f"taskd: {exc}", err=True)
         sys.exit(2)
-    configure_logging(settings.log.format, settings.log.level)
+    # A daemon configures logging once, so loggers may cache their processor chain.
+    configure_logging(settings.log.format, settings.log.level, cache=True)
     from taskd.daemon import Daemon  # noqa: PLC0415 - keep `taskd version` import-light
 
     try:
@@ -112,3 +119,253 @@ def _first_taskd_error(exc: BaseException) -> TaskdError | None:
             if found is not None:
                 return found
     return None
+
+
+# -- client commands: talk to a running server over its HTTP API ----------------------
+# Parsing and exit codes live here; the HTTP client is taskd.http.remote, the text
+# taskd.display. Exit codes: 1 the API refused, 2 usage, 3 unreachable, 4 unfinished.
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep or not rest.strip("/"):
+        raise click.BadParameter(f"expected http://host:port, got {value!r}")
+    return value
+
+
+def _task_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not TASK_ID.match(value):
+        raise click.BadParameter(f"expected a task id (32 hex digits), got {value!r}")
+    return value
+
+
+def _queue_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not QUEUE_NAME.match(value):
+        raise click.BadParameter(f"expected a queue name (A-Z a-z 0-9 _ . -), got {value!r}")
+    return value
+
+
+def _payload(ctx: click.Context, param: click.Parameter, value: str) -> dict[str, Any]:
+    text = value
+    if value.startswith("@"):
+        try:
+            text = sys.stdin.read() if value == "@-" else Path(value[1:]).read_text()
+        except (OSError, UnicodeError) as exc:
+            raise click.BadParameter(f"cannot read {value[1:]}: {exc}") from None
+    try:
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter("must be a JSON object")
+    return payload
+
+
+def _client_options(func: F) -> F:
+    """``--url`` and ``--json``, shared by every command that talks to a server."""
+    func = click.option(
+        "--json", "as_json", is_flag=True, help="Print the API's JSON instead of text."
+    )(func)
+    return click.option(
+        "--url",
+        envvar="TASKD_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        callback=_check_url,
+        help="The taskd server [env TASKD_URL]; a token is read from TASKD_TOKEN.",
+    )(func)
+
+
+def _call(url: str, action: Callable[[Remote], Awaitable[T]], interrupt_code: int = 130) -> T:
+    """Run ``action`` against the server; a failure ends the command with one line."""
+    from taskd.http.remote import Remote, RemoteError  # noqa: PLC0415 - aiohttp only when used
+
+    async def go() -> T:
+        async with Remote(url, os.environ.get("TASKD_TOKEN") or None) as remote:
+            return await action(remote)
+
+    try:
+        return asyncio.run(go())
+    except RemoteError as exc:
+        click.echo(f"taskd: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(interrupt_code)
+
+
+def _show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    try:
+        click.echo(display.json_text(data) if as_json else render(data))
+    except (KeyError, TypeError, AttributeError):
+        click.echo(f"taskd: unexpected answer from the server: {str(data)[:200]}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("task_type")
+@click.option("--payload", default="{}", callback=_payload, help="JSON object, @file or @-.")
+@click.option("--priority", type=click.IntRange(1, 10), help="1-10, 10 most urgent [5].")
+@click.option("--queue", callback=_queue_name, help="Queue [default].")
+@click.option("--delay", "delay_s", type=click.FloatRange(min=0), help="Start in S seconds.")
+@click.option("--name", help="Display name [the task type].")
+@click.option("--unique-key", help="Idempotency key: a live task with it is returned instead.")
+@click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after failures [3].")
+@click.option("--wait", is_flag=True, help="Wait until it ends; exit 4 unless it completed.")
+@_client_options
+def submit(
+    url: str, as_json: bool, task_type: str, payload: dict[str, Any], wait: bool, **fields: Any
+) -> None:
+    """Submit a task of type TASK_TYPE."""
+    body = {"task_type": task_type, "payload": payload}
+    body |= {k: v for k, v in fields.items() if v is not None}
+
+    async def action(remote: Remote) -> dict[str, Any]:
+        task: dict[str, Any] = await remote.post("/api/tasks", body)
+        if not wait:
+            return task
+        if not as_json:
+            click.echo(f"submitted {display.task_line(task)}; waiting", err=True)
+        return await remote.wait(task["id"])
+
+    task = _call(url, action)
+    _show(task, as_json, display.task_detail if wait else display.task_line)
+    if wait and task.get("status") != "completed":
+        click.echo(f"taskd: task {task['id']} {task.get('status')}: {task.get('error')}", err=True)
+        sys.exit(4)
+
+
+@main.command()
+@click.argument("task_id", callback=_task_id)
+@_client_options
+def get(url: str, as_json: bool, task_id: str) -> None:
+    """Show one task with its payload and result."""
+    _show(_call(url, lambda r: r.get(f"/api/tasks/{task_id}")), as_json, display.task_detail)
+
+
+@main.command("list")
+@click.option("--status", help="A status, or several separated by commas.")
+@click.option("--type", "task_type", help="Only this task type.")
+@click.option("--queue", callback=_queue_name, help="Only this queue.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--cursor", help="Continue after a previous page (its next_cursor).")
+@_client_options
+def list_tasks(url: str, as_json: bool, **query: Any) -> None:
+    """List tasks, newest first."""
+    _show(_call(url, lambda r: r.get("/api/tasks", **query)), as_json, display.task_table)
+
+
+@main.command()
+@_client_options
+def stats(url: str, as_json: bool) -> None:
+    """Counts per status, throughput and ready depth over every queue."""
+    _show(_call(url, lambda r: r.get("/api/tasks/stats/overview")), as_json, display.stats_view)
+
+
+@main.command()
+@click.argument("task_id", callback=_task_id)
+@_client_options
+def cancel(url: str, as_json: bool, task_id: str) -> None:
+    """Cancel a waiting task, or ask a running one to stop."""
+    done, task = _call(url, lambda r: r.cancel(task_id))
+    verb = "cancelled" if done else "cancelling (running: the worker stops it)"
+    _show(task, as_json, lambda t: f"{verb} {display.task_line(t)}")
+
+
+@main.command()
+@click.argument("task_id", callback=_task_id)
+@_client_options
+def retry(url: str, as_json: bool, task_id: str) -> None:
+    """Send a failed or cancelled task back to pending."""
+    task = _call(url, lambda r: r.post(f"/api/tasks/{task_id}/retry"))
+    _show(task, as_json, lambda t: f"retried {display.task_line(t)}")
+
+
+@main.command()
+@click.option("--queue", callback=_queue_name, help="Only events of this queue.")
+@click.option("--type", "task_type", help="Only events of this task type.")
+@_client_options
+def watch(url: str, as_json: bool, queue: str | None, task_type: str | None) -> None:
+    """Print task events as they happen (Ctrl-C to stop); --json: one message per line."""
+
+    def show(message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "events":
+            events = [e for e in message.get("events", []) if display.matches(e, queue, task_type)]
+            if as_json and events:
+                click.echo(display.json_line(message | {"events": events}))
+            for event in [] if as_json else events:
+                click.echo(display.event_line(event))
+        elif as_json:
+            click.echo(display.json_line(message))
+        elif kind == "snapshot":
+            click.echo(display.snapshot_line(message, url), err=True)
+
+    async def action(remote: Remote) -> None:
+        def reconnecting(reason: str) -> None:
+            click.echo(f"taskd: reconnecting ({reason})", err=True)
+
+        async for message in remote.messages(reconnecting):
+            show(message)
+
+    _call(url, action, interrupt_code=0)
+
+
+@main.command("queues")
+@_client_options
+def list_queues(url: str, as_json: bool) -> None:
+    """Every queue: state, counts, serving daemons and throughput."""
+    _show(_call(url, lambda r: r.get("/api/queues")), as_json, display.queue_table)
+
+
+@main.command()
+@click.argument("queue", callback=_queue_name)
+@_client_options
+def pause(url: str, as_json: bool, queue: str) -> None:
+    """Stop every daemon from starting QUEUE's tasks (submitting still works)."""
+    _show(_call(url, lambda r: r.post(f"/api/queues/{queue}/pause")), as_json, display.queue_line)
+
+
+@main.command()
+@click.argument("queue", callback=_queue_name)
+@_client_options
+def resume(url: str, as_json: bool, queue: str) -> None:
+    """Let daemons start QUEUE's tasks again."""
+    _show(_call(url, lambda r: r.post(f"/api/queues/{queue}/resume")), as_json, display.queue_line)
+
+
+@main.command()
+@click.argument("queue", callback=_queue_name)
+@click.option("--yes", is_flag=True, help="Confirm without asking.")
+@_client_options
+def purge(url: str, as_json: bool, queue: str, yes: bool) -> None:
+    """Cancel every waiting task of QUEUE (running ones finish)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("purge cancels every waiting task of the queue: add --yes")
+        click.confirm(f"Cancel every waiting task of queue {queue}?", abort=True)
+    result = _call(url, lambda r: r.post(f"/api/queues/{queue}/purge", {"confirm": True}))
+    _show(result, as_json, lambda b: f"purged {b['purged']} waiting tasks of queue {b['queue']}")
+
+
+@main.command()
+@click.argument("queue", callback=_queue_name)
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after S seconds (exit 4).")
+@_client_options
+def drain(url: str, as_json: bool, queue: str, timeout: float | None) -> None:
+    """Wait until QUEUE has nothing pending, scheduled, retrying or processing."""
+    warned: list[bool] = []
+
+    def progress(found: dict[str, Any], remaining: int) -> None:
+        if not warned and remaining:
+            warned.append(True)
+            for problem in display.drain_problems(found):
+                click.echo(f"taskd: {problem}", err=True)
+        if not as_json and remaining:
+            click.echo(display.queue_line(found), err=True)
+
+    result = _call(url, lambda r: r.drain(queue, timeout, progress))
+    _show(result, as_json, lambda q: f"queue {q['name']} is drained")

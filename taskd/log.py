@@ -116,7 +116,9 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
-def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+def configure_logging(
+    fmt: str = "auto", level: str = "info", stream: TextIO | None = None, *, cache: bool = False
+) -> None:
     """Configure structlog for the whole process; call once, at startup, before logging.
 
     ``fmt`` is auto (console on a TTY, JSON lines otherwise), console or json; ``level`` is
@@ -152,9 +154,9 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         context_class=dict,
         logger_factory=factory,
-        # Not cached: tests (and a reload) reconfigure, and module-level loggers that were
-        # already used would otherwise keep writing to the old stream.
-        cache_logger_on_first_use=False,
+        # Cached only for a daemon: tests reconfigure, and module-level loggers already
+        # used would otherwise keep writing to the old stream.
+        cache_logger_on_first_use=cache,
     )
 
 

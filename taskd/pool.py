@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import os
 import random
 import socket
@@ -33,6 +34,7 @@ from taskd.registry import Registry, TaskType
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
+LAST = 1 << 30  # sorts after every priority: the runners' stop signals
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,10 @@ class WorkerPool:
             block_ms=config.block_ms,
             single_node=not store.cluster,
         )
-        self._ready: asyncio.Queue[Task | None] = asyncio.Queue()
+        # Prefetched tasks wait most-urgent first, so a priority-10 task fetched behind
+        # prefetched low ones overtakes them (FIFO within a level by fetch order).
+        self._ready: asyncio.PriorityQueue[tuple[int, int, Task | None]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
         self._running: dict[str, asyncio.Task[Outcome]] = {}
         self._cancel_requested: set[str] = set()
         self._room = asyncio.Event()
@@ -147,11 +152,11 @@ class WorkerPool:
         """Hand back what never started, give running tasks the grace period, then release."""
         self._shutting_down = True
         while not self._ready.empty():
-            waiting = self._ready.get_nowait()
+            _, _, waiting = self._ready.get_nowait()
             if waiting is not None:
                 await self._finish(waiting, Outcome("release"), 0.0)
         for _ in runners:
-            self._ready.put_nowait(None)
+            self._ready.put_nowait((LAST, next(self._order), None))
         running = list(self._running.values())
         if running:
             log.info("shutdown_waiting", running=len(running), grace_s=self.config.shutdown_grace_s)
@@ -179,14 +184,18 @@ class WorkerPool:
                 continue
             for task in tasks:
                 self.held[task.id] = task
-                self._ready.put_nowait(task)
+                self._ready.put_nowait((-task.priority, next(self._order), task))
+        # A blocking read still in flight when stop came may just have delivered tasks:
+        # runners woken by them must hand them back, not start them (no new work after
+        # SIGTERM). Set before this coroutine yields, so no runner sees the old value.
+        self._shutting_down = True
 
     async def _fetch(self, room: int) -> list[Task]:
         return await self.fetcher.fetch(room, self.held.values())
 
     async def _runner(self) -> None:
         while True:
-            task = await self._ready.get()
+            _, _, task = await self._ready.get()
             if task is None:
                 return
             await self._execute(task)

@@ -58,12 +58,12 @@ end
 
 local function start(stream, sid, id)
   local key = prefix .. id
-  local state = redis.call('HMGET', key, 'status', 'sid', 'task_type', 'rl')
-  if state[1] ~= 'pending' or state[2] ~= sid then
+  local task = from_flat(redis.call('HGETALL', key))
+  if task.status ~= 'pending' or task.sid ~= sid then
     redis.call('XACK', stream, group, sid)
     return false
   end
-  local admitted = admit(key, state[3], state[4])
+  local admitted = admit(key, task.task_type, task.rl)
   if admitted ~= true then
     redis.call('XACK', stream, group, sid)
     redis.call('HSET', key, 'status', 'scheduled', 'run_at', int(admitted), 'rl', '1',
@@ -73,11 +73,17 @@ local function start(stream, sid, id)
     deferred = deferred + 1
     return false
   end
-  redis.call('HINCRBY', key, 'attempt', 1)
-  redis.call('HSET', key, 'status', 'processing', 'started_at', int(now),
-    'updated_at', int(now), 'worker', consumer, 'progress', 0, 'progress_message', '')
-  local flat = redis.call('HGETALL', key)
-  emit_task(events, maxlen, 'started', from_flat(flat), now)
+  task.rl = nil
+  -- One read (above) and one write: the reply is the task as it now is.
+  update(key, task, 'status', 'processing', 'started_at', int(now), 'updated_at', int(now),
+    'worker', consumer, 'progress', 0, 'progress_message', '',
+    'attempt', tonumber(task.attempt or '0') + 1)
+  emit_task(events, maxlen, 'started', task, now)
+  local flat = {}
+  for name, value in pairs(task) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
   started[#started + 1] = flat
   return true
 end

@@ -51,7 +51,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=1,
-        help="runs of e2e, enqueue and latency; medians reported [1]",
+        help="rounds of the comparison (taskd's e2e, enqueue, latency, io and every peer's), "
+        "interleaved so that load bursts hit all alike; medians reported [1]",
     )
     p.add_argument(
         "--only",
@@ -106,6 +107,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["versions"] = report.versions(target.version)
     result["ratios"] = report.ratios(result)
     result["errors"] = steps.errors
+    result["skipped"] = steps.skipped
     result["step_seconds"] = steps.seconds
     result["plan"] = plan.as_dict()
     result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)

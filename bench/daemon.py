@@ -18,6 +18,11 @@ from bench.procs import Child, child_env, cpu_seconds, free_port, rss_mb
 from bench.stats import rate
 from taskd.client import Client
 
+
+class Skipped(Exception):
+    """A workload whose endpoint the daemon does not have (yet): noted, not an error."""
+
+
 REST_QUEUE = "bench-rest"  # not served by the daemon: REST enqueue measures enqueue alone
 REST_BATCH = 1000
 
@@ -141,8 +146,7 @@ async def rest_single(daemon: Serve, n: int, connections: int) -> dict[str, floa
 
         async def post() -> None:
             async with http.post(target, data=body, headers=_JSON) as reply:
-                if reply.status != 201:
-                    raise RuntimeError(f"POST /api/tasks/ answered {reply.status}")
+                _check(reply.status, "POST /api/tasks/")
                 await reply.read()
 
         return await _spread(post, n, connections, daemon.pid)
@@ -158,8 +162,7 @@ async def rest_batch(daemon: Serve, n: int, connections: int = 2) -> dict[str, f
 
         async def post() -> None:
             async with http.post(target, data=body, headers=_JSON) as reply:
-                if reply.status != 201:
-                    raise RuntimeError(f"POST /api/tasks/batch answered {reply.status}")
+                _check(reply.status, "POST /api/tasks/batch")
                 await reply.read()
 
         result = await _spread(post, max(1, n // REST_BATCH), connections, daemon.pid)
@@ -167,6 +170,14 @@ async def rest_batch(daemon: Serve, n: int, connections: int = 2) -> dict[str, f
 
 
 _JSON = {"Content-Type": "application/json"}
+
+
+def _check(status: int, what: str) -> None:
+    """201 goes on; 404/405 means the daemon has no such endpoint (skip); else an error."""
+    if status in (404, 405):
+        raise Skipped(f"{what} is not there yet (HTTP {status})")
+    if status != 201:
+        raise RuntimeError(f"{what} answered {status}")
 
 
 async def _spread(

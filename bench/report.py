@@ -191,7 +191,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"Run {result['date']} with `{command}` in {result['elapsed_s']:.0f} s.",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, "
-        f"1-minute load {m['loadavg_1m_at_start']} at start (other work shares these cores). "
+        f"1-minute load {m['loadavg_1m_at_start']} at start and "
+        f"{m.get('loadavg_1m_at_end', '?')} at the end (other work shares these cores). "
         f"Redis: {v['redis_server']}, AOF everysec. Python {v['python']}; taskd {v['taskd']}, "
         f"redis-py {v['redis']}, hiredis {v['hiredis']}, uvloop {v['uvloop']}.",
         "",
@@ -204,14 +205,20 @@ def markdown(result: dict[str, Any], command: str) -> str:
         lines.append(f"| {name} | {measured} | {goal} | {_met(ok)} |")
     lines += ["", "## taskd against its peers (same Redis, same run)", ""]
     lines += _peer_table(result)
+    lines += ["", "e2e tasks/s per round:", ""]
+    lines.append(f"- taskd (in-process): {_runs(result.get('e2e_runs'))}")
+    for name, p in result.get("peers", {}).items():
+        if p.get("e2e_runs"):
+            lines.append(f"- {name}: {_runs(p['e2e_runs'])}")
     lines += ["", "## taskd in detail", "", "| metric | value |", "| --- | --- |"]
     for key, value in sorted(result.items()):
         if isinstance(value, int | float) and not isinstance(value, bool):
             lines.append(f"| {key} | {value} |")
     lines += ["", *NOTES]
-    if result.get("errors"):
+    if result.get("errors") or result.get("skipped"):
         lines += ["", "## Workloads that did not run", ""]
-        lines += [f"- {k}: {e}" for k, e in result["errors"].items()]
+        lines += [f"- {k}: {e}" for k, e in result.get("errors", {}).items()]
+        lines += [f"- {k} (skipped): {e}" for k, e in result.get("skipped", {}).items()]
     lines += ["", "## How each library was run", ""]
     for name, p in result.get("peers", {}).items():
         state = p.get("setup") or p.get("error") or p.get("skipped")
@@ -240,8 +247,10 @@ NOTES = [
     "- *redis_cpu_us_per_task*: the Redis server's CPU time per e2e task (INFO cpu);",
     "  *redis_bound_per_s* is one full Redis core at that cost, and",
     "  *e2e_fraction_of_redis_bound* how much of it the e2e run used.",
-    "- Every run shares 2 cores with the submitter, Redis and other work on the machine;",
-    "  with `--repeat N` the numbers are medians of N runs.",
+    "- The 2 cores are shared by the submitter, the worker, Redis and whatever else runs",
+    "  on the machine (see the load averages). With `--repeat N`, taskd's comparison",
+    "  workloads and every peer run in N interleaved rounds and the tables show medians;",
+    "  drain, io100, priority, memory, daemon, REST and WebSocket run once.",
 ]
 
 REPRODUCE = [
@@ -274,6 +283,10 @@ def _peer_table(result: dict[str, Any]) -> list[str]:
             + " |"
         )
     return rows
+
+
+def _runs(values: list[float | None] | None) -> str:
+    return ", ".join(_n(v) for v in values or [])
 
 
 def _met(ok: bool | None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import daemon, engine, ws
+from bench.daemon import Skipped
 from bench.peers import MODULES
 from bench.plan import Plan
 from bench.procs import REPO, child_env
@@ -30,6 +31,7 @@ class Steps:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.errors: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
 
     def say(self, text: str) -> None:
@@ -41,6 +43,10 @@ class Steps:
         began = time.monotonic()
         try:
             value = await make()
+        except Skipped as exc:
+            self.skipped[name] = str(exc)
+            self.say(f"{name}: skipped ({exc})")
+            return None
         except Exception as exc:  # a failing workload must not end the run
             self.errors[name] = f"{type(exc).__name__}: {exc}"
             self.say(f"{name}: FAILED {self.errors[name]}")
@@ -106,7 +112,8 @@ def merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             names = dict.fromkeys(n for r in ok for n in r["peers"])
             out[key] = {n: merge([r["peers"][n] for r in ok if n in r["peers"]]) for n in names}
         elif values and all(_is_number(v) for v in values):
-            out[key] = median(values)
+            middle = median(values)
+            out[key] = int(middle) if all(isinstance(v, int) for v in values) else round(middle, 3)
         else:
             out[key] = values[-1] if values else None
     out["e2e_runs"] = [r.get("e2e_per_s") for r in ok]

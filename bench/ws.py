@@ -22,7 +22,7 @@ from typing import Any, cast
 import aiohttp
 import orjson
 
-from bench.daemon import Serve
+from bench.daemon import Serve, Skipped
 from bench.procs import cpu_seconds
 from bench.stats import latency_ms
 from taskd.client import Client
@@ -129,10 +129,15 @@ async def audience(
     host = daemon.base.removeprefix("http://")
     port = int(host.rsplit(":", 1)[1])
     loop = asyncio.get_running_loop()
-    samplers = [
-        Sampler(await http.ws_connect(f"{daemon.base}/ws", max_msg_size=0))
-        for _ in range(min(SAMPLERS, clients))
-    ]
+    try:
+        samplers = [
+            Sampler(await http.ws_connect(f"{daemon.base}/ws", max_msg_size=0))
+            for _ in range(min(SAMPLERS, clients))
+        ]
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status in (404, 405):
+            raise Skipped(f"/ws is not there yet (HTTP {exc.status})") from exc
+        raise
     readers = [asyncio.create_task(s.run()) for s in samplers]
     raws = [RawClient(host) for _ in range(clients - len(samplers))]
     try:

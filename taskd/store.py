@@ -1091,6 +1091,131 @@ class Store:
                 gaps.add(q)
         return gaps
 
+    # -- dashboard: leases, a task's history, what taskd holds in Redis ---------------
+
+    async def lease(self, task: Task) -> tuple[str, int, int] | None:
+        """Who holds a task's stream entry: (consumer, ms since renewal, deliveries), or None.
+
+        XPENDING on the one entry the attempt was delivered as. Workers renew with
+        XCLAIM JUSTID, which resets the idle time but keeps the delivery count, so the
+        idle time is the lease's age and the supervisor reclaims the entry once it passes
+        ``lease_s``; a delivery count above one means the task was reclaimed before.
+        """
+        if not task.sid:
+            return None
+        stream = self.keys(task.queue).stream(task.priority)
+        async with translated():
+            try:
+                rows = await self.redis.xpending_range(stream, GROUP, task.sid, task.sid, 1)
+            except rexc.ResponseError:  # NOGROUP: the streams were flushed
+                return None
+        if not rows:
+            return None
+        row = rows[0]
+        return str(row["consumer"]), int(row["time_since_delivered"]), int(row["times_delivered"])
+
+    async def task_events(self, task: Task, *, max_scan: int = 5000) -> tuple[list[Event], bool]:
+        """A task's events, oldest first, and whether the capped stream still held them all.
+
+        Only the stretch of its queue's events stream between the task's creation and its
+        last update is read (stream ids are Redis-clock milliseconds, like the task's
+        timestamps), at most ``max_scan`` entries, so a click costs a bounded read.
+        """
+        stream = self.keys(task.queue).events
+        start = f"{task.created_at}-0" if task.created_at else "-"
+        end = str(task.updated_at + 1000) if task.status.finished else "+"
+        found: list[Event] = []
+        scanned = 0
+        complete = True
+        async with translated():
+            first = await self.redis.xrange(stream, "-", "+", count=1)
+            if first and start != "-" and stream_id_key(first[0][0]) > stream_id_key(start):
+                complete = False  # the oldest kept entry is newer than the task: trimmed
+            while True:
+                entries = await self.redis.xrange(stream, start, end, count=500)
+                for event_id, fields in entries:
+                    raw = fields.get("task", "")
+                    if task.id not in raw:  # cheap test before parsing
+                        continue
+                    data = orjson.loads(raw)
+                    if data.get("id") == task.id:
+                        found.append(
+                            Event(task.queue, event_id, fields["kind"], int(fields["ts"]), data)
+                        )
+                scanned += len(entries)
+                if len(entries) < 500:
+                    break
+                if scanned >= max_scan:
+                    complete = False
+                    break
+                start = "(" + entries[-1][0]
+        return found, complete
+
+    async def server_facts(self) -> dict[str, Any]:
+        """INFO's server and memory sections; on a cluster, summed (memory) over its nodes."""
+        async with translated():
+            server = await self.redis.info("server")
+            memory = await self.redis.info("memory")
+        nodes = [memory]
+        if memory and all(isinstance(v, dict) for v in memory.values()):
+            nodes = list(memory.values())
+        if server and all(isinstance(v, dict) for v in server.values()):
+            server = min(server.values(), key=lambda i: str(i.get("redis_version", "")))
+        flavour = "valkey" if "valkey_version" in server else "redis"
+        return {
+            "flavour": flavour,
+            "version": str(server.get("valkey_version") or server.get("redis_version", "")),
+            "mode": str(server.get("redis_mode", "standalone")),
+            "nodes": len(nodes),
+            "uptime_s": int(server.get("uptime_in_seconds") or 0),
+            "used_memory": sum(int(n.get("used_memory") or 0) for n in nodes),
+            "used_memory_peak": sum(int(n.get("used_memory_peak") or 0) for n in nodes),
+            "maxmemory": sum(int(n.get("maxmemory") or 0) for n in nodes),
+            "maxmemory_policy": str(nodes[0].get("maxmemory_policy", "")) if nodes else "",
+        }
+
+    async def count_keys(self, limit: int = 100_000) -> tuple[int, bool]:
+        """How many keys taskd holds (SCAN MATCH taskd:*), counting at most ``limit``.
+
+        Returns (count, complete); SCAN walks the keyspace in small steps, so even a big
+        shared Redis is never blocked, and the limit bounds the walk.
+        """
+        count = 0
+        async with translated():
+            async for _ in self.redis.scan_iter(match="taskd:*", count=1000):
+                count += 1
+                if count >= limit:
+                    return count, False
+        return count, True
+
+    async def queue_states(
+        self, queues: Sequence[str]
+    ) -> list[tuple[dict[str, int], dict[int, int], bool]]:
+        """(counts per status and total, ready depth per priority, paused) of each queue.
+
+        One pipeline for every queue, so listing queues costs one round trip however
+        many there are (the per-queue methods would cost three each).
+        """
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues:
+                k = self.keys(q)
+                pipe.hgetall(k.stats)
+                pipe.hgetall(k.depth)
+                pipe.exists(k.paused)
+            replies = await pipe.execute()
+        found: list[tuple[dict[str, int], dict[int, int], bool]] = []
+        for i in range(len(queues)):
+            raw_stats, raw_depth, paused = replies[3 * i : 3 * i + 3]
+            counts = dict.fromkeys((*STATUS_NAMES, "total"), 0)
+            counts |= {n: int(v) for n, v in raw_stats.items() if n in counts}
+            depth = dict.fromkeys(keys.PRIORITIES, 0)
+            for priority, count in raw_depth.items():
+                if int(priority) in depth:
+                    depth[int(priority)] = max(0, int(count))
+            found.append((counts, depth, bool(paused)))
+        return found
+
 
 class CancelRequests:
     """Pub/sub subscription to the cancel channel; close it when done."""

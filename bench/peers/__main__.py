@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import json
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -40,6 +41,8 @@ def main() -> int:
         except Exception as exc:  # one broken peer must not sink the whole benchmark
             traceback.print_exc()
             result = {"error": f"{type(exc).__name__}: {exc}", "logs": str(logs)}
+        else:
+            shutil.rmtree(logs, ignore_errors=True)  # worker logs are kept for failures only
     print(json.dumps(result))
     return 0
 

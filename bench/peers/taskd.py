@@ -43,10 +43,12 @@ class TaskdPeer:
 
     def __init__(self) -> None:
         self._client: taskd.Client | None = None
-        self._data = tempfile.mkdtemp(prefix="taskd-bench-serve-")
+        self._data: str | None = None  # made on first use: the daemon imports this module too
 
     def worker_argv(self, concurrency: int) -> list[str]:
         """The daemon, with this module as its handlers."""
+        if self._data is None:
+            self._data = tempfile.mkdtemp(prefix="taskd-bench-serve-")
         return [
             sys.executable,
             "-m",
@@ -77,7 +79,8 @@ class TaskdPeer:
         """Close the client and remove the daemon's data dir."""
         if self._client is not None:
             await self._client.close()
-        shutil.rmtree(self._data, ignore_errors=True)
+        if self._data is not None:
+            shutil.rmtree(self._data, ignore_errors=True)
 
     async def submit(self, item: Job) -> None:
         """One ``Client.submit``."""

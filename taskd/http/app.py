@@ -10,7 +10,7 @@ from typing import Final
 from aiohttp import web
 
 from taskd import __version__
-from taskd.http import api, docs, ops, ws
+from taskd.http import api, bulk, dashboard, docs, inspection, ops, queues, ws
 from taskd.http.guard import Auth, RateLimiter
 from taskd.http.metrics import Metrics
 from taskd.http.middleware import Guard, errors
@@ -27,19 +27,33 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/api/tasks", api.list_tasks),
     ("POST", "/api/tasks", api.create_task),
     ("POST", "/api/tasks/batch", api.create_batch),
+    # Before the /api/tasks/{task_id}/... routes, which would otherwise match "bulk".
+    ("POST", "/api/tasks/bulk/retry", bulk.bulk_retry),
+    ("POST", "/api/tasks/bulk/cancel", bulk.bulk_cancel),
     ("GET", "/api/tasks/stats/overview", api.stats_overview),
     ("GET", "/api/tasks/{task_id}", api.get_task),
     ("DELETE", "/api/tasks/{task_id}", api.delete_task),
     ("POST", "/api/tasks/{task_id}/cancel", api.cancel_task),
     ("POST", "/api/tasks/{task_id}/retry", api.retry_task),
+    ("GET", "/api/tasks/{task_id}/lease", inspection.task_lease),
+    ("GET", "/api/tasks/{task_id}/history", inspection.task_history),
+    ("GET", "/api/tasks/{task_id}/artifacts/{name}", inspection.task_artifact),
+    ("GET", "/api/queues", queues.list_queues),
+    ("GET", "/api/queues/{name}", queues.get_queue),
+    ("POST", "/api/queues/{name}/pause", queues.pause_queue),
+    ("POST", "/api/queues/{name}/resume", queues.resume_queue),
+    ("POST", "/api/queues/{name}/purge", queues.purge_queue),
     ("GET", "/api/workers", ops.workers),
     ("GET", "/api/task-types", ops.task_types),
+    ("GET", "/api/redis", inspection.redis_facts),
     ("GET", "/api/openapi.json", ops.openapi),
     ("GET", "/ws", ws.websocket),
     ("GET", "/healthz", ops.healthz),
     ("GET", "/readyz", ops.readyz),
     ("GET", "/metrics", ops.metrics),
     ("GET", "/docs", ops.docs),
+    ("GET", "/", dashboard.index),
+    ("GET", "/assets/{name}", dashboard.asset),
 )
 
 
@@ -71,8 +85,12 @@ def build_app(state: AppState) -> web.Application:
     metrics = Metrics(state.pool.consumer if state.pool else None, lambda: len(hub.clients))
     hub.on_drop = metrics.ws_dropped.inc
     state.relay.listen(metrics.on_events)
+    rates = queues.QueueRates()
+    state.relay.listen(rates.on_events)
     spec = build_spec(state.registry, auth_required=auth.required, version=__version__)
     app[STATE] = state
+    app[dashboard.ASSETS] = dashboard.load_assets()
+    app[queues.RATES] = rates
     app[SERVICES] = Services(hub=hub, metrics=metrics, openapi=spec, docs_html=docs.render(spec))
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

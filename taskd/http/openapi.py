@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from taskd.http import openapi_dashboard, queues
 from taskd.http.schemas import component_schemas, ref
 from taskd.model import (
     QUEUE_NAME,
@@ -52,7 +53,7 @@ ERRORS: Final = {
     "400": _error("Malformed JSON body"),
     "401": _error("Missing or invalid bearer token", "WWW-Authenticate"),
     "403": _error("The token may only read, or the browser origin is not allowed"),
-    "404": _error("No such task (or it expired)"),
+    "404": _error("No such task (or it expired), or no such queue"),
     "409": _error("The task's status does not allow this"),
     "413": _error("Body larger than server.max_body_bytes"),
     "422": _error("A value is invalid; details.field names it"),
@@ -287,6 +288,46 @@ def _system_paths() -> dict[str, Any]:
     }
 
 
+def _queue_paths() -> dict[str, Any]:
+    """Queues: list, one, and the controls every daemon obeys (pause, resume, purge)."""
+    name = _param("name", "path", {"type": "string", "pattern": QUEUE_NAME.pattern}, "Queue.")
+    one = {"200": _json(ref("Queue"), "The queue")}
+    control = ("404", "422", *_WRITE)
+
+    def post(op_id: str, summary: str, ok: dict[str, Any], *errors: str, **extra: Any) -> Any:
+        op = _operation(op_id, summary, "queues", ok, (*errors, *control), **extra)
+        return {"parameters": [name], "post": op}
+
+    purge = post(
+        "purgeQueue",
+        "Cancel every waiting task of the queue (running ones finish)",
+        {"200": _json(ref("Purged"), 'Cancelled; needs {"confirm": true}')},
+        "400",
+        "413",
+        requestBody=_body(ref("PurgeRequest")),
+    )
+    return {
+        "/api/queues": {
+            "get": _operation(
+                "listQueues",
+                "Every queue: counts, ready depth, throughput, paused, serving daemons",
+                "queues",
+                {"200": _json(ref("QueueList"), "Queues")},
+                _READ,
+            )
+        },
+        "/api/queues/{name}": {
+            "parameters": [name],
+            "get": _operation("getQueue", "One queue", "queues", one, ("404", "422", *_READ)),
+        },
+        "/api/queues/{name}/pause": post(
+            "pauseQueue", "Stop every daemon from starting the queue's tasks", one
+        ),
+        "/api/queues/{name}/resume": post("resumeQueue", "Start the queue's tasks again", one),
+        "/api/queues/{name}/purge": purge,
+    }
+
+
 def _websocket_path() -> dict[str, Any]:
     ws_params = [
         _param(
@@ -365,10 +406,15 @@ def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "taskd", "version": version, "description": description},
-        "tags": [{"name": "tasks"}, {"name": "events"}, {"name": "system"}],
-        "paths": _collection_paths() | _item_paths() | _system_paths() | _probe_paths(),
+        "tags": [{"name": n} for n in ("tasks", "queues", "events", "system")],
+        "paths": _collection_paths()
+        | _item_paths()
+        | _queue_paths()
+        | _system_paths()
+        | _probe_paths()
+        | openapi_dashboard.paths(),
         "components": {
-            "schemas": component_schemas(registry),
+            "schemas": component_schemas(registry) | queues.schemas() | openapi_dashboard.schemas(),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -259,7 +259,7 @@ def report(title: str, **figures: Any) -> None:
     target = os.environ.get("TASKD_CHAOS_REPORT")
     if target:
         with Path(target).open("ab") as out:
-            out.write(orjson.dumps(line) + b"\n")
+            out.write(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS) + b"\n")
 
 
 async def until(predicate: Callable[[], object], timeout_s: float = 10.0) -> None:
@@ -281,13 +281,23 @@ class Reply:
     elapsed_s: float
 
 
-async def http(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -> Reply:
-    """One HTTP request to a daemon (urllib in a thread); errors become their status."""
+async def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout_s: float = 10.0,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One HTTP request to a daemon (urllib in a thread); errors become their status.
+
+    The body is parsed as JSON when it is JSON, else kept as text."""
 
     def call() -> tuple[int, bytes]:
         data = None if body is None else orjson.dumps(body)
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
         request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
                 return answer.status, answer.read()
@@ -296,7 +306,11 @@ async def http(method: str, url: str, body: Any = None, timeout_s: float = 10.0)
 
     started = time.monotonic()
     status, raw = await asyncio.to_thread(call)
-    return Reply(status, orjson.loads(raw) if raw else None, time.monotonic() - started)
+    try:
+        parsed: Any = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        parsed = raw.decode(errors="replace")
+    return Reply(status, parsed, time.monotonic() - started)
 
 
 def rss_kib(pid: int) -> int:

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 
 
 class LatencyProxy:
     """Listens on 127.0.0.1:<port> and forwards to ``target`` with added latency."""
 
-    def __init__(self, target_host: str, target_port: int, delay_s: float) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        delay_s: float,
+        *,
+        server_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
         self.delay_s = delay_s
+        self.server_ssl = server_ssl  # terminate TLS here (a rediss:// front for Redis)
         self.port = 0
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -27,7 +36,7 @@ class LatencyProxy:
 
     async def start(self) -> int:
         """Start listening; returns the port."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self.server_ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -130,3 +130,23 @@ async def test_second_sigterm_exits_at_once(
     finally:
         cluster.close()
     report("second_sigterm", exit_code=code, exit_after_second_signal_s=round(exit_s, 3))
+
+
+async def test_task_arriving_after_sigterm_is_not_started(
+    store: Store, queue: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A task submitted while an idle daemon begins shutting down stays pending, never runs."""
+    cluster = Cluster(tmp_path, redis_url, queue, workers=2, config=CONFIG)
+    try:
+        (daemon,) = await cluster.start(1)
+        daemon.kill(signal.SIGTERM)
+        await until(lambda: logged(daemon, "shutdown_requested"))
+        # The idle fetcher is inside a blocking read (up to 500 ms): this entry reaches it.
+        (task,) = await submit(store, specs("work", [{"ms": 1}], queue))
+        assert await daemon.wait(timeout_s=10) == 0
+        after = await store.get(task.id, queue)
+        runs = read_executions(cluster.chaos_dir)
+    finally:
+        cluster.close()
+    assert runs == {}
+    assert after.status == Status.PENDING

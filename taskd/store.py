@@ -1115,41 +1115,37 @@ class Store:
         return str(row["consumer"]), int(row["time_since_delivered"]), int(row["times_delivered"])
 
     async def task_events(self, task: Task, *, max_scan: int = 5000) -> tuple[list[Event], bool]:
-        """A task's events, oldest first, and whether the capped stream still held them all.
+        """A task's events, oldest first, and whether they reach back to its creation.
 
         Only the stretch of its queue's events stream between the task's creation and its
         last update is read (stream ids are Redis-clock milliseconds, like the task's
-        timestamps), at most ``max_scan`` entries, so a click costs a bounded read.
+        timestamps), newest first and at most ``max_scan`` entries, so a click costs a
+        bounded read and what a bound cuts off is the oldest part.
         """
         stream = self.keys(task.queue).events
-        start = f"{task.created_at}-0" if task.created_at else "-"
-        end = str(task.updated_at + 1000) if task.status.finished else "+"
+        # A second of slack: an entry's id and the script's TIME may straddle a millisecond.
+        low = f"{task.created_at - 1000}-0" if task.created_at > 1000 else "-"
+        high = str(task.updated_at + 1000) if task.status.finished else "+"
         found: list[Event] = []
         scanned = 0
-        complete = True
         async with translated():
-            first = await self.redis.xrange(stream, "-", "+", count=1)
-            if first and start != "-" and stream_id_key(first[0][0]) > stream_id_key(start):
-                complete = False  # the oldest kept entry is newer than the task: trimmed
-            while True:
-                entries = await self.redis.xrange(stream, start, end, count=500)
+            while scanned < max_scan:
+                entries = await self.redis.xrevrange(stream, high, low, count=500)
                 for event_id, fields in entries:
                     raw = fields.get("task", "")
                     if task.id not in raw:  # cheap test before parsing
                         continue
                     data = orjson.loads(raw)
                     if data.get("id") == task.id:
-                        found.append(
-                            Event(task.queue, event_id, fields["kind"], int(fields["ts"]), data)
-                        )
+                        kind, ts = fields["kind"], int(fields["ts"])
+                        found.append(Event(task.queue, event_id, kind, ts, data))
                 scanned += len(entries)
                 if len(entries) < 500:
                     break
-                if scanned >= max_scan:
-                    complete = False
-                    break
-                start = "(" + entries[-1][0]
-        return found, complete
+                high = "(" + entries[-1][0]
+        found.reverse()
+        # Complete when its first event (creation) is there: not trimmed, not cut off.
+        return found, bool(found) and found[0].kind == "created"
 
     async def server_facts(self) -> dict[str, Any]:
         """INFO's server and memory sections; on a cluster, summed (memory) over its nodes."""

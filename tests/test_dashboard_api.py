@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
+import fnmatch
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -97,6 +99,17 @@ def test_every_module_import_names_a_served_asset() -> None:
     assert {"index.html", "app.js", "app.css", "favicon.svg"} <= set(served)
 
 
+def test_the_wheel_ships_every_dashboard_file() -> None:
+    """setup.cfg's package data covers each file of taskd/web (a non-editable install
+    serves the dashboard; the top-level web/ is only a link to this folder)."""
+    setup = configparser.ConfigParser()
+    setup.read(WEB.parent.parent / "setup.cfg")
+    patterns = [p.strip() for p in setup["options.package_data"]["taskd"].split(",")]
+    for path in WEB.iterdir():
+        assert any(fnmatch.fnmatch(f"web/{path.name}", p) for p in patterns), path.name
+    assert (WEB.parent.parent / "web").resolve() == WEB
+
+
 def test_asset_table_skips_folders_and_unexpected_names(tmp_path: Path) -> None:
     """Only flat files with a known suffix and a plain name are loaded."""
     (tmp_path / "ok.js").write_text("export {};")
@@ -130,7 +143,9 @@ async def test_lease_of_a_running_task_names_its_holder(
         await store.cancel(task.id)
 
 
-async def test_lease_of_a_waiting_task_is_not_held(client: Client, store: Store, queue: str) -> None:
+async def test_lease_of_a_waiting_task_is_not_held(
+    client: Client, store: Store, queue: str
+) -> None:
     """A pending task has no holder."""
     task = (await store.submit([make_spec("noop", queue=queue)]))[0][0]
     lease = await (await client.get(f"/api/tasks/{task.id}/lease")).json()
@@ -159,6 +174,19 @@ async def test_history_lists_each_transition_with_attempt_errors(
     errors = [e["error"] for e in history["events"] if e["kind"] in ("retrying", "failed")]
     assert all(e and "boom" in e for e in errors)
     assert history["complete"] is True
+
+
+async def test_history_read_is_bounded_and_says_when_it_is_cut_off(
+    store: Store, queue: str
+) -> None:
+    """Past the scan limit the oldest events are left out, and the reply says so."""
+    ((task, _),) = await store.submit([make_spec("noop", queue=queue)])
+    await store.submit([make_spec("noop", queue=queue) for _ in range(600)])
+    events, complete = await store.task_events(task, max_scan=500)
+    assert (events, complete) == ([], False)
+    events, complete = await store.task_events(task, max_scan=5000)
+    assert [e.kind for e in events] == ["created"]
+    assert complete is True
 
 
 async def test_artifact_downloads_as_a_sandboxed_attachment(client: Client) -> None:

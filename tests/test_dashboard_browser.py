@@ -69,14 +69,16 @@ def row(page: Page, task_id: str) -> Locator:
     return page.locator(f'#task-rows tr[data-id="{task_id}"]')
 
 
-async def test_page_loads_live_without_console_errors(browser: Browser, daemon: DaemonProcess) -> None:
+async def test_page_loads_live_without_console_errors(
+    browser: Browser, daemon: DaemonProcess
+) -> None:
     """The page loads under its CSP, goes live and logs no error at all."""
     watched = await open_page(browser, daemon.url)
     page = watched.page
     await expect(page.locator("#conn-text")).to_have_text("Live")
     await expect(page.locator("#card-total")).to_have_text(re.compile(r"^\d"))
     await expect(page.locator("#redis dd").first).not_to_have_text("Loading…")
-    await expect(page.locator("#workers li").first).to_contain_text("busy")
+    await expect(page.locator("#workers li").first).to_contain_text("slots")
     await page.locator("#open-submit").click()
     await expect(page.locator("#s-payload")).not_to_be_empty()
     await page.keyboard.press("Escape")
@@ -97,7 +99,7 @@ async def test_task_from_the_api_appears_and_completes_with_progress(
     await expect(line.locator(".task-link")).to_have_text("live progress")
     await expect(line.locator(".pct")).to_have_text(re.compile(r"^(20|40|60|80)%$"))
     await expect(line.locator(".msg")).to_have_text(re.compile(r"^step \d of 5$"))
-    await expect(line.locator(".badge")).to_have_text("completed")
+    await expect(line.locator(".c-status .badge")).to_have_text("completed")
     await expect(line.locator(".pct")).to_have_text("100%")
     assert await line.locator("progress").evaluate("p => p.value") == 100
 
@@ -140,7 +142,7 @@ async def test_cancel_and_retry_buttons_change_the_state(live: Watched, api: Api
     await expect(page.locator("#detail-lease")).to_contain_text("Deliveries")
     await page.locator("#act-cancel").click()
     await expect(status).to_have_text("cancelled")
-    await expect(row(page, task["id"]).locator(".badge")).to_have_text("cancelled")
+    await expect(row(page, task["id"]).locator(".c-status .badge")).to_have_text("cancelled")
     await expect(page.locator("#act-retry")).to_be_enabled()
     await page.locator("#act-retry").click()
     await expect(status).to_have_text(re.compile("^(pending|processing)$"))
@@ -154,13 +156,14 @@ async def test_filtering_by_status_shows_only_that_status(live: Watched, api: Ap
     page = live.page
     failed = await api.submit("boom", name="will fail", payload={"reason": "for the filter"})
     done = await api.submit("quick", name="will complete")
-    await expect(row(page, failed["id"]).locator(".badge")).to_have_text("failed")
-    await expect(row(page, done["id"]).locator(".badge")).to_have_text("completed")
+    await expect(row(page, failed["id"]).locator(".c-status .badge")).to_have_text("failed")
+    await expect(row(page, done["id"]).locator(".c-status .badge")).to_have_text("completed")
     await page.locator("#f-status").select_option("failed")
     await expect(row(page, done["id"])).to_have_count(0)
     await expect(row(page, failed["id"])).to_be_visible()
-    badges = await page.locator("#task-rows .badge").all_text_contents()
-    assert badges and set(badges) == {"failed"}
+    badges = await page.locator("#task-rows .c-status .badge").all_text_contents()
+    assert badges
+    assert set(badges) == {"failed"}
     await expect(page.locator('#cards button[data-status="failed"]')).to_have_attribute(
         "aria-pressed", "true"
     )
@@ -205,3 +208,48 @@ async def test_bulk_retry_confirms_the_count_before_running(live: Watched, api: 
     await page.locator("#b-go").click()
     await expect(page.locator("#bulk-dialog")).not_to_be_visible()
     await expect(page.locator("#toasts")).to_contain_text(f"{expected} tasks retried")
+
+
+async def test_queue_panel_pauses_resumes_and_purges(live: Watched, api: Api) -> None:
+    """Pause and resume flip a queue's state; purge says how many tasks it cancels first."""
+    page = live.page
+    for n in range(3):
+        await api.submit("quick", name=f"parked {n}", queue="parked")
+    parked = page.locator('#queues li[data-queue="parked"]')
+    await expect(parked).to_contain_text("3 waiting")
+    await parked.get_by_role("button", name="Purge queue parked").click()
+    await expect(page.locator("#confirm-message")).to_contain_text("3 waiting tasks")
+    await page.locator("#confirm-ok").click()
+    await expect(page.locator("#toasts")).to_contain_text("Purged 3 tasks from parked")
+    await expect(parked).to_contain_text("0 waiting")
+
+    default = page.locator('#queues li[data-queue="default"]')
+    try:
+        await default.get_by_role("button", name="Pause queue default").click()
+        await expect(default.locator(".badge")).to_have_text("paused")
+        assert (await api.get("/api/queues/default"))["paused"] is True
+        await default.get_by_role("button", name="Resume queue default").click()
+        await expect(default.locator(".badge")).to_have_text("running")
+        assert (await api.get("/api/queues/default"))["paused"] is False
+    finally:
+        await api.session.post("/api/queues/default/resume")
+
+
+async def test_keyboard_alone_reaches_a_task_and_its_details(live: Watched, api: Api) -> None:
+    """Tab reaches the task links, Enter opens the details, Escape closes them and gives
+    the focus back to the row."""
+    page = live.page
+    task = await api.submit("quick", name="by keyboard")
+    await expect(row(page, task["id"])).to_be_visible()
+    for _ in range(60):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.classList.contains('task-link')"):
+            break
+    focused = await page.evaluate("document.activeElement.closest('tr').dataset.id")
+    assert focused
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#detail")).to_be_visible()
+    await expect(page.locator("#detail-id")).to_have_text(focused)
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#detail")).to_be_hidden()
+    assert await page.evaluate("document.activeElement.closest('tr')?.dataset.id") == focused

@@ -4,6 +4,7 @@ screenshots (desktop and phone, light and dark) saved under docs/."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import signal
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 
 pytestmark = MARKS
 DB_LOAD, DB_RESTART, DB_AUTH = 12, 10, 11
-DOCS = REPO / "docs"
+TOKEN = "s3cret-token"  # noqa: S105 - the test server's token, not a secret
+# Where the screenshots go: docs/ (committed, shown by the README) unless overridden.
+DOCS = Path(os.environ.get("TASKD_SCREENSHOT_DIR") or REPO / "docs")
 LOAD_TASKS = 5000
 HEAP = "(window.gc(), performance.memory.usedJSHeapSize)"
 # Installed before the page's own scripts: the longest long task (main thread busy > 50 ms),
@@ -108,7 +111,7 @@ async def test_page_reconnects_after_a_restart_and_catches_up(
         second = await start_daemon(tmp_path / "two", url, port=port)
         await expect(page.locator("#conn-text")).to_have_text("Live")
         line = page.locator(f'#task-rows tr[data-id="{task.id}"]')
-        await expect(line.locator(".badge")).to_have_text("completed")
+        await expect(line.locator(".c-status .badge")).to_have_text("completed")
         assert await page.evaluate("window.__sameDocument") is True
         assert any("since=" in u for u in sockets[1:]), sockets
         assert watched.page_errors == []
@@ -125,8 +128,8 @@ async def test_login_prompt_appears_and_signs_in_with_a_token(
     """With auth.tokens set the page asks for a token, refuses a wrong one, and with the
     right one goes live (the token kept for the tab and sent on the WebSocket)."""
     url = await fresh_db(redis_url, DB_AUTH)
-    d = await start_daemon(tmp_path / "auth", url, env={"TASKD_AUTH_TOKENS": "s3cret-token"})
-    api = Api(d.url, token="s3cret-token")
+    d = await start_daemon(tmp_path / "auth", url, env={"TASKD_AUTH_TOKENS": TOKEN})
+    api = Api(d.url, token=TOKEN)
     watched = await open_page(browser, d.url)
     page = watched.page
     sockets: list[str] = []
@@ -137,13 +140,13 @@ async def test_login_prompt_appears_and_signs_in_with_a_token(
         await page.locator("#l-token").fill("wrong")
         await page.locator("#login-form button[type=submit]").click()
         await expect(page.locator("#l-error")).to_contain_text("not accepted")
-        await page.locator("#l-token").fill("s3cret-token")
+        await page.locator("#l-token").fill(TOKEN)
         await page.keyboard.press("Enter")
         await expect(dialog).to_be_hidden()
         await expect(page.locator("#conn-text")).to_have_text("Live")
         task = await api.submit("quick", name="behind a token")
         await expect(page.locator(f'#task-rows tr[data-id="{task["id"]}"]')).to_be_visible()
-        assert any("token=s3cret-token" in u for u in sockets), sockets
+        assert any(f"token={TOKEN}" in u for u in sockets), sockets
         await page.reload()
         await expect(page.locator("#conn-text")).to_have_text("Live")
         await expect(dialog).to_be_hidden()
@@ -180,7 +183,7 @@ async def test_five_thousand_quick_tasks_keep_the_page_responsive(
             arg=before + LOAD_TASKS,
             timeout=120_000,
         )
-        await expect(page.locator("#task-rows tr").first.locator(".badge")).to_have_text(
+        await expect(page.locator("#task-rows tr").first.locator(".c-status .badge")).to_have_text(
             "completed"
         )
         perf: dict[str, Any] = await page.evaluate("window.__perf")
@@ -196,6 +199,16 @@ async def test_five_thousand_quick_tasks_keep_the_page_responsive(
         assert heap_after - heap_before < 8e6  # one page of rows; no history kept
         assert perf["longTask"] < 1000
         assert perf["longFrame"] < 1000
+        newest = await page.locator("#task-rows tr").first.get_attribute("data-id")
+        await page.locator("#next").click()
+        await expect(page.locator("#page-info")).to_have_text("101–200")
+        await expect(page.locator("#task-rows tr")).to_have_count(100)
+        await page.locator("#next").click()
+        await expect(page.locator("#page-info")).to_have_text("201–300")
+        await page.locator("#prev").click()
+        await expect(page.locator("#page-info")).to_have_text("101–200")
+        await page.locator("#newest").click()
+        await expect(page.locator("#task-rows tr").first).to_have_attribute("data-id", newest or "")
         assert errors == []
     finally:
         await context.close()
@@ -207,11 +220,19 @@ async def _workload(api: Api) -> list[dict[str, Any]]:
     rng = random.Random(4)
     for i in range(14):
         size = rng.randint(20, 160)
-        await api.batch([{"task_type": "quick", "name": f"sync invoices #{i}-{n}"} for n in range(size)])
+        await api.batch(
+            [{"task_type": "quick", "name": f"sync invoices #{i}-{n}"} for n in range(size)]
+        )
         if i % 3 == 0:
             await api.submit("boom", name=f"import orders #{i}", payload={"reason": "upstream 503"})
         await asyncio.sleep(0.5)  # pacing the traffic (the chart's shape), not synchronisation
-    running = [
+    for priority in (2, 5, 5, 7, 9, 9, 9, 10):  # a queue no daemon serves: ready depth
+        await api.submit(
+            "quick", name=f"export ledger p{priority}", queue="exports", priority=priority
+        )
+    await api.submit("quick", name="weekly digest", delay_s=3600)
+    await api.submit("quick", name="welcome email (tomorrow)", priority=9, delay_s=86400)
+    return [
         await api.submit(
             "steps",
             name=name,
@@ -224,11 +245,6 @@ async def _workload(api: Api) -> list[dict[str, Any]]:
             ("rebuild search index", 3, 0.9),
         )
     ]
-    for priority in (2, 5, 5, 7, 9, 9, 9, 10):  # a queue no daemon serves: ready depth
-        await api.submit("quick", name="export ledger", queue="exports", priority=priority)
-    await api.submit("quick", name="weekly digest", delay_s=3600)
-    await api.submit("quick", name="welcome email (tomorrow)", priority=9, delay_s=86400)
-    return running
 
 
 async def test_screenshots_desktop_and_phone_light_and_dark(

@@ -22,7 +22,6 @@ export class BulkActions {
     this.go = /** @type {HTMLButtonElement} */ (byId("b-go"));
     this.summary = byId("b-summary");
     this.seq = 0;
-    this.selection = null;
     this.action.addEventListener("change", () => {
       this.fillStatuses();
       this.count();

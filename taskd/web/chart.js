@@ -222,7 +222,7 @@ export class DepthBars {
     });
     const total = values.reduce((a, b) => a + b, 0);
     if (!total) {
-      const label = "nothing waiting: every ready task has a worker";
+      const label = "nothing waiting";
       nodes.push(s("text", { x: MARGIN.left + plotW / 2, y: MARGIN.top + plotH / 2, class: "empty-label", text: label }));
     }
     this.svg.replaceChildren(...nodes);

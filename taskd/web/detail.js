@@ -186,6 +186,7 @@ export class Detail {
     byId("detail-content").hidden = !t;
     if (!t) return;
     const progress = t.status === "completed" ? 100 : t.progress || 0;
+    byId("detail-progress").parentElement.className = `detail-progress status-${t.status}`;
     /** @type {HTMLProgressElement} */ (byId("detail-progress")).value = progress;
     setText(byId("detail-progress-text"), `${progress}%${t.progress_message ? ` · ${t.progress_message}` : ""}`);
     replace(byId("detail-facts"), ...facts(t, now));
@@ -241,7 +242,7 @@ export class Detail {
       items.push(h("li", { class: "muted", text: `${count(hist.progress_events)} progress updates` }));
     }
     if (!hist.complete) {
-      items.unshift(h("li", { class: "muted", text: "Older events were trimmed from the capped event stream." }));
+      items.unshift(h("li", { class: "muted", text: "Older events are not shown (trimmed from the capped event stream, or beyond the read limit)." }));
     }
     replace(list, ...items);
   }
@@ -277,7 +278,8 @@ function artifacts(t) {
       const href = `/api/tasks/${t.id}/artifacts/${encodeURIComponent(a.name)}`;
       const link = h("a", { href, download: a.name, text: a.name });
       if (token()) link.addEventListener("click", (e) => download(e, href, a.name));
-      return h("li", {}, link, h("span", { class: "muted", text: ` ${a.content_type || ""}` }));
+      const type = String(a.content_type || "").split(";")[0];
+      return h("li", {}, link, h("span", { class: "muted", text: ` ${type}` }));
     });
 }
 

@@ -56,7 +56,8 @@ export class SubmitForm {
   /** @param {boolean} replacePayload */
   useExample(replacePayload) {
     const type = this.types.get(this.el.type.value);
-    this.el.description.textContent = type ? type.description : "";
+    // Descriptions are docstrings: drop reStructuredText's ``literal`` quotes.
+    this.el.description.textContent = type ? type.description.replaceAll("``", "") : "";
     if (replacePayload && type) {
       this.el.payload.value = JSON.stringify(type.example || {}, null, 2);
       this.edited = false;

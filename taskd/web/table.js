@@ -7,7 +7,8 @@ import { ago, duration, ms } from "./format.js";
 
 /**
  * @typedef {{tr: HTMLTableRowElement, sig: string, link: HTMLAnchorElement,
- *   id: HTMLElement, badge: HTMLElement, bar: HTMLProgressElement, pct: HTMLElement,
+ *   id: HTMLElement, badge: HTMLElement, inline: HTMLElement, bar: HTMLProgressElement,
+ *   pct: HTMLElement,
  *   msg: HTMLElement, type: HTMLElement, prio: HTMLElement, age: HTMLElement,
  *   dur: HTMLElement}} Row
  */
@@ -58,6 +59,7 @@ export class TaskTable {
     const link = h("a", { class: "task-link", href: `#/tasks/${task.id}` });
     const id = h("span", { class: "task-id mono", text: task.id.slice(0, 8) });
     const badge = h("span", { class: "badge" });
+    const inline = h("span", { class: "badge badge-inline" }); // phones: no status column
     const bar = /** @type {HTMLProgressElement} */ (h("progress", { max: "100", value: "0" }));
     const pct = h("span", { class: "pct" });
     const msg = h("span", { class: "msg" });
@@ -69,7 +71,7 @@ export class TaskTable {
       h(
         "tr",
         { "data-id": task.id },
-        h("td", { class: "c-name" }, link, id),
+        h("td", { class: "c-name" }, link, h("div", { class: "name-sub" }, id, inline)),
         h("td", { class: "c-status" }, badge),
         h("td", { class: "c-progress" }, h("div", { class: "progress-line" }, bar, pct), msg),
         type,
@@ -78,7 +80,7 @@ export class TaskTable {
         dur,
       )
     );
-    return { tr, sig: "", link, id, badge, bar, pct, msg, type, prio, age, dur };
+    return { tr, sig: "", link, id, badge, inline, bar, pct, msg, type, prio, age, dur };
   }
 
   /**
@@ -97,6 +99,8 @@ export class TaskTable {
       setText(row.link, t.name || t.task_type);
       row.badge.className = `badge b-${t.status}`;
       setText(row.badge, t.status);
+      row.inline.className = `badge badge-inline b-${t.status}`;
+      setText(row.inline, t.status);
       const progress = t.status === "completed" ? 100 : t.progress || 0;
       row.bar.value = progress;
       row.bar.setAttribute("aria-label", `progress of ${t.name || t.id}`);

@@ -7,6 +7,7 @@ issue's full sizes (see tests/chaos/README.md).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -26,6 +27,8 @@ from tests.conftest import eventually
 from tests.procs import DaemonProcess
 
 LONG = os.environ.get("TASKD_CHAOS_LONG", "") == "1"
+# A soak: the memory test runs this many seconds at its full rate (2,000 tasks/s).
+SOAK_S = int(os.environ.get("TASKD_CHAOS_SOAK_S", "0") or 0)
 HANDLERS = "tests.chaos.handlers"
 
 
@@ -41,7 +44,7 @@ class Sizes:
     timeout_s: float  # per-test timeout
 
 
-SIZES = (
+_SIZES = (
     Sizes(
         crash_tasks=10_000,
         crash_kill_every_s=3.0,
@@ -59,6 +62,11 @@ SIZES = (
         memory_tasks=20_000,
         timeout_s=120,
     )
+)
+SIZES = (
+    dataclasses.replace(_SIZES, memory_tasks=SOAK_S * 2000, timeout_s=SOAK_S + 600)
+    if SOAK_S
+    else _SIZES
 )
 
 

@@ -81,7 +81,7 @@ class Client:
         async with self._connecting:  # concurrent first calls share one connection pool
             if self._store is None:
                 url = self._url or resolve_redis_url(self.settings)
-                self._store = await Store.connect(url)
+                self._store = await Store.connect(url, cluster=self.settings.redis.cluster)
             return self._store
 
     @property

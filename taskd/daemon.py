@@ -19,7 +19,7 @@ from aiohttp import web
 from taskd.client import embedded_url_file
 from taskd.config import Settings, mask_url
 from taskd.embedded import EmbeddedRedis, find_server_binary
-from taskd.errors import ConfigError
+from taskd.errors import ConfigError, RedisUnavailable
 from taskd.events import Relay
 from taskd.http.app import SERVICES, AppState, build_app
 from taskd.http.guard import is_loopback
@@ -57,8 +57,11 @@ class Daemon:
         self._install_signals()
         runner: web.AppRunner | None = None
         try:
+            self._check_exposure()
             url = await self._start_redis()
-            self.store = store = await Store.connect(url)
+            self.store = store = await self._connect(url)
+            if store is None:
+                return
             consumer = consumer_name()
             self.pool = pool = WorkerPool(
                 store, self.registry, consumer, self._pool_config(), self.settings
@@ -137,7 +140,8 @@ class Daemon:
             embedded_url_file(self.settings.data_dir).unlink()
         await self.embedded.stop()
 
-    async def _start_http(self, store: Store, pool: WorkerPool) -> web.AppRunner:
+    def _check_exposure(self) -> None:
+        """Refuse an open API on a non-loopback address, before starting anything."""
         host, auth = self.settings.server.host, self.settings.auth
         if not (auth.tokens or auth.read_tokens or auth.allow_anonymous or is_loopback(host)):
             raise ConfigError(
@@ -146,6 +150,32 @@ class Daemon:
                 "reach it could submit and cancel tasks. Set auth.tokens (TASKD_AUTH_TOKENS), "
                 "or set auth.allow_anonymous = true (TASKD_ALLOW_ANONYMOUS=1) to run it open",
             )
+
+    async def _connect(self, url: str) -> Store | None:
+        """Connect to Redis, waiting (with back-off) while it is not up yet.
+
+        A daemon started before its Redis (a reboot, a compose file) waits instead of
+        exiting; wrong credentials or a too-old server still stop it with one line.
+        Returns None when a signal arrives while waiting.
+        """
+        delay = 0.2
+        while True:
+            try:
+                return await Store.connect(url, cluster=self.settings.redis.cluster)
+            except RedisUnavailable as exc:
+                log.warning(
+                    "redis_unavailable_waiting",
+                    redis=mask_url(url),
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+            if self.stop.is_set():
+                return None
+            delay = min(delay * 2, 5.0)
+
+    async def _start_http(self, store: Store, pool: WorkerPool) -> web.AppRunner:
         state = AppState(
             store=store,
             pool=pool,

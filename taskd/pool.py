@@ -93,6 +93,7 @@ class WorkerPool:
         self.consumer = consumer
         self.config = config
         self.held: dict[str, Task] = {}
+        self._fetched_at: dict[str, float] = {}
         self.fetcher = Fetcher(
             store,
             consumer,
@@ -184,6 +185,7 @@ class WorkerPool:
                 continue
             for task in tasks:
                 self.held[task.id] = task
+                self._fetched_at[task.id] = time.monotonic()
                 self._ready.put_nowait((-task.priority, next(self._order), task))
         # A blocking read still in flight when stop came may just have delivered tasks:
         # runners woken by them must hand them back, not start them (no new work after
@@ -202,6 +204,11 @@ class WorkerPool:
 
     async def _execute(self, task: Task) -> None:
         started = time.monotonic()
+        if started - self._fetched_at.get(task.id, started) > self.config.lease_s / 2:
+            # It waited in the buffer long enough that this process may have been frozen
+            # past its lease (SIGSTOP, a long GC): do not run work another worker has.
+            if not await self._still_held(task):
+                return
         with bind_task(task.id, task.task_type, task.attempt):
             handler = self.registry.get(task.task_type)
             if handler is None:
@@ -214,6 +221,18 @@ class WorkerPool:
                 log.debug("task_started", worker=self.consumer)
                 outcome = await self._supervise(task, handler)
             await self._finish(task, outcome, time.monotonic() - started)
+
+    async def _still_held(self, task: Task) -> bool:
+        try:
+            held = await self.store.is_held(task)
+        except RedisUnavailable:
+            held = True  # cannot tell: run it; the attempt fence still guards the result
+        if not held:
+            log.warning("prefetched_task_lost", task_id=task.id, attempt=task.attempt)
+            self.held.pop(task.id, None)
+            self._fetched_at.pop(task.id, None)
+            self._room.set()
+        return held
 
     async def _supervise(self, task: Task, handler: TaskType) -> Outcome:
         """Run the handler under its timeout; survive handlers that ignore cancellation."""
@@ -286,6 +305,7 @@ class WorkerPool:
             log.warning("stale_attempt_refused", reason=str(exc))
         finally:
             self.held.pop(task.id, None)
+            self._fetched_at.pop(task.id, None)
             self._room.set()
 
     async def _write(self, task: Task, outcome: Outcome) -> str:

@@ -69,6 +69,8 @@ def translate(exc: Exception) -> Exception:
         if code == "TASKD_NOTFOUND":
             return TaskNotFound(detail.rsplit(":", 1)[-1])
         return exc
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
+        return TaskdError(f"redis refused the credentials: {exc}")
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
         return RedisUnavailable(f"redis unavailable: {type(exc).__name__}")
     return exc
@@ -714,6 +716,14 @@ class Store:
                     args=[GROUP, task.attempt, task.sid, self.events_maxlen],
                 )
             )
+
+    async def is_held(self, task: Task) -> bool:
+        """True while this attempt of the task is the one processing (not reclaimed)."""
+        async with translated():
+            status, attempt, sid = await self.redis.hmget(
+                self.keys(task.queue).task(task.id), "status", "attempt", "sid"
+            )
+        return bool(status == "processing" and attempt == str(task.attempt) and sid == task.sid)
 
     async def renew(self, consumer: str, held: Sequence[Task]) -> None:
         """Reset the idle time of held entries (XCLAIM JUSTID keeps the delivery count)."""

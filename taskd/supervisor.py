@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 import time
 from dataclasses import dataclass
 
@@ -46,19 +47,32 @@ class Supervisor:
         self.sweeps = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Sweep every ``sweep_interval_s`` (sooner when a delayed task falls due)."""
+        """Sweep every ``sweep_interval_s`` (sooner when a delayed task falls due), and keep
+        house in a loop of its own, so a slow housekeeping pass never delays promotion."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every(stop, self.sweep, "sweep"))
+            group.create_task(self._every(stop, self.housekeep_all, "housekeeping"))
+
+    async def _every(
+        self, stop: asyncio.Event, step: Callable[[], Awaitable[float]], name: str
+    ) -> None:
         failures = 0
         while not stop.is_set():
-            wait = self.config.sweep_interval_s
             try:
-                wait = min(wait, await self.sweep())
+                wait = await step()
                 failures = 0
             except RedisUnavailable as exc:
                 failures += 1
                 wait = min(5.0, 0.2 * 2**failures)
-                log.warning("sweep_failed", error=str(exc), retry_in_s=round(wait, 2))
+                log.warning(f"{name}_failed", error=str(exc), retry_in_s=round(wait, 2))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.005))
+
+    async def housekeep_all(self) -> float:
+        """Housekeeping for every queue, one at a time; returns seconds until the next pass."""
+        for queue in self.config.queues or await self.store.queues():
+            await self.housekeep(queue)
+        return self.config.sweep_interval_s * self.config.housekeeping_every
 
     async def sweep(self) -> float:
         """One pass over every queue; returns seconds until the next due delayed task.
@@ -80,8 +94,6 @@ class Supervisor:
         if now - self._last_reclaim >= min(max(self.config.lease_s / 4, 0.02), 5.0):
             self._last_reclaim = now
             await self.reclaim(queues)
-        if self.sweeps % self.config.housekeeping_every == 0:
-            await asyncio.gather(*(self.housekeep(q) for q in queues))
         self.sweeps += 1
         return wait
 

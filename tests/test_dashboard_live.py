@@ -251,7 +251,6 @@ async def test_screenshots_desktop_and_phone_light_and_dark(
     browser: Browser, daemon: DaemonProcess
 ) -> None:
     """Desktop and phone widths in light and dark, plus an open task: saved under docs/."""
-    DOCS.mkdir(exist_ok=True)
     api = Api(daemon.url)
     views: dict[str, Watched] = {}
     try:

@@ -401,6 +401,7 @@ async def test_dead_consumer_removed_after_its_entries_are_reclaimed(
 
     async def ghost_gone() -> bool:
         await supervisor.sweep()
+        await supervisor.housekeep_all()
         return "ghost:1:0" not in await store.consumers(queue)
 
     await eventually(ghost_gone)

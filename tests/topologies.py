@@ -127,7 +127,8 @@ class SentinelSetup:
         with (self.base / "sentinel.log").open("wb") as log:
             return subprocess.Popen(
                 [str(find_server_binary()), str(conf), "--sentinel"],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     async def failover(self) -> None:

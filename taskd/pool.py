@@ -204,11 +204,11 @@ class WorkerPool:
 
     async def _execute(self, task: Task) -> None:
         started = time.monotonic()
-        if started - self._fetched_at.get(task.id, started) > self.config.lease_s / 2:
-            # It waited in the buffer long enough that this process may have been frozen
-            # past its lease (SIGSTOP, a long GC): do not run work another worker has.
-            if not await self._still_held(task):
-                return
+        # A task that waited in the buffer for half a lease may belong to another worker by
+        # now (this process was frozen: SIGSTOP, a long GC): do not redo its work.
+        waited = started - self._fetched_at.get(task.id, started)
+        if waited > self.config.lease_s / 2 and not await self._still_held(task):
+            return
         with bind_task(task.id, task.task_type, task.attempt):
             handler = self.registry.get(task.task_type)
             if handler is None:

@@ -98,7 +98,7 @@ export class Panels {
     const r = (this.redis = await api("/api/redis"));
     const mem = r.memory.max_bytes
       ? `${bytes(r.memory.used_bytes)} of ${bytes(r.memory.max_bytes)} (${r.memory.policy})`
-      : `${bytes(r.memory.used_bytes)} (no maxmemory)`;
+      : `${bytes(r.memory.used_bytes)} · no limit`;
     const rows = [
       ["Server", `${r.server.flavour} ${r.server.version}${r.server.mode === "cluster" ? ` · cluster of ${r.server.nodes}` : ""}`],
       ["Memory", mem],

@@ -8,6 +8,7 @@ connection problems become :class:`RedisUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -71,9 +72,22 @@ def translate(exc: Exception) -> Exception:
         return exc
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
         return TaskdError(f"redis refused the credentials: {exc}")
+    if _tls_failure(exc):  # waiting would not help: the certificate will not change
+        return TaskdError(f"TLS connection to redis failed: {exc}")
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
         return RedisUnavailable(f"redis unavailable: {type(exc).__name__}")
     return exc
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @asynccontextmanager

@@ -192,3 +192,22 @@ async def test_periodic_task_enqueued_once_per_occurrence(
             d.close()
     assert len(found) == len(set(found))
     assert [b - a for a, b in itertools.pairwise(found)] == [1000] * (len(found) - 1)
+
+
+async def test_pause_holds_a_task_delivered_to_a_waiting_worker(store: Store, queue: str) -> None:
+    """An entry a blocking read delivers after the pause goes back; it is not started."""
+    await store.ensure_queue(queue)
+    # Whether the blocking read reaches Redis before or after the submit, it delivers the
+    # entry: the paused fetch must put it back either way.
+    waiting = asyncio.create_task(store.wait_ready([queue], "c", 5000))
+    await store.pause(queue)
+    ((task, _),) = await store.submit([make_spec("t", queue=queue)])
+    delivered = await waiting
+    assert delivered[queue]
+    fetched = await store.start_ready(queue, "c", 0, "", delivered[queue])
+    assert fetched.paused
+    assert fetched.tasks == []
+    assert (await store.get(task.id)).status == Status.PENDING
+    await store.resume(queue)
+    (started,) = await store.fetch(queue, "c", 1)
+    assert started.id == task.id

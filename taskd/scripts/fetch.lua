@@ -1,7 +1,8 @@
 --[[
   Start up to COUNT ready tasks for one consumer, most urgent priority first, FIFO within
   a level; also starts entries a blocking XREADGROUP already delivered to this consumer.
-  Honours the queue's pause flag and its shared rate limits.
+  Honours the queue's pause flag (entries a blocking read delivered after the pause go back
+  to the end of their level) and its shared rate limits.
 
   KEYS[1]  stats hash    KEYS[2]  events stream    KEYS[3]  depth hash
   KEYS[4]  paused flag   KEYS[5]  rate-limit hash  KEYS[6]  delayed zset
@@ -101,14 +102,30 @@ for i = 1, #raw, 2 do waiting[tonumber(raw[i])] = tonumber(raw[i + 1]) end
 local delivered = {}
 local exhausted = {}
 
-for i = 7, #ARGV, 3 do
-  local position = tonumber(ARGV[i])
-  local priority = 11 - position
-  delivered[priority] = (delivered[priority] or 0) + 1
-  start(KEYS[6 + position], ARGV[i + 1], ARGV[i + 2])
+local is_paused = redis.call('EXISTS', paused)
+
+-- A blocking read may have delivered entries after the queue was paused: put them back
+-- (a new entry at the end of their level) instead of starting them.
+-- (The depth counter is untouched: one undelivered entry replaces another.)
+local function put_back(stream, sid, id)
+  redis.call('XACK', stream, group, sid)
+  local key = prefix .. id
+  if redis.call('HGET', key, 'sid') == sid then
+    redis.call('HSET', key, 'sid', redis.call('XADD', stream, '*', 'id', id))
+  end
 end
 
-local is_paused = redis.call('EXISTS', paused)
+for i = 7, #ARGV, 3 do
+  local position = tonumber(ARGV[i])
+  if is_paused == 1 then
+    put_back(KEYS[6 + position], ARGV[i + 1], ARGV[i + 2])
+  else
+    local priority = 11 - position
+    delivered[priority] = (delivered[priority] or 0) + 1
+    start(KEYS[6 + position], ARGV[i + 1], ARGV[i + 2])
+  end
+end
+
 local remaining = count - #started
 if is_paused == 1 then remaining = 0 end
 for position = 1, 10 do

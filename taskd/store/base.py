@@ -1,0 +1,224 @@
+"""The connection, key names and script plumbing every part of the store shares."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Self
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
+
+from taskd import keys
+from taskd.errors import TaskdError, WrongState
+from taskd.keys import GROUP, Keys
+from taskd.store.connect import MIN_VERSIONS, _clients
+from taskd.store.scripts import SCRIPT_NAMES, load_script_source
+from taskd.store.translate import translate, translated
+
+Call = tuple[str, list[str], list[Any]]  # (script name, KEYS, ARGV)
+
+
+class StoreBase:
+    """taskd's operations on one Redis deployment (a client pool, scripts, key schema)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        blocking: aioredis.Redis,
+        *,
+        events_maxlen: int = 10_000,
+    ) -> None:
+        # redis-py's async annotations cannot express decode_responses=True (every reply is
+        # typed bytes | str | Awaitable); replies are given real types at this boundary.
+        self.redis: Any = client
+        self._blocking: Any = blocking
+        self.events_maxlen = events_maxlen
+        self._scripts = {n: client.register_script(load_script_source(n)) for n in SCRIPT_NAMES}
+        self._keys: dict[str, Keys] = {}
+        self.cluster = False
+        self._also_close: list[Any] = []  # e.g. the connections to sentinels
+        self._ready_queues: set[str] = set()
+
+    @classmethod
+    async def connect(cls, url: str, *, cluster: bool = False, events_maxlen: int = 10_000) -> Self:
+        """Connect, check the server version, and return a ready store.
+
+        ``redis://``, ``rediss://`` and ``unix://`` name one server;
+        ``redis+cluster://host:port[,host:port]`` (or ``cluster=True``) a Redis Cluster;
+        ``redis+sentinel://host:port[,host:port]/master`` a master found via Sentinel.
+        """
+        client, blocking, extra = _clients(url, cluster)
+        store = cls(client, blocking, events_maxlen=events_maxlen)
+        store._also_close = extra
+        store.cluster = isinstance(client, RedisCluster)
+        if store.cluster:  # pub/sub routing needs the slot map before the first command
+            async with translated():
+                await client.initialize()
+                await blocking.initialize()
+        try:
+            await store.check_version()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Close both connection pools."""
+        await self.redis.aclose()
+        await self._blocking.aclose()
+        for client in self._also_close:
+            await client.aclose()
+
+    async def check_version(self) -> tuple[str, tuple[int, ...]]:
+        """Refuse servers older than Redis 7.0 / Valkey 7.2 (XAUTOCLAIM replies)."""
+        async with translated():
+            info = await self.redis.info("server")
+        if info and all(isinstance(v, dict) for v in info.values()):  # per cluster node
+            info = min(info.values(), key=lambda i: str(i.get("redis_version", "")))
+        flavour = "valkey" if "valkey_version" in info else "redis"
+        raw = str(info.get("valkey_version") or info.get("redis_version", "0"))
+        version = tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
+        if version < MIN_VERSIONS[flavour]:
+            minimum = ".".join(map(str, MIN_VERSIONS[flavour]))
+            raise TaskdError(f"{flavour} {raw} is too old: taskd needs {flavour} >= {minimum}")
+        return flavour, version
+
+    async def ping(self) -> float:
+        """Round-trip time to Redis in seconds."""
+        started = time.perf_counter()
+        async with translated():
+            await self.redis.ping()
+        return time.perf_counter() - started
+
+    def keys(self, queue: str) -> Keys:
+        """Key names of a queue (cached)."""
+        found = self._keys.get(queue)
+        if found is None:
+            found = self._keys[queue] = Keys(queue)
+        return found
+
+    async def ensure_queue(self, queue: str) -> None:
+        """Create the queue's streams and consumer group if missing, and register it."""
+        k = self.keys(queue)
+        async with translated():
+            for stream in k.streams.values():
+                try:
+                    await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                except rexc.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+            await self.redis.sadd(keys.QUEUES, queue)
+        self._ready_queues.add(queue)
+
+    async def queues(self) -> list[str]:
+        """Every queue that ever had a task, sorted."""
+        async with translated():
+            names = await self.redis.smembers(keys.QUEUES)
+        return sorted(names)
+
+    async def _pipelined(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Run script calls in one pipeline by EVALSHA alone.
+
+        redis-py's pipelines ask SCRIPT EXISTS before every execution (a second round
+        trip); instead, scripts Redis lost (a restart, SCRIPT FLUSH) are loaded again and
+        only the calls that failed with NOSCRIPT are repeated (they had no effect).
+        """
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(2):
+            results = await self._evalsha_all([calls[i] for i in todo])
+            missing = []
+            for i, result in zip(todo, results, strict=True):
+                if isinstance(result, rexc.NoScriptError):
+                    missing.append(i)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    replies[i] = result
+            if not missing:
+                return replies
+            for name in {calls[i][0] for i in missing}:
+                await self.redis.script_load(self._scripts[name].script)
+            todo = missing
+        raise rexc.NoScriptError("scripts could not be loaded")
+
+    async def _evalsha_all(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA each call, errors returned in place; one pipeline, or on Redis Cluster
+        (whose pipelines refuse scripts) concurrent calls, each routed to its slot."""
+        if self.cluster:
+            limit = asyncio.Semaphore(32)  # bounded: each call may need its own connection
+
+            async def one(name: str, script_keys: list[str], args: list[Any]) -> Any:
+                async with limit:
+                    return await self.redis.evalsha(
+                        self._scripts[name].sha, len(script_keys), *script_keys, *args
+                    )
+
+            return list(
+                await asyncio.gather(*(one(*call) for call in calls), return_exceptions=True)
+            )
+        pipe = self.redis.pipeline(transaction=False)
+        for name, script_keys, args in calls:
+            pipe.evalsha(self._scripts[name].sha, len(script_keys), *script_keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _call(self, script: str, task_id: str, action: str, **kw: Any) -> Any:
+        try:
+            return await self._scripts[script](**kw)
+        except rexc.ResponseError as exc:
+            code, _, detail = str(exc).partition(" ")
+            if code == "TASKD_STATE":
+                raise WrongState(task_id, detail, action) from None
+            raise translate(exc) from None
+
+    def _script(self, name: str) -> Any:
+        """A script registered on first use (scripts added after SCRIPT_NAMES)."""
+        found = self._scripts.get(name)
+        if found is None:
+            found = self._scripts[name] = self.redis.register_script(load_script_source(name))
+        return found
+
+    async def time_ms(self) -> int:
+        """Redis's clock in epoch milliseconds (every daemon agrees on it)."""
+        async with translated():
+            seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def server_facts(self) -> dict[str, Any]:
+        """INFO's server and memory sections; on a cluster, summed (memory) over its nodes."""
+        async with translated():
+            server = await self.redis.info("server")
+            memory = await self.redis.info("memory")
+        nodes = [memory]
+        if memory and all(isinstance(v, dict) for v in memory.values()):
+            nodes = list(memory.values())
+        if server and all(isinstance(v, dict) for v in server.values()):
+            server = min(server.values(), key=lambda i: str(i.get("redis_version", "")))
+        flavour = "valkey" if "valkey_version" in server else "redis"
+        return {
+            "flavour": flavour,
+            "version": str(server.get("valkey_version") or server.get("redis_version", "")),
+            "mode": str(server.get("redis_mode", "standalone")),
+            "nodes": len(nodes),
+            "uptime_s": int(server.get("uptime_in_seconds") or 0),
+            "used_memory": sum(int(n.get("used_memory") or 0) for n in nodes),
+            "used_memory_peak": sum(int(n.get("used_memory_peak") or 0) for n in nodes),
+            "maxmemory": sum(int(n.get("maxmemory") or 0) for n in nodes),
+            "maxmemory_policy": str(nodes[0].get("maxmemory_policy", "")) if nodes else "",
+        }
+
+    async def count_keys(self, limit: int = 100_000) -> tuple[int, bool]:
+        """How many keys taskd holds (SCAN MATCH taskd:*), counting at most ``limit``.
+
+        Returns (count, complete); SCAN walks the keyspace in small steps, so even a big
+        shared Redis is never blocked, and the limit bounds the walk.
+        """
+        count = 0
+        async with translated():
+            async for _ in self.redis.scan_iter(match="taskd:*", count=1000):
+                count += 1
+                if count >= limit:
+                    return count, False
+        return count, True

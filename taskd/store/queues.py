@@ -1,0 +1,78 @@
+"""Queue controls: pause, resume, purge, and per-queue state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskd import keys
+from taskd.keys import GROUP
+from taskd.model import STATUS_NAMES
+from taskd.store.base import StoreBase
+from taskd.store.translate import translated
+
+
+class QueueOps(StoreBase):
+    """Whole-queue operations."""
+
+    async def pause(self, queue: str) -> None:
+        """Stop every daemon from starting tasks of the queue (submissions still accepted)."""
+        if queue not in self._ready_queues:
+            await self.ensure_queue(queue)
+        async with translated():
+            await self.redis.set(self.keys(queue).paused, "1")
+
+    async def resume(self, queue: str) -> None:
+        """Let daemons start the queue's tasks again."""
+        async with translated():
+            await self.redis.delete(self.keys(queue).paused)
+
+    async def paused_queues(self, queues: Sequence[str]) -> set[str]:
+        """Which of the queues are paused."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for queue in queues:
+                pipe.exists(self.keys(queue).paused)
+            flags = await pipe.execute()
+        return {q for q, flag in zip(queues, flags, strict=True) if flag}
+
+    async def purge(self, queue: str, step: int = 500) -> int:
+        """Cancel every waiting task of the queue (running ones finish); returns how many."""
+        k = self.keys(queue)
+        total = 0
+        async with translated():
+            while True:
+                done, examined = await self._scripts["purge"](
+                    keys=[k.stats, k.events, k.finished, k.delayed, k.depth, *k.streams.values()],
+                    args=[GROUP, k.task_prefix, self.events_maxlen, step],
+                )
+                total += int(done)
+                if not int(examined):
+                    return total
+
+    async def queue_states(
+        self, queues: Sequence[str]
+    ) -> list[tuple[dict[str, int], dict[int, int], bool]]:
+        """(counts per status and total, ready depth per priority, paused) of each queue.
+
+        One pipeline for every queue, so listing queues costs one round trip however
+        many there are (the per-queue methods would cost three each).
+        """
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues:
+                k = self.keys(q)
+                pipe.hgetall(k.stats)
+                pipe.hgetall(k.depth)
+                pipe.exists(k.paused)
+            replies = await pipe.execute()
+        found: list[tuple[dict[str, int], dict[int, int], bool]] = []
+        for i in range(len(queues)):
+            raw_stats, raw_depth, paused = replies[3 * i : 3 * i + 3]
+            counts = dict.fromkeys((*STATUS_NAMES, "total"), 0)
+            counts |= {n: int(v) for n, v in raw_stats.items() if n in counts}
+            depth = dict.fromkeys(keys.PRIORITIES, 0)
+            for priority, count in raw_depth.items():
+                if int(priority) in depth:
+                    depth[int(priority)] = max(0, int(count))
+            found.append((counts, depth, bool(paused)))
+        return found

@@ -1,0 +1,168 @@
+"""What supervisors and schedulers do: promote, reclaim, expire, trim."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.exceptions as rexc
+
+from taskd import keys
+from taskd.keys import GROUP
+from taskd.store.base import StoreBase
+from taskd.store.records import Reclaimed
+from taskd.store.translate import translated
+
+
+class UpkeepOps(StoreBase):
+    """The housekeeping side of the store."""
+
+    async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
+        """Move due delayed tasks to their streams; returns (moved, ms to next due or -1)."""
+        k = self.keys(queue)
+        async with translated():
+            moved, wait_ms = await self._scripts["promote"](
+                keys=[k.delayed, k.stats, k.events, k.depth, *k.streams.values()],
+                args=[limit, k.task_prefix, self.events_maxlen],
+            )
+        return int(moved), int(wait_ms)
+
+    async def promote_many(self, queues: Sequence[str], limit: int = 1000) -> list[tuple[int, int]]:
+        """:meth:`promote` for many queues in one round trip."""
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        for queue in queues:
+            k = self.keys(queue)
+            calls.append(
+                (
+                    "promote",
+                    [k.delayed, k.stats, k.events, k.depth, *k.streams.values()],
+                    [limit, k.task_prefix, self.events_maxlen],
+                )
+            )
+        async with translated():
+            replies = await self._pipelined(calls)
+        return [(int(moved), int(wait_ms)) for moved, wait_ms in replies]
+
+    async def reclaim_many(
+        self,
+        streams: Sequence[tuple[str, int, str]],
+        consumer: str,
+        min_idle_ms: int,
+        count: int = 100,
+    ) -> list[Reclaimed]:
+        """:meth:`reclaim` for many (queue, priority, cursor) streams in one round trip."""
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        for queue, priority, cursor in streams:
+            k = self.keys(queue)
+            calls.append(
+                (
+                    "reclaim",
+                    [k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth],
+                    [
+                        GROUP,
+                        consumer,
+                        min_idle_ms,
+                        cursor,
+                        count,
+                        k.task_prefix,
+                        self.events_maxlen,
+                    ],
+                )
+            )
+        async with translated():
+            replies = await self._pipelined(calls)
+        return [Reclaimed(str(r[0]), list(r[1]), list(r[2]), list(r[3])) for r in replies]
+
+    async def reclaim(
+        self,
+        queue: str,
+        priority: int,
+        consumer: str,
+        min_idle_ms: int,
+        cursor: str,
+        count: int = 100,
+    ) -> Reclaimed:
+        """XAUTOCLAIM entries idle past the lease in one stream and re-queue their tasks."""
+        k = self.keys(queue)
+        async with translated():
+            reply = await self._scripts["reclaim"](
+                keys=[k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth],
+                args=[
+                    GROUP,
+                    consumer,
+                    min_idle_ms,
+                    cursor,
+                    count,
+                    k.task_prefix,
+                    self.events_maxlen,
+                ],
+            )
+        return Reclaimed(str(reply[0]), list(reply[1]), list(reply[2]), list(reply[3]))
+
+    async def expire(self, queue: str, retention_ms: int, limit: int = 1000) -> int:
+        """Delete finished tasks older than the retention; returns how many."""
+        k = self.keys(queue)
+        async with translated():
+            return int(
+                await self._scripts["expire"](
+                    keys=[k.finished, k.index, k.dead, k.stats],
+                    args=[retention_ms, limit, k.task_prefix, k.unique_prefix],
+                )
+            )
+
+    async def trim(self, queue: str) -> int:
+        """Trim every ready stream of a queue below its oldest still-needed entry."""
+        k = self.keys(queue)
+        removed = 0
+        async with translated():
+            for priority, stream in k.streams.items():
+                removed += int(
+                    await self._scripts["trim"](keys=[stream, k.depth], args=[GROUP, priority])
+                )
+        return removed
+
+    async def consumers(self, queue: str) -> dict[str, tuple[int, int]]:
+        """Consumer name -> (entries pending, ms idle) summed over a queue's streams."""
+        k = self.keys(queue)
+        found: dict[str, tuple[int, int]] = {}
+        async with translated():
+            for stream in k.streams.values():
+                try:
+                    infos = await self.redis.xinfo_consumers(stream, GROUP)
+                except rexc.ResponseError:
+                    continue
+                for info in infos:
+                    pending, idle = found.get(info["name"], (0, 1 << 62))
+                    found[info["name"]] = (
+                        pending + int(info["pending"]),
+                        min(idle, int(info["idle"])),
+                    )
+        return found
+
+    async def is_alive(self, consumer: str) -> bool:
+        """True while the consumer's heartbeat record exists."""
+        async with translated():
+            return bool(await self.redis.exists(keys.worker_info(consumer)))
+
+    async def delete_consumer(self, queue: str, consumer: str) -> None:
+        """Remove a consumer from every stream's group (only once it holds nothing)."""
+        async with translated():
+            for stream in self.keys(queue).streams.values():
+                try:
+                    await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
+                except rexc.ResponseError:
+                    continue
+
+    async def schedule_seen(self, queue: str, name: str) -> int | None:
+        """The last occurrence (ms) a schedule enqueued, or None before its first start."""
+        async with translated():
+            value = await self.redis.get(self.keys(queue).schedule(name))
+        return None if value is None else int(value)
+
+    async def schedule_mark(self, queue: str, name: str, occurrence_ms: int) -> int | None:
+        """Move a schedule's marker forward to ``occurrence_ms``; returns the previous one."""
+        async with translated():
+            previous = await self._scripts["schedule_mark"](
+                keys=[self.keys(queue).schedule(name)], args=[occurrence_ms]
+            )
+        return int(previous) if previous != "" else None

@@ -20,7 +20,7 @@ import binascii
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -346,7 +346,10 @@ class Relay:
         for event in events:
             state.position[event.queue] = event.event_id
             task_id = str(event.task.get("id", event.event_id))
-            state.pending.pop(task_id, None)  # re-insert: the batch keeps stream order
+            earlier = state.pending.get(task_id)
+            if earlier is not None:  # events are deltas: the batch carries their union,
+                # at the task's first place, so new tasks arrive in creation order
+                event = replace(event, task=earlier.task | event.task)
             state.pending[task_id] = event
         for listener in self._listeners:
             listener(events)

@@ -13,8 +13,8 @@ taskd:{q}:depth                 hash    priority -> entries waiting undelivered 
 taskd:{q}:paused                string  present while the queue is paused (not fetched)
 taskd:{q}:ratelimit             hash    rate-limit scope -> theoretical arrival time ms
 taskd:{q}:schedule:<name>       string  last occurrence (ms) a periodic schedule enqueued
-taskd:{q}:index                 zset    every task id, score = created ms * 1000 + seq
-taskd:{q}:seq                   string  counter that orders tasks created in one ms
+taskd:{q}:index                 zset    every task id, score = created ms * 1000 + n
+taskd:{q}:seq                   string  last index score given (orders one ms's tasks)
 taskd:{q}:finished              zset    finished task ids, score = finish ms (retention)
 taskd:{q}:dead                  zset    failed task ids (dead letters), score = fail ms
 taskd:{q}:stats                 hash    count per status, ``total``, monotonic counters

@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,8 @@ class WorkerPool:
         self.config = config
         self.held: dict[str, Task] = {}
         self._fetched_at: dict[str, float] = {}
+        #: Called with (task type, outcome status, run time in s) after each attempt.
+        self.finished_hooks: list[Callable[[str, str, float], None]] = []
         self.fetcher = Fetcher(
             store,
             consumer,
@@ -295,6 +298,8 @@ class WorkerPool:
                         status = "abandoned"  # the lease expired; another worker takes it
                         break
                     await asyncio.sleep(0.5)
+            for hook in self.finished_hooks:
+                hook(task.task_type, status, duration_s)
             log.info(
                 "task_finished",
                 outcome=status,

@@ -120,11 +120,12 @@ async def test_task_seen_pending_then_processing_then_completed(
         if not statuses or statuses[-1] != event["task"]["status"]:
             statuses.append(event["task"]["status"])
     assert statuses == ["pending", "processing", "completed"]
-    completed = events_of(seen, task_id)[-1]
+    created, completed = events_of(seen, task_id)[0], events_of(seen, task_id)[-1]
+    assert created["kind"] == "created"
+    assert isinstance(created["task"]["priority"], int)
     assert completed["kind"] == "completed"
     assert completed["task"]["progress"] == 100
     assert completed["ts"].endswith("Z")
-    assert isinstance(completed["task"]["priority"], int)
 
 
 async def test_resume_with_since_replays_what_was_missed(

@@ -84,7 +84,8 @@ def build_app(state: AppState) -> web.Application:
     hub = ws.Hub(state, auth)
     metrics = Metrics(state.pool.consumer if state.pool else None, lambda: len(hub.clients))
     hub.on_drop = metrics.ws_dropped.inc
-    state.relay.listen(metrics.on_events)
+    if state.pool is not None:
+        state.pool.finished_hooks.append(metrics.task_finished)
     rates = queues.QueueRates()
     state.relay.listen(rates.on_events)
     spec = build_spec(state.registry, auth_required=auth.required, version=__version__)

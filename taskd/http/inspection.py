@@ -67,14 +67,15 @@ async def task_history(request: web.Request) -> web.Response:
     events, complete = await store.task_events(task, max_scan=HISTORY_SCAN)
     listed: list[dict[str, Any]] = []
     progress = 0
+    state: dict[str, Any] = {}  # events are deltas: carry the task's fields forward
     for event in events:
+        state |= event_task(event.task)
         if event.kind == "progress":
             progress += 1
             continue
-        fields = event_task(event.task)
         listed.append(
             {"event_id": event.event_id, "kind": event.kind, "ts": ms_to_iso(event.ts)}
-            | {name: fields[name] for name in _HISTORY_FIELDS}
+            | {name: state.get(name) for name in _HISTORY_FIELDS}
         )
     return json_response(
         {

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from taskd.keys import PRIORITIES
 from taskd.model import STATUS_NAMES
-from taskd.store import Event, Store
+from taskd.store import Store
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -79,23 +79,19 @@ class Metrics:
         """Count one task created through the API."""
         self._submitted.labels(task_type).inc()
 
-    def on_events(self, events: list[Event]) -> None:
-        """Relay listener: count attempts that this process's workers finished."""
-        if self.consumer is None:
+    def task_finished(self, task_type: str, status: str, duration_s: float) -> None:
+        """Pool hook: count an attempt this process's workers finished, with its run time.
+
+        Fed by the pool directly (not from the event stream), so it costs nothing per event
+        and needs no fields the events do not carry.
+        """
+        if status not in _ATTEMPT_ENDS:
             return
-        for event in events:
-            task = event.task
-            if event.kind not in _ATTEMPT_ENDS or task.get("worker") != self.consumer:
-                continue
-            task_type = str(task.get("task_type", ""))
-            if event.kind == "completed":
-                self._completed.labels(task_type).inc()
-            elif event.kind == "failed":
-                self._failed.labels(task_type).inc()
-            started = _ms(task.get("started_at"))
-            ended = _ms(task.get("completed_at")) or _ms(task.get("updated_at"))
-            if started and ended and ended >= started:
-                self._duration.labels(task_type, event.kind).observe((ended - started) / 1000)
+        if status == "completed":
+            self._completed.labels(task_type).inc()
+        elif status == "failed":
+            self._failed.labels(task_type).inc()
+        self._duration.labels(task_type, status).observe(duration_s)
 
     async def refresh(self, store: Store) -> None:
         """Read the shared gauges from Redis and time a round trip."""
@@ -114,10 +110,3 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
-
-
-def _ms(value: object) -> int:
-    try:
-        return int(str(value)) if value not in (None, "") else 0
-    except ValueError:
-        return 0

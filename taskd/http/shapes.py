@@ -56,15 +56,20 @@ def _time(value: Any) -> str | None:
 
 
 def event_task(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """An event's task fields (strings from Redis) in the API's types."""
-    task: dict[str, Any] = {name: str(raw.get(name, "")) for name in _TEXTS}
-    task |= {name: _int(raw.get(name)) for name in _INTS}
-    task |= {name: _time(raw.get(name)) for name in _TIMES}
-    task |= {name: (str(raw[name]) if raw.get(name) else None) for name in _OPTIONAL_TEXTS}
-    try:
-        task["timeout_s"] = float(raw.get("timeout_s") or 0)
-    except ValueError:
-        task["timeout_s"] = 0.0
+    """An event's task fields (strings from Redis) in the API's types.
+
+    Events are deltas: only the fields present are converted (an empty string means the
+    field was cleared), so a reader merges them into what it knows of the task.
+    """
+    task: dict[str, Any] = {n: str(raw[n]) for n in _TEXTS if n in raw}
+    task |= {n: _int(raw[n]) for n in _INTS if n in raw}
+    task |= {n: _time(raw[n]) for n in _TIMES if n in raw}
+    task |= {n: (str(raw[n]) or None) for n in _OPTIONAL_TEXTS if n in raw}
+    if "timeout_s" in raw:
+        try:
+            task["timeout_s"] = float(raw["timeout_s"] or 0)
+        except ValueError:
+            task["timeout_s"] = 0.0
     return task
 
 

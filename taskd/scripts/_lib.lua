@@ -20,27 +20,35 @@ local function move(stats, from, to)
   if to then redis.call('HINCRBY', stats, to, 1) end
 end
 
-local EVENT_FIELDS = {
-  'id', 'name', 'task_type', 'queue', 'priority', 'status', 'progress', 'progress_message',
-  'retry_count', 'max_retries', 'attempt', 'worker', 'error', 'created_at', 'updated_at',
-  'started_at', 'completed_at', 'run_at', 'timeout_s'
+-- Fields an event may carry; internal ones (sid, cancel, rl, payload, result) never.
+local PUBLIC = {
+  id = true, name = true, task_type = true, queue = true, priority = true, status = true,
+  progress = true, progress_message = true, retry_count = true, max_retries = true,
+  attempt = true, worker = true, error = true, created_at = true, updated_at = true,
+  started_at = true, completed_at = true, run_at = true, timeout_s = true
 }
+-- What scripts need to decide a transition; events carry only what changed.
+local STATE_FIELDS = {'id', 'status', 'attempt', 'priority', 'retry_count', 'max_retries',
+  'worker'}
 
--- Append one event carrying the task's public fields (a table name -> value) to the
--- capped events stream.
+-- Append one event: its kind, the task's id and status, and the public fields this script
+-- changed (update() records them). Events are deltas, merged by readers into what they
+-- know of the task: small entries keep the stream, the AOF and the relay cheap.
 local function emit_task(events, maxlen, kind, task, now)
-  local public = {}
-  for _, name in ipairs(EVENT_FIELDS) do
-    local value = task[name]
-    if value and value ~= '' then public[name] = value end
+  local args = {events, 'MAXLEN', '~', maxlen, '*', 'kind', kind, 'ts', int(now),
+    'id', task.id, 'status', task.status}
+  for name in pairs(task._changed or {}) do
+    if PUBLIC[name] and name ~= 'id' and name ~= 'status' then
+      args[#args + 1] = name
+      args[#args + 1] = task[name] or ''
+    end
   end
-  return redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*',
-    'kind', kind, 'ts', int(now), 'task', cjson.encode(public))
+  return redis.call('XADD', unpack(args))
 end
 
--- Read the public fields plus ``extra`` ones of a task into a table (nil if it is gone).
+-- Read what transitions need plus ``extra`` fields of a task (nil if it is gone).
 local function load_task(task_key, extra)
-  local names = {unpack(EVENT_FIELDS)}
+  local names = {unpack(STATE_FIELDS)}
   for _, name in ipairs(extra or {}) do names[#names + 1] = name end
   local values = redis.call('HMGET', task_key, unpack(names))
   if not values[1] then return nil end
@@ -58,16 +66,30 @@ local function from_flat(flat)
   return task
 end
 
--- Set fields on the hash and on the in-memory copy used for the event, in one HSET.
+-- Set fields on the hash and on the in-memory copy, noting them for the event; one HSET.
 local function update(task_key, task, ...)
   local args = {...}
-  for i = 1, #args, 2 do task[args[i]] = tostring(args[i + 1]) end
+  task._changed = task._changed or {}
+  for i = 1, #args, 2 do
+    task[args[i]] = tostring(args[i + 1])
+    task._changed[args[i]] = true
+  end
   redis.call('HSET', task_key, ...)
 end
 
--- Append one event for a task by reading its fields back (for rare transitions).
+-- Forget fields (HDEL) on the hash and the copy; the event carries them as ''.
+local function clear(task_key, task, ...)
+  task._changed = task._changed or {}
+  for _, name in ipairs({...}) do
+    task[name] = nil
+    task._changed[name] = true
+  end
+  redis.call('HDEL', task_key, ...)
+end
+
+-- Append one event for a task by reading its state back (for rare transitions).
 local function emit(events, maxlen, kind, task_key, now)
-  return emit_task(events, maxlen, kind, load_task(task_key) or {}, now)
+  return emit_task(events, maxlen, kind, load_task(task_key) or {id = '', status = ''}, now)
 end
 
 -- Fail with a code that taskd.store translates into an exception.

@@ -2,7 +2,7 @@
   Create one or more tasks of one queue atomically (a batch is one round trip).
 
   KEYS[1]  stats hash            KEYS[2]  index zset        KEYS[3]  events stream
-  KEYS[4]  delayed zset          KEYS[5]  seq counter       KEYS[6]  depth hash
+  KEYS[4]  delayed zset          KEYS[5]  last index score  KEYS[6]  depth hash
   KEYS[7..16]  ready streams of priority 1..10
   then for task i (0-based):  KEYS[17+2i] its hash,  KEYS[18+2i] its unique-key pointer
                               (the task hash again when the task has no unique key)
@@ -24,7 +24,10 @@ local maxlen, prefix = ARGV[1], ARGV[2]
 local per_task = 11
 local count = (#ARGV - 2) / per_task
 local now = now_ms()
-local first_seq = redis.call('INCRBY', seq_key, count) - count
+-- Index scores are created ms * 1000, strictly increasing: tasks created in one millisecond
+-- keep their creation order (a burst of more than 1000 in a millisecond runs ahead).
+local base = math.max(now * 1000, tonumber(redis.call('GET', seq_key) or '0') + 1)
+redis.call('SET', seq_key, int(base + count - 1))
 local reply = {now}
 local created = {pending = 0, scheduled = 0}
 local ready = {}
@@ -70,15 +73,13 @@ for i = 0, count - 1 do
       fields[#fields + 1] = unique_key
     end
     redis.call('HSET', task_key, unpack(fields))
-    redis.call('ZADD', index, int(now * 1000 + (first_seq + i + 1) % 1000), id)
+    redis.call('ZADD', index, int(base + i), id)
     created[status] = created[status] + 1
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'created', 'ts', int(now),
-      'task', cjson.encode({
-        id = id, name = name, task_type = task_type, queue = queue, priority = priority,
-        status = status, progress = '0', retry_count = '0', max_retries = max_retries,
-        attempt = '0', created_at = int(now), updated_at = int(now), timeout_s = timeout_s,
-        run_at = due and int(due) or nil
-      }))
+      'id', id, 'status', status, 'name', name, 'task_type', task_type, 'queue', queue,
+      'priority', priority, 'progress', '0', 'retry_count', '0', 'max_retries', max_retries,
+      'attempt', '0', 'created_at', int(now), 'updated_at', int(now), 'timeout_s', timeout_s,
+      'run_at', due and int(due) or '')
     reply[#reply + 1] = {1, status, sid, due and int(due) or ''}
   end
 end

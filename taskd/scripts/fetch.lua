@@ -82,8 +82,10 @@ local function start(stream, sid, id)
   emit_task(events, maxlen, 'started', task, now)
   local flat = {}
   for name, value in pairs(task) do
-    flat[#flat + 1] = name
-    flat[#flat + 1] = value
+    if name ~= '_changed' then
+      flat[#flat + 1] = name
+      flat[#flat + 1] = value
+    end
   end
   started[#started + 1] = flat
   return true

@@ -64,8 +64,7 @@ for _, entry in ipairs(claimed[2]) do
       local new_sid = redis.call('XADD', stream, '*', 'id', id)
       redis.call('HINCRBY', depth, task.priority, 1)
       if task.status == 'processing' then
-        redis.call('HDEL', key, 'worker')
-        task.worker = nil
+        clear(key, task, 'worker')
         update(key, task, 'status', 'pending', 'sid', new_sid, 'updated_at', int(now),
           'retry_count', tonumber(task.retry_count) + 1, 'error', reason)
         move(stats, 'processing', 'pending')

@@ -34,8 +34,7 @@ if task.cancel == '1' then
 end
 local new_sid = redis.call('XADD', stream, '*', 'id', task.id)
 redis.call('HINCRBY', depth, task.priority, 1)
-redis.call('HDEL', task_key, 'worker')
-task.worker = nil
+clear(task_key, task, 'worker')
 update(task_key, task, 'status', 'pending', 'sid', new_sid, 'progress', 0,
   'progress_message', '', 'updated_at', int(now))
 move(stats, 'processing', 'pending')

@@ -23,8 +23,7 @@ if status ~= 'failed' and status ~= 'cancelled' then return fail_with('STATE', s
 local now = now_ms()
 local sid = redis.call('XADD', stream, '*', 'id', task.id)
 redis.call('HINCRBY', depth, task.priority, 1)
-redis.call('HDEL', task_key, 'completed_at', 'started_at', 'worker', 'cancel', 'result', 'run_at')
-task.completed_at, task.started_at, task.worker, task.run_at = nil, nil, nil, nil
+clear(task_key, task, 'completed_at', 'started_at', 'worker', 'cancel', 'result', 'run_at')
 update(task_key, task, 'status', 'pending', 'sid', sid, 'retry_count', 0, 'progress', 0,
   'progress_message', '', 'updated_at', int(now))
 redis.call('ZREM', finished, task.id)

@@ -6,11 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from taskd.model import Task
 from taskd.store.base import StoreBase
-from taskd.store.records import Event, stream_id_key
+from taskd.store.records import Event, stream_id_key, task_fields
 from taskd.store.translate import translated
 
 
@@ -73,13 +71,7 @@ class EventOps(StoreBase):
             queue_of[stream] = queue
             for event_id, fields in entries:
                 events.append(
-                    Event(
-                        queue,
-                        event_id,
-                        fields["kind"],
-                        int(fields["ts"]),
-                        orjson.loads(fields["task"]),
-                    )
+                    Event(queue, event_id, fields["kind"], int(fields["ts"]), task_fields(fields))
                 )
         return events
 
@@ -125,13 +117,9 @@ class EventOps(StoreBase):
             while scanned < max_scan:
                 entries = await self.redis.xrevrange(stream, high, low, count=500)
                 for event_id, fields in entries:
-                    raw = fields.get("task", "")
-                    if task.id not in raw:  # cheap test before parsing
-                        continue
-                    data = orjson.loads(raw)
-                    if data.get("id") == task.id:
+                    if fields.get("id") == task.id or task.id in fields.get("task", ""):
                         kind, ts = fields["kind"], int(fields["ts"])
-                        found.append(Event(task.queue, event_id, kind, ts, data))
+                        found.append(Event(task.queue, event_id, kind, ts, task_fields(fields)))
                 scanned += len(entries)
                 if len(entries) < 500:
                     break

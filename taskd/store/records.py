@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from taskd import keys
 from taskd.model import Status, Task, TaskSpec
 from taskd.store.translate import translated
@@ -98,6 +100,15 @@ def enqueue_args(spec: TaskSpec) -> list[Any]:
         "" if spec.run_at_ms is None else spec.run_at_ms,
         spec.unique_key or "",
     ]
+
+
+def task_fields(fields: dict[str, str]) -> dict[str, Any]:
+    """The task part of an event entry: its flat fields (the changed ones, with id and
+    status), or the JSON of an entry written before events became deltas."""
+    if "task" in fields:
+        loaded: dict[str, Any] = orjson.loads(fields["task"])
+        return loaded
+    return {k: v for k, v in fields.items() if k not in ("kind", "ts")}
 
 
 def stream_id_key(entry_id: str) -> tuple[int, int]:

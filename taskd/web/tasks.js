@@ -21,17 +21,6 @@ const STATUS_NAMES = [
   "cancelled",
 ];
 
-/**
- * Newest first, like the API: created_at descending, then id (a stable tie-break).
- * @param {any} a
- * @param {any} b
- */
-function newerFirst(a, b) {
-  if (a.created_at !== b.created_at) return a.created_at < b.created_at ? 1 : -1;
-  if (a.id === b.id) return 0;
-  return a.id < b.id ? 1 : -1;
-}
-
 export class TaskView {
   /** @param {() => void} changed called whenever the rows or their contents changed */
   constructor(changed) {
@@ -54,6 +43,7 @@ export class TaskView {
     this.recent = new Map();
     this.fetchSeq = 0;
     this.backfillTimer = 0;
+    this.reloadTimer = 0;
   }
 
   get live() {
@@ -208,10 +198,17 @@ export class TaskView {
       if (this.live && !this.matches(have)) this.remove(t.id);
       return true;
     }
+    // Events are deltas (a batch merges a task's deltas): only one that includes the
+    // creation carries enough of a task to show a new row. A task that newly matches a
+    // filter (it completed, say) arrives by reloading the page.
+    if (!t.created_at) {
+      if (this.live && this.filters.status && t.status === this.filters.status) this.reloadSoon();
+      return false;
+    }
     if (!this.matches(t)) return false;
     if (!this.live) {
-      if (kind === "created") this.newSince += 1;
-      return kind === "created";
+      this.newSince += 1;
+      return true;
     }
     return this.insert({ ...t });
   }
@@ -220,9 +217,11 @@ export class TaskView {
   insert(t) {
     const last = this.rows[this.rows.length - 1];
     const full = this.rows.length >= PAGE_SIZE;
-    if (full && newerFirst(t, last) > 0) return false; // older than the whole page
+    if (full && (t.created_at || "") < (last.created_at || "")) return false; // older than the page
+    // Tasks created in the same millisecond: creations arrive in order, so a later one
+    // goes above (the server orders such ties the same way, by creation sequence).
     let i = this.rows.length;
-    while (i > 0 && newerFirst(t, this.rows[i - 1]) < 0) i -= 1;
+    while (i > 0 && (t.created_at || "") >= (this.rows[i - 1].created_at || "")) i -= 1;
     this.rows.splice(i, 0, t);
     this.byId.set(t.id, t);
     if (this.rows.length > PAGE_SIZE) {
@@ -240,6 +239,15 @@ export class TaskView {
     this.byId.delete(id);
     this.stale = true;
     if (this.live && this.nextCursor !== null) this.scheduleBackfill();
+  }
+
+  /** Tasks joined the filtered live page: fetch it again soon (at most every second). */
+  reloadSoon() {
+    if (this.reloadTimer) return;
+    this.reloadTimer = setTimeout(() => {
+      this.reloadTimer = 0;
+      if (this.live && !this.loading) this.load(0);
+    }, 1000);
   }
 
   /** Rows left the live page: fetch it again soon (at most every 2 s) to fill it up. */

@@ -347,10 +347,10 @@ class Relay:
             state.position[event.queue] = event.event_id
             task_id = str(event.task.get("id", event.event_id))
             earlier = state.pending.get(task_id)
-            if earlier is not None:  # events are deltas: the batch carries their union,
-                # at the task's first place, so new tasks arrive in creation order
-                event = replace(event, task=earlier.task | event.task)
-            state.pending[task_id] = event
+            # Events are deltas: the batch carries their union, at the task's first place,
+            # so new tasks arrive in creation order.
+            merged = event if earlier is None else replace(event, task=earlier.task | event.task)
+            state.pending[task_id] = merged
         for listener in self._listeners:
             listener(events)
         self._has_pending.set()

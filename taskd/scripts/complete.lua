@@ -19,27 +19,34 @@ local count = (#ARGV - 2) / 3
 local now = now_ms()
 local reply = {}
 local done = 0
+local acks = {}  -- stream -> entry ids: one XACK per stream for the whole batch
+local finished_args = {}
 
 for i = 0, count - 1 do
   local task_key, stream = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
   local attempt, sid, result = ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
-  local task = load_task(task_key, {'sid', 'cancel'})
-  if not task then
+  local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel')
+  if not state[1] then
     reply[#reply + 1] = 'missing'
-  elseif task.status ~= 'processing' or task.attempt ~= attempt or task.sid ~= sid then
+  elseif state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
     reply[#reply + 1] = 'stale'
   else
-    redis.call('XACK', stream, group, sid)
+    acks[stream] = acks[stream] or {}
+    table.insert(acks[stream], sid)
+    local task = {id = state[4], status = 'processing'}
     update(task_key, task, 'status', 'completed', 'progress', 100, 'result', result,
       'completed_at', int(now), 'updated_at', int(now))
-    if task.cancel then redis.call('HDEL', task_key, 'cancel') end
-    redis.call('ZADD', finished, int(now), task.id)
+    if state[5] then redis.call('HDEL', task_key, 'cancel') end
+    finished_args[#finished_args + 1] = int(now)
+    finished_args[#finished_args + 1] = state[4]
     emit_task(events, maxlen, 'completed', task, now)
     done = done + 1
     reply[#reply + 1] = 'completed'
   end
 end
+for stream, sids in pairs(acks) do redis.call('XACK', stream, group, unpack(sids)) end
 if done > 0 then
+  redis.call('ZADD', finished, unpack(finished_args))
   redis.call('HINCRBY', stats, 'processing', -done)
   redis.call('HINCRBY', stats, 'completed', done)
   redis.call('HINCRBY', stats, 'completed_total', done)

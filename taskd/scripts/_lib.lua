@@ -28,17 +28,17 @@ local PUBLIC = {
   started_at = true, completed_at = true, run_at = true, timeout_s = true
 }
 -- What scripts need to decide a transition; events carry only what changed.
-local STATE_FIELDS = {'id', 'status', 'attempt', 'priority', 'retry_count', 'max_retries',
-  'worker'}
+local STATE_FIELDS = {'id', 'status', 'progress', 'attempt', 'priority', 'retry_count',
+  'max_retries', 'worker'}
 
--- Append one event: its kind, the task's id and status, and the public fields this script
--- changed (update() records them). Events are deltas, merged by readers into what they
--- know of the task: small entries keep the stream, the AOF and the relay cheap.
+-- Append one event: its kind, the task's id, status and progress, and the public fields
+-- this script changed (update() records them). Events are deltas, merged by readers into
+-- what they know of the task: small entries keep the stream, the AOF and the relay cheap.
 local function emit_task(events, maxlen, kind, task, now)
   local args = {events, 'MAXLEN', '~', maxlen, '*', 'kind', kind, 'ts', int(now),
-    'id', task.id, 'status', task.status}
+    'id', task.id, 'status', task.status, 'progress', task.progress or '0'}
   for name in pairs(task._changed or {}) do
-    if PUBLIC[name] and name ~= 'id' and name ~= 'status' then
+    if PUBLIC[name] and name ~= 'id' and name ~= 'status' and name ~= 'progress' then
       args[#args + 1] = name
       args[#args + 1] = task[name] or ''
     end

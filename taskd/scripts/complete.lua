@@ -33,7 +33,7 @@ for i = 0, count - 1 do
   else
     acks[stream] = acks[stream] or {}
     table.insert(acks[stream], sid)
-    local task = {id = state[4], status = 'processing'}
+    local task = {id = state[4], status = 'processing', progress = '0'}
     update(task_key, task, 'status', 'completed', 'progress', 100, 'result', result,
       'completed_at', int(now), 'updated_at', int(now))
     if state[5] then redis.call('HDEL', task_key, 'cancel') end

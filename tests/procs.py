@@ -103,8 +103,12 @@ class DaemonProcess:
         return self.proc.returncode
 
     def close(self) -> None:
-        """Make sure it is gone."""
+        """Stop it (SIGTERM, then SIGKILL) and close its log."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
         self._log.close()

@@ -7,10 +7,6 @@ server; ``Daemon`` runs a real ``taskd serve`` subprocess.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,9 +20,8 @@ from taskd.http.app import AppState, build_app
 from taskd.pool import WorkerPool
 from taskd.registry import Registry, TaskType
 from taskd.store import Store
-from tests.procs import free_port
+from tests.procs import DaemonProcess
 
-TASKD = Path("/work/venv/bin/taskd")
 FAST_RELAY = RelayConfig(flush_interval_s=0.05, stats_interval_s=0.2, block_ms=50)
 
 
@@ -70,69 +65,10 @@ async def serve_app(
         yield client
 
 
-class Daemon:
-    """A real `taskd serve` child process (the console script), on a free port."""
+class Daemon(DaemonProcess):
+    """A real `taskd serve` child on a free port, using the given Redis."""
 
     def __init__(
         self, data_dir: Path, redis_url: str, *args: str, env: dict[str, str] | None = None
     ) -> None:
-        self.port = free_port()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = data_dir / "daemon.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                str(TASKD),
-                "serve",
-                "--redis-url",
-                redis_url,
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data_dir),
-                *args,
-            ],
-            env=os.environ | {"TASKD_LOG_FORMAT": "json"} | (env or {}),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).parent.parent,
-        )
-
-    @property
-    def url(self) -> str:
-        """Base HTTP URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    async def ready(self, timeout_s: float = 20.0) -> None:
-        """Poll /readyz until it answers 200."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"taskd exited {self.proc.returncode}: {self.output()}")
-            if await asyncio.to_thread(self._ready_now):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"taskd not ready: {self.output()}")
-
-    def _ready_now(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as reply:  # noqa: S310
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    def output(self) -> str:
-        """What it logged so far."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL) and close its log."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
+        super().__init__(data_dir, "--redis-url", redis_url, *args, env=env)

@@ -209,15 +209,14 @@ class Client:
             task = await store.get(task_id, queue)
             if task.status in FINISHED:
                 return task
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s}s")
-            events = await store.read_events(
-                {queue: last}, block_ms=max(1, int(min(left, 5) * 1000))
-            )
-            while events and not any(e.task.get("id") == task_id for e in events):
+            while True:  # until an event of this task arrives (or a 5 s re-check)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s}s")
+                block_ms = max(1, int(min(left, 5) * 1000))
+                events = await store.read_events({queue: last}, block_ms=block_ms)
+                if not events:
+                    break
                 last = events[-1].event_id
-                events = await store.read_events({queue: last}, block_ms=None)
-            if events:
-                last = events[-1].event_id
-            await asyncio.sleep(0)
+                if any(e.task.get("id") == task_id for e in events):
+                    break

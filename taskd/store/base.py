@@ -173,13 +173,6 @@ class StoreBase:
                 raise WrongState(task_id, detail, action) from None
             raise translate(exc) from None
 
-    def _script(self, name: str) -> Any:
-        """A script registered on first use (scripts added after SCRIPT_NAMES)."""
-        found = self._scripts.get(name)
-        if found is None:
-            found = self._scripts[name] = self.redis.register_script(load_script_source(name))
-        return found
-
     async def time_ms(self) -> int:
         """Redis's clock in epoch milliseconds (every daemon agrees on it)."""
         async with translated():

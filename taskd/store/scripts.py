@@ -19,6 +19,7 @@ SCRIPT_NAMES = (
     "trim",
     "purge",
     "schedule_mark",
+    "delete",
 )
 
 

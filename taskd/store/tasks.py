@@ -220,7 +220,6 @@ class TaskOps(StoreBase):
         task = await self.get(task_id)
         k = self.keys(task.queue)
         pointer = k.unique(task.unique_key) if task.unique_key else k.task(task_id)
-        self._script("delete")
         async with translated():
             return str(
                 await self._call(

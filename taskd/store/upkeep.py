@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import redis.exceptions as rexc
 
 from taskd import keys
 from taskd.keys import GROUP
-from taskd.store.base import StoreBase
+from taskd.store.base import Call, StoreBase
 from taskd.store.records import Reclaimed
 from taskd.store.translate import translated
 
@@ -19,17 +18,12 @@ class UpkeepOps(StoreBase):
 
     async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
         """Move due delayed tasks to their streams; returns (moved, ms to next due or -1)."""
-        k = self.keys(queue)
-        async with translated():
-            moved, wait_ms = await self._scripts["promote"](
-                keys=[k.delayed, k.stats, k.events, k.depth, *k.streams.values()],
-                args=[limit, k.task_prefix, self.events_maxlen],
-            )
-        return int(moved), int(wait_ms)
+        (result,) = await self.promote_many([queue], limit)
+        return result
 
     async def promote_many(self, queues: Sequence[str], limit: int = 1000) -> list[tuple[int, int]]:
         """:meth:`promote` for many queues in one round trip."""
-        calls: list[tuple[str, list[str], list[Any]]] = []
+        calls: list[Call] = []
         for queue in queues:
             k = self.keys(queue)
             calls.append(
@@ -51,7 +45,7 @@ class UpkeepOps(StoreBase):
         count: int = 100,
     ) -> list[Reclaimed]:
         """:meth:`reclaim` for many (queue, priority, cursor) streams in one round trip."""
-        calls: list[tuple[str, list[str], list[Any]]] = []
+        calls: list[Call] = []
         for queue, priority, cursor in streams:
             k = self.keys(queue)
             calls.append(
@@ -83,21 +77,10 @@ class UpkeepOps(StoreBase):
         count: int = 100,
     ) -> Reclaimed:
         """XAUTOCLAIM entries idle past the lease in one stream and re-queue their tasks."""
-        k = self.keys(queue)
-        async with translated():
-            reply = await self._scripts["reclaim"](
-                keys=[k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth],
-                args=[
-                    GROUP,
-                    consumer,
-                    min_idle_ms,
-                    cursor,
-                    count,
-                    k.task_prefix,
-                    self.events_maxlen,
-                ],
-            )
-        return Reclaimed(str(reply[0]), list(reply[1]), list(reply[2]), list(reply[3]))
+        (result,) = await self.reclaim_many(
+            [(queue, priority, cursor)], consumer, min_idle_ms, count
+        )
+        return result
 
     async def expire(self, queue: str, retention_ms: int, limit: int = 1000) -> int:
         """Delete finished tasks older than the retention; returns how many."""

@@ -11,6 +11,8 @@ from taskd.store.base import StoreBase
 from taskd.store.records import Event, stream_id_key, task_fields
 from taskd.store.translate import translated
 
+POLL_MS = 50  # how often a cluster's multi-queue read looks again when idle
+
 
 class EventOps(StoreBase):
     """The events side of the store."""
@@ -30,7 +32,7 @@ class EventOps(StoreBase):
         """Events after the given id of each queue, oldest first; blocks when asked.
 
         On Redis Cluster, where each queue's stream lives in its own slot, the queues are
-        read in one pipeline, and a blocking wait watches each queue concurrently.
+        read in one pipeline, and an idle wait looks again every ``POLL_MS``.
         """
         if not self.cluster or len(after) <= 1:
             streams = {self.keys(q).events: last for q, last in after.items()}
@@ -41,18 +43,10 @@ class EventOps(StoreBase):
         events = await self._read_each(after, count)
         if events or block_ms is None:
             return events
-        waits = [
-            asyncio.create_task(
-                self._blocking.xread({self.keys(q).events: last}, count=1, block=block_ms)
-            )
-            for q, last in after.items()
-        ]
-        try:
-            async with translated():
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()  # XREAD holds no state: nothing is lost by cancelling
+        # No single blocking read spans slots, and cancelling concurrent blocking reads
+        # leaks their connections: look again after a short pause (the relay batches
+        # events every 100 ms anyway).
+        await asyncio.sleep(min(block_ms, POLL_MS) / 1000)
         return await self._read_each(after, count)
 
     async def _read_each(self, after: dict[str, str], count: int) -> list[Event]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -37,12 +38,16 @@ class Context:
         self.settings = settings
         #: The store, for handlers that report on the queue itself.
         self.store = store
-        self.log: Any = structlog.get_logger("taskd.handler")
         self._sink = sink
         self._interval_s = interval_s
         self._loop = loop
         self._last_write = 0.0
         self.cancel_requested = False
+
+    @functools.cached_property
+    def log(self) -> Any:
+        """A logger whose lines carry the task's id, type and attempt."""
+        return structlog.get_logger("taskd.handler")
 
     @property
     def task_id(self) -> str:

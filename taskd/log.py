@@ -22,7 +22,16 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from taskd.errors import ConfigError
 
-__all__ = ["FORMATS", "LEVELS", "bind_task", "configure_logging", "mask_secrets", "mask_url"]
+__all__ = [
+    "FORMATS",
+    "LEVELS",
+    "bind_task",
+    "bind_task_fields",
+    "configure_logging",
+    "enabled",
+    "mask_secrets",
+    "mask_url",
+]
 
 MASK: Final = "***"
 FORMATS: Final = ("auto", "console", "json")
@@ -32,6 +41,8 @@ LEVELS: Final[Mapping[str, int]] = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+# The configured level (structlog's default, everything, until configure_logging runs).
+_threshold: list[int] = [logging.DEBUG]
 
 # Userinfo with a password inside any scheme://… URL, also inside free text. The password
 # may contain '@' (the last '@' before the host wins, as in urllib) but, per RFC 3986, no
@@ -149,6 +160,7 @@ def configure_logging(
         else:
             processors.append(structlog.processors.JSONRenderer(serializer=_json_str))
             factory = structlog.WriteLoggerFactory(file=out)
+    _threshold[0] = LEVELS[level]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -168,3 +180,14 @@ def bind_task(
     if queue is not None:
         fields["queue"] = queue
     return structlog.contextvars.bound_contextvars(**fields)
+
+
+def enabled(level: str) -> bool:
+    """Whether lines at ``level`` are written: lets hot paths skip building them at all."""
+    return LEVELS[level] >= _threshold[0]
+
+
+def bind_task_fields(task_id: str, task_type: str, attempt: int) -> None:
+    """Bind a task's identity for the rest of the current asyncio task (its own context
+    copy, so nothing leaks): cheaper than :func:`bind_task` for a task's whole life."""
+    structlog.contextvars.bind_contextvars(task_id=task_id, task_type=task_type, attempt=attempt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import os
 import random
@@ -29,7 +30,7 @@ from taskd.config import Settings
 from taskd.context import Context
 from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
 from taskd.fetcher import Fetcher
-from taskd.log import bind_task
+from taskd.log import bind_task_fields, enabled
 from taskd.model import Task
 from taskd.registry import Registry, TaskType
 from taskd.store import Store
@@ -116,6 +117,8 @@ class WorkerPool:
         self._shutting_down = False
         self._closing = False
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by run(): the pool may be built off-loop
+        self._debug = False
         self._completions: Coalescer[tuple[Task, bytes], str] = Coalescer(store.complete_many)
         self.started = asyncio.Event()
         self.completed = 0
@@ -129,6 +132,8 @@ class WorkerPool:
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and run tasks until ``stop`` is set, then shut down gracefully."""
         self._executor = ThreadPoolExecutor(self.config.concurrency, "taskd-handler")
+        self._loop = asyncio.get_running_loop()
+        self._debug = enabled("debug")
         try:
             async with asyncio.TaskGroup() as group:
                 background = [
@@ -170,12 +175,27 @@ class WorkerPool:
         await asyncio.gather(*runners)
 
     async def _fetch_loop(self, stop: asyncio.Event) -> None:
+        stop_wakes_fetcher = asyncio.ensure_future(self._set_room_on(stop))
+        try:
+            await self._fetch_until(stop)
+        finally:
+            stop_wakes_fetcher.cancel()
+        # A blocking read still in flight when stop came may just have delivered tasks:
+        # runners woken by them must hand them back, not start them (no new work after
+        # SIGTERM). Set before this coroutine yields, so no runner sees the old value.
+        self._shutting_down = True
+
+    async def _set_room_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._room.set()
+
+    async def _fetch_until(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             room = self.capacity - len(self.held)
             if room <= 0:
                 self._room.clear()
-                await _first(self._room.wait(), stop.wait())
+                await self._room.wait()  # a finished task, or stop (see _set_room_on)
                 continue
             try:
                 tasks = await self._fetch(room)
@@ -190,10 +210,6 @@ class WorkerPool:
                 self.held[task.id] = task
                 self._fetched_at[task.id] = time.monotonic()
                 self._ready.put_nowait((-task.priority, next(self._order), task))
-        # A blocking read still in flight when stop came may just have delivered tasks:
-        # runners woken by them must hand them back, not start them (no new work after
-        # SIGTERM). Set before this coroutine yields, so no runner sees the old value.
-        self._shutting_down = True
 
     async def _fetch(self, room: int) -> list[Task]:
         return await self.fetcher.fetch(room, self.held.values())
@@ -212,18 +228,15 @@ class WorkerPool:
         waited = started - self._fetched_at.get(task.id, started)
         if waited > self.config.lease_s / 2 and not await self._still_held(task):
             return
-        with bind_task(task.id, task.task_type, task.attempt):
-            handler = self.registry.get(task.task_type)
-            if handler is None:
-                outcome = Outcome(
-                    "fail", error=f"no handler registered for task type {task.task_type!r}"
-                )
-            elif self._shutting_down:
-                outcome = Outcome("release")
-            else:
-                log.debug("task_started", worker=self.consumer)
-                outcome = await self._supervise(task, handler)
-            await self._finish(task, outcome, time.monotonic() - started)
+        handler = self.registry.get(task.task_type)
+        if handler is None:
+            error = f"no handler registered for task type {task.task_type!r}"
+            outcome = Outcome("fail", error=error)
+        elif self._shutting_down:
+            outcome = Outcome("release")
+        else:
+            outcome = await self._supervise(task, handler)
+        await self._finish(task, outcome, time.monotonic() - started)
 
     async def _still_held(self, task: Task) -> bool:
         try:
@@ -243,19 +256,23 @@ class WorkerPool:
             task,
             self._report_progress,
             interval_s=self.config.progress_interval_s,
-            loop=asyncio.get_running_loop(),
+            loop=self._loop,
             settings=self.settings,
             store=self.store,
         )
-        job = asyncio.create_task(self._invoke(handler, ctx, task.payload))
+        job = self._loop.create_task(self._invoke(handler, ctx, task))
         self._running[task.id] = job
         try:
-            done, _ = await asyncio.wait({job}, timeout=task.timeout_s)
-            if not done:
+            if not await _settled(self._loop, job, task.timeout_s):
                 job.cancel()
-                done, _ = await asyncio.wait({job}, timeout=self.config.cancel_grace_s)
-                if not done:
-                    log.error("handler_ignored_cancellation", grace_s=self.config.cancel_grace_s)
+                if not await _settled(self._loop, job, self.config.cancel_grace_s):
+                    log.error(
+                        "handler_ignored_cancellation",
+                        grace_s=self.config.cancel_grace_s,
+                        task_id=task.id,
+                        task_type=task.task_type,
+                        attempt=task.attempt,
+                    )
                 return Outcome("retry", error=f"timed out after {task.timeout_s:g}s")
             if not job.cancelled():
                 return job.result()
@@ -263,18 +280,21 @@ class WorkerPool:
                 return Outcome("cancel", error="cancelled on request")
             return Outcome("release")
         finally:
-            self._running.pop(task.id, None)
+            del self._running[task.id]
             self._cancel_requested.discard(task.id)
 
-    async def _invoke(self, handler: TaskType, ctx: Context, payload: dict[str, Any]) -> Outcome:
+    async def _invoke(self, handler: TaskType, ctx: Context, task: Task) -> Outcome:
+        # This asyncio task runs in its own copy of the context: the binding ends with it.
+        bind_task_fields(task.id, task.task_type, task.attempt)
+        if self._debug:
+            log.debug("task_started", worker=self.consumer)
         try:
             if handler.is_async:
-                result = await handler.func(ctx, payload)
+                result = await handler.func(ctx, task.payload)
             else:
                 call = contextvars.copy_context().run
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self._executor, call, handler.func, ctx, payload
+                result = await self._loop.run_in_executor(
+                    self._executor, call, handler.func, ctx, task.payload
                 )
             return Outcome("completed", result=result)
         except asyncio.CancelledError:
@@ -300,14 +320,18 @@ class WorkerPool:
                     await asyncio.sleep(0.5)
             for hook in self.finished_hooks:
                 hook(task.task_type, status, duration_s)
-            log.info(
-                "task_finished",
-                outcome=status,
-                duration_ms=round(duration_s * 1000, 2),
-                error=outcome.error or None,
-            )
+            if enabled("info"):
+                log.info(
+                    "task_finished",
+                    outcome=status,
+                    duration_ms=round(duration_s * 1000, 2),
+                    error=outcome.error or None,
+                    task_id=task.id,
+                    task_type=task.task_type,
+                    attempt=task.attempt,
+                )
         except (StaleAttempt, TaskNotFound) as exc:
-            log.warning("stale_attempt_refused", reason=str(exc))
+            log.warning("stale_attempt_refused", reason=str(exc), task_id=task.id)
         finally:
             self.held.pop(task.id, None)
             self._fetched_at.pop(task.id, None)
@@ -403,3 +427,26 @@ async def _first(*aws: Any) -> None:
     finally:
         for job in jobs:
             job.cancel()
+
+
+def _wake(waiter: asyncio.Future[bool], settled: bool, *_: object) -> None:
+    if not waiter.done():
+        waiter.set_result(settled)
+
+
+async def _settled(
+    loop: asyncio.AbstractEventLoop, job: asyncio.Task[Any], timeout_s: float
+) -> bool:
+    """Whether ``job`` finished within ``timeout_s`` (it keeps running if not): what
+    asyncio.wait({job}, timeout) answers, without its per-call sets and checks."""
+    if job.done():
+        return True
+    waiter: asyncio.Future[bool] = loop.create_future()
+    callback = functools.partial(_wake, waiter, True)
+    job.add_done_callback(callback)
+    timer = loop.call_later(timeout_s, _wake, waiter, False)
+    try:
+        return await waiter
+    finally:
+        timer.cancel()
+        job.remove_done_callback(callback)

@@ -93,6 +93,28 @@ class Fetcher:
             started += fetched.tasks
         return started
 
+    async def fetch_urgent(self, above: int, held: Iterable[Task]) -> list[Task] | None:
+        """Block a while for tasks of priority > ``above`` and start them; None when no
+        queue may take more now (all paused or capped)."""
+        held_by_queue = Counter(task.queue for task in held)
+        names = [
+            name
+            for name, cap in self.queues
+            if name not in self.paused and (cap is None or held_by_queue[name] < cap)
+        ]
+        if not names:
+            return None
+        if not self.single_node:
+            names = names[:1]  # one blocking read cannot span cluster nodes
+        delivered = await self.store.wait_ready(names, self.consumer, self.block_ms, above=above)
+        started: list[Task] = []
+        for name, entries in delivered.items():
+            fetched = await self.store.start_ready(
+                name, self.consumer, 0, self._limits[name], entries
+            )
+            started += fetched.tasks
+        return started
+
     def queue_names(self) -> list[str]:
         """Names of the consumed queues, most preferred first."""
         return [name for name, _ in self.queues]

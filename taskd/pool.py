@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -113,6 +114,9 @@ class WorkerPool:
         self._running: dict[str, asyncio.Task[Outcome]] = {}
         self._cancel_requested: set[str] = set()
         self._room = asyncio.Event()
+        self._finishing = 0  # held tasks whose outcome is being written
+        self._buffer_changed = asyncio.Event()
+        self._buffered: Counter[int] = Counter()  # priority -> prefetched tasks waiting
         self._room.set()
         self._shutting_down = False
         self._closing = False
@@ -163,6 +167,7 @@ class WorkerPool:
         while not self._ready.empty():
             _, _, waiting = self._ready.get_nowait()
             if waiting is not None:
+                self._buffered[waiting.priority] -= 1
                 await self._finish(waiting, Outcome("release"), 0.0)
         for _ in runners:
             self._ready.put_nowait((LAST, next(self._order), None))
@@ -176,14 +181,60 @@ class WorkerPool:
 
     async def _fetch_loop(self, stop: asyncio.Event) -> None:
         stop_wakes_fetcher = asyncio.ensure_future(self._set_room_on(stop))
+        watcher = asyncio.ensure_future(self._watch_urgent(stop))
         try:
             await self._fetch_until(stop)
         finally:
             stop_wakes_fetcher.cancel()
+            self._buffer_changed.set()
         # A blocking read still in flight when stop came may just have delivered tasks:
         # runners woken by them must hand them back, not start them (no new work after
         # SIGTERM). Set before this coroutine yields, so no runner sees the old value.
         self._shutting_down = True
+        await watcher  # its blocking read ends within block_ms; what it got goes back
+
+    async def _watch_urgent(self, stop: asyncio.Event) -> None:
+        """While the pool is full, take in tasks more urgent than a prefetched one.
+
+        The fetcher refills the buffer only when a slot frees, so without this a
+        priority-10 task submitted to a saturated pool would wait behind a whole buffer of
+        prefetched low-priority tasks; with it, it waits only for the next free runner.
+        The buffer may grow by at most ``prefetch`` this way.
+        """
+        if self.config.prefetch <= 0:
+            return
+        while not stop.is_set():
+            self._buffer_changed.clear()
+            above = self._least_urgent_buffered()
+            overflow = len(self.held) - self._finishing - self.capacity
+            if above is None or above >= 10 or overflow < 0 or overflow >= self.config.prefetch:
+                await self._buffer_changed.wait()
+                continue
+            try:
+                tasks = await self.fetcher.fetch_urgent(above, self.held.values())
+            except RedisUnavailable:
+                await _first(asyncio.sleep(1.0), stop.wait())
+                continue
+            if tasks is None:  # every queue paused or capped: wait for the buffer to move
+                await self._buffer_changed.wait()
+                continue
+            if stop.is_set():
+                for task in tasks:
+                    await self._finish(task, Outcome("release"), 0.0)
+                return
+            self._buffer(tasks)
+
+    def _least_urgent_buffered(self) -> int | None:
+        """The lowest priority among prefetched tasks not yet running (None if none)."""
+        return min((p for p, n in self._buffered.items() if n > 0), default=None)
+
+    def _buffer(self, tasks: list[Task]) -> None:
+        now = time.monotonic()
+        for task in tasks:
+            self.held[task.id] = task
+            self._fetched_at[task.id] = now
+            self._ready.put_nowait((-task.priority, next(self._order), task))
+            self._buffered[task.priority] += 1
 
     async def _set_room_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -192,9 +243,13 @@ class WorkerPool:
     async def _fetch_until(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
-            room = self.capacity - len(self.held)
+            # A task whose handler has returned frees its slot for fetching at once: the
+            # refill goes out while the outcome is written, so the next task (and a more
+            # urgent one that arrived meanwhile) is in the buffer when the runner is free.
+            room = self.capacity - len(self.held) + self._finishing
             if room <= 0:
                 self._room.clear()
+                self._buffer_changed.set()  # full: the urgent watcher looks at the buffer
                 await self._room.wait()  # a finished task, or stop (see _set_room_on)
                 continue
             try:
@@ -206,10 +261,7 @@ class WorkerPool:
                 log.warning("fetch_failed", error=str(exc), retry_in_s=round(delay, 2))
                 await _first(asyncio.sleep(delay), stop.wait())
                 continue
-            for task in tasks:
-                self.held[task.id] = task
-                self._fetched_at[task.id] = time.monotonic()
-                self._ready.put_nowait((-task.priority, next(self._order), task))
+            self._buffer(tasks)
 
     async def _fetch(self, room: int) -> list[Task]:
         return await self.fetcher.fetch(room, self.held.values())
@@ -219,6 +271,7 @@ class WorkerPool:
             _, _, task = await self._ready.get()
             if task is None:
                 return
+            self._buffered[task.priority] -= 1
             await self._execute(task)
 
     async def _execute(self, task: Task) -> None:
@@ -236,7 +289,12 @@ class WorkerPool:
             outcome = Outcome("release")
         else:
             outcome = await self._supervise(task, handler)
-        await self._finish(task, outcome, time.monotonic() - started)
+        self._finishing += 1
+        self._room.set()
+        try:
+            await self._finish(task, outcome, time.monotonic() - started)
+        finally:
+            self._finishing -= 1
 
     async def _still_held(self, task: Task) -> bool:
         try:

@@ -87,6 +87,35 @@ async def test_priority_order_under_a_busy_pool(store: Store, queue: str) -> Non
     assert starts.count(1) == 200
 
 
+async def test_urgent_task_overtakes_a_full_prefetch_buffer(store: Store, queue: str) -> None:
+    """A priority-10 task submitted while every runner is busy and the prefetch buffer is
+    full of low ones is taken in ahead of them: it runs on the next free runner."""
+    starts: list[str] = []
+    gate = asyncio.Event()
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        starts.append(payload["name"])
+        if payload["name"] == "low-0":
+            await gate.wait()
+
+    async with running_pool(
+        store, registry_of(work=work), queue, concurrency=1, prefetch=2
+    ) as pool:
+        lows = [make_spec("work", {"name": f"low-{i}"}, priority=1, queue=queue) for i in range(4)]
+        await store.submit(lows)
+        # low-0 runs (and blocks), low-1 and low-2 fill the buffer; low-3 stays in Redis.
+        await eventually(
+            lambda: asyncio.sleep(0, result=len(pool.held) == 3 and starts == ["low-0"])
+        )
+        ((urgent, _),) = await store.submit(
+            [make_spec("work", {"name": "urgent"}, priority=10, queue=queue)]
+        )
+        await eventually(lambda: asyncio.sleep(0, result=urgent.id in pool.held))
+        gate.set()
+        await eventually(lambda: asyncio.sleep(0, result=len(starts) == 5))
+    assert starts == ["low-0", "urgent", "low-1", "low-2", "low-3"]
+
+
 async def test_fifo_within_a_priority_level(store: Store, queue: str) -> None:
     """With one worker, tasks of one level start in submission order."""
     order: list[int] = []

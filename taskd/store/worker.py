@@ -72,9 +72,10 @@ class WorkerOps(StoreBase):
         return Fetched([Task.from_flat(flat) for flat in started], bool(paused))
 
     async def wait_ready(
-        self, queues: Sequence[str], consumer: str, block_ms: int
+        self, queues: Sequence[str], consumer: str, block_ms: int, *, above: int = 0
     ) -> dict[str, list[tuple[int, str, str]]]:
-        """Block until an entry arrives in any of the queues' streams (XREADGROUP BLOCK).
+        """Block until an entry of priority > ``above`` arrives in any of the queues' ready
+        streams (XREADGROUP BLOCK; an undelivered one is returned at once).
 
         Returns the entries delivered to ``consumer`` per queue, to be started with
         :meth:`start_ready`. All queues must live on one Redis node (not across a cluster).
@@ -82,7 +83,8 @@ class WorkerOps(StoreBase):
         streams: dict[str, tuple[str, int]] = {}
         for queue in queues:
             for position, stream in enumerate(self.keys(queue).streams_by_urgency, start=1):
-                streams[stream] = (queue, position)
+                if 11 - position > above:  # position 1 is priority 10
+                    streams[stream] = (queue, position)
         try:
             async with translated():
                 reply = await self._blocking.xreadgroup(

@@ -15,7 +15,8 @@
   Reply: {now ms, then per task either {1, status, stream entry id, due ms or ''} when
          created, or {0, the existing task's HGETALL} when its unique key already names a
          live task}.
-  Events: created (one per new task).
+  Events: created (one per new task). Its defaults are left out (readers restore them):
+          progress, retry_count and attempt 0, created_at and updated_at = ts, run_at ''.
   Errors: none; the caller validated every value.
 ]]
 local stats, index, events, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -24,6 +25,7 @@ local maxlen, prefix = ARGV[1], ARGV[2]
 local per_task = 11
 local count = (#ARGV - 2) / per_task
 local now = now_ms()
+local now_text = int(now)
 -- Index scores are created ms * 1000, strictly increasing: tasks created in one millisecond
 -- keep their creation order (a burst of more than 1000 in a millisecond runs ahead).
 local base = math.max(now * 1000, tonumber(redis.call('GET', seq_key) or '0') + 1)
@@ -31,6 +33,7 @@ redis.call('SET', seq_key, int(base + count - 1))
 local reply = {now}
 local created = {pending = 0, scheduled = 0}
 local ready = {}
+local indexed = {}  -- score, id, ...: one ZADD per batch
 
 for i = 0, count - 1 do
   local a = 3 + i * per_task
@@ -60,8 +63,8 @@ for i = 0, count - 1 do
     local fields = {
       'id', id, 'name', name, 'task_type', task_type, 'queue', queue,
       'priority', priority, 'payload', payload, 'status', status, 'sid', sid,
-      'progress', 0, 'retry_count', 0, 'max_retries', max_retries,
-      'timeout_s', timeout_s, 'created_at', int(now), 'updated_at', int(now), 'attempt', 0
+      'progress', '0', 'retry_count', '0', 'max_retries', max_retries,
+      'timeout_s', timeout_s, 'created_at', now_text, 'updated_at', now_text, 'attempt', '0'
     }
     if due then
       fields[#fields + 1] = 'run_at'
@@ -73,17 +76,24 @@ for i = 0, count - 1 do
       fields[#fields + 1] = unique_key
     end
     redis.call('HSET', task_key, unpack(fields))
-    redis.call('ZADD', index, int(base + i), id)
+    indexed[#indexed + 1] = int(base + i)
+    indexed[#indexed + 1] = id
     created[status] = created[status] + 1
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'created', 'ts', int(now),
+    local event = {events, 'MAXLEN', '~', maxlen, '*', 'kind', 'created', 'ts', now_text,
       'id', id, 'status', status, 'name', name, 'task_type', task_type, 'queue', queue,
-      'priority', priority, 'progress', '0', 'retry_count', '0', 'max_retries', max_retries,
-      'attempt', '0', 'created_at', int(now), 'updated_at', int(now), 'timeout_s', timeout_s,
-      'run_at', due and int(due) or '')
+      'priority', priority, 'max_retries', max_retries, 'timeout_s', timeout_s}
+    if due then
+      event[#event + 1] = 'run_at'
+      event[#event + 1] = int(due)
+    end
+    redis.call('XADD', unpack(event))
     reply[#reply + 1] = {1, status, sid, due and int(due) or ''}
   end
 end
 
+for first = 1, #indexed, 1000 do  -- (unpack has a stack limit)
+  redis.call('ZADD', index, unpack(indexed, first, math.min(first + 999, #indexed)))
+end
 for priority, n in pairs(ready) do redis.call('HINCRBY', depth, priority, n) end
 local total = created.pending + created.scheduled
 if total > 0 then

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -29,6 +30,7 @@ class Metrics:
     def __init__(self, consumer: str | None, clients: Callable[[], int]) -> None:
         self.consumer = consumer
         self.registry = r = CollectorRegistry()
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.tasks = Gauge(
             "taskd_tasks", "Tasks by status over all queues (shared).", ["status"], registry=r
         )
@@ -87,11 +89,17 @@ class Metrics:
         """
         if status not in _ATTEMPT_ENDS:
             return
-        if status == "completed":
-            self._completed.labels(task_type).inc()
-        elif status == "failed":
-            self._failed.labels(task_type).inc()
-        self._duration.labels(task_type, status).observe(duration_s)
+        children = self._children.get((task_type, status))
+        if children is None:  # labels() costs a lock and a tuple per call: once per pair
+            count = self._completed if status == "completed" else self._failed
+            children = self._children[(task_type, status)] = (
+                count.labels(task_type) if status in ("completed", "failed") else None,
+                self._duration.labels(task_type, status),
+            )
+        counter, duration = children
+        if counter is not None:
+            counter.inc()
+        duration.observe(duration_s)
 
     async def refresh(self, store: Store) -> None:
         """Read the shared gauges from Redis and time a round trip."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
@@ -53,18 +53,68 @@ class Fetcher:
         self.paused: set[str] = set()
         self._limits = {name: limits_json(name, rate_limits) for name, _ in self.queues}
 
-    async def fetch(self, room: int, held: Iterable[Task]) -> list[Task]:
-        """Start up to ``room`` tasks; block a while when there is nothing to start."""
+    async def fetch(
+        self,
+        room: int,
+        held: Iterable[Task],
+        completed: Sequence[tuple[Task, bytes]] = (),
+        settle: Callable[[int, str], None] | None = None,
+    ) -> list[Task]:
+        """Start up to ``room`` tasks; block a while when there is nothing to start.
+
+        ``completed`` successes (as Store.complete_many) are written in the same round
+        trips, before the fetch whose slots they free; ``settle(i, outcome)`` hears of
+        each as soon as it is written (before any blocking wait).
+        """
+        along: dict[str, list[int]] = {}
+        for i, (task, _) in enumerate(completed):
+            along.setdefault(task.queue, []).append(i)
+        report = settle or (lambda i, outcome: None)
+        started, waitable = await self._start_each(room, held, completed, along, report)
+        for indexes in along.values():  # tasks of queues no longer consumed here
+            written = await self.store.complete_many([completed[i] for i in indexes])
+            for i, outcome in zip(indexes, written, strict=True):
+                report(i, outcome)
+        if started:
+            return started
+        if not waitable:  # all paused or capped: look again shortly
+            await asyncio.sleep(min(self.block_ms, 200) / 1000)
+            return []
+        return await self._wait(waitable)
+
+    async def _start_each(
+        self,
+        room: int,
+        held: Iterable[Task],
+        completed: Sequence[tuple[Task, bytes]],
+        along: dict[str, list[int]],
+        report: Callable[[int, str], None],
+    ) -> tuple[list[Task], list[str]]:
+        """One non-blocking start per queue, most preferred first, each carrying its
+        queue's completions (popped from ``along``); returns (started, queues to wait on)."""
         held_by_queue = Counter(task.queue for task in held)
+        for name, indexes in along.items():
+            held_by_queue[name] -= len(indexes)  # done once this call has written them
         started: list[Task] = []
         waitable: list[str] = []
         for name, cap in self.queues:
             take = room - len(started)
             if cap is not None:
                 take = min(take, cap - held_by_queue[name])
+            mine = along.pop(name, [])
+            if take <= 0 and not mine:
+                continue
+            fetched = await self.store.start_ready(
+                name,
+                self.consumer,
+                max(take, 0),
+                self._limits[name],
+                completed=[completed[i] for i in mine],
+            )
+            for i, outcome in zip(mine, fetched.completed, strict=True):
+                report(i, outcome)
             if take <= 0:
                 continue
-            fetched = await self.store.start_ready(name, self.consumer, take, self._limits[name])
             started += fetched.tasks
             held_by_queue[name] += len(fetched.tasks)
             if fetched.paused:
@@ -73,12 +123,7 @@ class Fetcher:
                 self.paused.discard(name)
                 if len(fetched.tasks) < take:
                     waitable.append(name)
-        if started:
-            return started
-        if not waitable:  # all paused or capped: look again shortly
-            await asyncio.sleep(min(self.block_ms, 200) / 1000)
-            return []
-        return await self._wait(waitable)
+        return started, waitable
 
     async def _wait(self, waitable: list[str]) -> list[Task]:
         if not self.single_node and len(waitable) > 1:

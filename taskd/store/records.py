@@ -14,10 +14,12 @@ from taskd.store.translate import translated
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """Tasks one fetch started, and whether their queue is paused."""
+    """Tasks one fetch started, whether their queue is paused, and the outcome of each
+    completion sent along ('completed', 'stale' or 'missing', as complete_many)."""
 
     tasks: list[Task]
     paused: bool
+    completed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,10 @@ class Fetcher:
         self.single_node = single_node
         self.paused: set[str] = set()
         self._limits = {name: limits_json(name, rate_limits) for name, _ in self.queues}
+        self._drained: set[str] = set()
+        self._uncapped = all(cap is None for _, cap in self.queues) and (
+            single_node or len(self.queues) == 1
+        )
 
     async def fetch(
         self,
@@ -69,6 +73,11 @@ class Fetcher:
         along: dict[str, list[int]] = {}
         for i, (task, _) in enumerate(completed):
             along.setdefault(task.queue, []).append(i)
+        if not completed and self._all_drained():
+            # Every queue was empty at the last look: wait for new entries directly (a
+            # blocking read returns at once when some arrived meanwhile); an idle pool
+            # then costs one blocking read per wake-up, not a look first.
+            return await self._wait(self.queue_names())
         report = settle or (lambda i, outcome: None)
         started, waitable = await self._start_each(room, held, completed, along, report)
         for indexes in along.values():  # tasks of queues no longer consumed here
@@ -117,19 +126,28 @@ class Fetcher:
                 continue
             started += fetched.tasks
             held_by_queue[name] += len(fetched.tasks)
+            self._drained.discard(name)
             if fetched.paused:
                 self.paused.add(name)
             else:
                 self.paused.discard(name)
                 if len(fetched.tasks) < take:
                     waitable.append(name)
+                    self._drained.add(name)
         return started, waitable
+
+    def _all_drained(self) -> bool:
+        """Whether every queue (none capped) had fewer ready tasks than asked for at the
+        last look and nothing has been delivered since."""
+        return self._uncapped and all(name in self._drained for name, _ in self.queues)
 
     async def _wait(self, waitable: list[str]) -> list[Task]:
         if not self.single_node and len(waitable) > 1:
             delivered = await self.store.wait_ready(waitable[:1], self.consumer, 100)
         else:
             delivered = await self.store.wait_ready(waitable, self.consumer, self.block_ms)
+        if delivered:
+            self._drained.clear()  # more may have arrived than one read delivers
         started: list[Task] = []
         for name, entries in delivered.items():
             fetched = await self.store.start_ready(

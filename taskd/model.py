@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -144,48 +144,48 @@ class Task:
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> Task:
         """Build from HGETALL's reply (bytes or str keys)."""
-        h: dict[str, str] = (
-            raw  # type: ignore[assignment]
-            if all(type(k) is str for k in raw)  # decode_responses: already text
-            else {_text(k): _text(v) for k, v in raw.items()}
-        )
-
-        def opt_int(name: str) -> int | None:
-            value = h.get(name, "")
-            return int(value) if value else None
-
-        result = h.get("result", "")
-        return cls(
-            id=h["id"],
-            name=h.get("name", ""),
-            task_type=h.get("task_type", ""),
-            queue=h.get("queue", DEFAULT_QUEUE),
-            priority=int(h.get("priority", "5")),
-            payload=orjson.loads(h.get("payload") or "{}"),
-            status=Status(h.get("status", "pending")),
-            progress=int(h.get("progress") or 0),
-            progress_message=h.get("progress_message", ""),
-            result=orjson.loads(result) if result else None,
-            error=h.get("error") or None,
-            retry_count=int(h.get("retry_count") or 0),
-            max_retries=int(h.get("max_retries") or 0),
-            timeout_s=float(h.get("timeout_s") or 0),
-            created_at=int(h.get("created_at") or 0),
-            updated_at=int(h.get("updated_at") or 0),
-            started_at=opt_int("started_at"),
-            completed_at=opt_int("completed_at"),
-            run_at=opt_int("run_at"),
-            worker=h.get("worker") or None,
-            unique_key=h.get("unique_key") or None,
-            attempt=int(h.get("attempt") or 0),
-            sid=h.get("sid", ""),
-            cancel_requested=h.get("cancel") == "1",
-        )
+        if all(type(k) is str for k in raw):  # decode_responses: already text
+            return cls._from_text(raw)  # type: ignore[arg-type]
+        return cls._from_text({_text(k): _text(v) for k, v in raw.items()})
 
     @classmethod
     def from_flat(cls, flat: list[Any]) -> Task:
-        """Build from a script's flat ``[field, value, ...]`` reply."""
-        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        """Build from a script's flat ``[field, value, ...]`` reply (text: taskd's clients
+        decode responses). On the fetch path for every task, hence kept lean."""
+        return cls._from_text(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    @classmethod
+    def _from_text(cls, h: dict[str, str]) -> Task:
+        get = h.get
+        result = get("result")
+        payload = get("payload")
+        status = get("status", "pending")
+        return cls(
+            id=h["id"],
+            name=get("name", ""),
+            task_type=get("task_type", ""),
+            queue=get("queue", DEFAULT_QUEUE),
+            priority=int(get("priority") or 5),
+            payload=orjson.loads(payload) if payload else {},
+            status=_STATUSES.get(status) or Status(status),  # unknown: ValueError
+            progress=int(get("progress") or 0),
+            progress_message=get("progress_message", ""),
+            result=orjson.loads(result) if result else None,
+            error=get("error") or None,
+            retry_count=int(get("retry_count") or 0),
+            max_retries=int(get("max_retries") or 0),
+            timeout_s=float(get("timeout_s") or 0),
+            created_at=int(get("created_at") or 0),
+            updated_at=int(get("updated_at") or 0),
+            started_at=_opt_int(get("started_at")),
+            completed_at=_opt_int(get("completed_at")),
+            run_at=_opt_int(get("run_at")),
+            worker=get("worker") or None,
+            unique_key=get("unique_key") or None,
+            attempt=int(get("attempt") or 0),
+            sid=get("sid", ""),
+            cancel_requested=get("cancel") == "1",
+        )
 
     def to_api(self) -> dict[str, Any]:
         """The public JSON shape (seed-compatible field names, ISO timestamps)."""
@@ -214,6 +214,13 @@ class Task:
             "unique_key": self.unique_key,
             "cancel_requested": self.cancel_requested,
         }
+
+
+def _opt_int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+_STATUSES: Final[dict[str, Status]] = {status.value: status for status in Status}
 
 
 def _text(value: bytes | str) -> str:

@@ -26,11 +26,15 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue one item and wait for its result (or its batch's exception)."""
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue one item; its future gets the result (or its batch's exception)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
-        return await future
+        return future
 
     def take(self) -> list[tuple[T, asyncio.Future[R]]]:
         """Hand the waiting items (up to a batch) to a caller that sends them some other

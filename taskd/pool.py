@@ -117,6 +117,7 @@ class WorkerPool:
         self._finishing = 0  # held tasks whose outcome is being written
         self._buffer_changed = asyncio.Event()
         self._buffered: Counter[int] = Counter()  # priority -> prefetched tasks waiting
+        self._writing: set[asyncio.Future[Any]] = set()  # successes being written
         self._room.set()
         self._shutting_down = False
         self._closing = False
@@ -178,6 +179,9 @@ class WorkerPool:
             for job in late:
                 job.cancel()
         await asyncio.gather(*runners)
+        while self._writing:  # successes still being written (retries may add more)
+            await asyncio.gather(*list(self._writing), return_exceptions=True)
+            await asyncio.sleep(0)
 
     async def _fetch_loop(self, stop: asyncio.Event) -> None:
         stop_wakes_fetcher = asyncio.ensure_future(self._set_room_on(stop))
@@ -308,8 +312,56 @@ class WorkerPool:
             outcome = await self._supervise(task, handler)
         self._finishing += 1
         self._room.set()
+        duration_s = time.monotonic() - started
+        if outcome.kind == "completed":
+            try:
+                result = orjson.dumps(outcome.result)
+            except TypeError as exc:
+                outcome = Outcome("fail", error=f"result is not JSON-serialisable: {exc}")
+            else:
+                # The runner moves on at once: a success is written in the background (with
+                # others finishing now, or with the next fetch), so a runner never idles
+                # through a round trip, however big the batch it rides in.
+                self._complete_soon(task, result, duration_s)
+                return
         try:
-            await self._finish(task, outcome, time.monotonic() - started)
+            await self._finish(task, outcome, duration_s)
+        finally:
+            self._finishing -= 1
+
+    def _complete_soon(self, task: Task, result: bytes, duration_s: float) -> None:
+        future = self._completions.submit_nowait((task, result))
+        self._writing.add(future)
+        future.add_done_callback(functools.partial(self._on_completed, task, result, duration_s))
+
+    def _on_completed(
+        self, task: Task, result: bytes, duration_s: float, future: asyncio.Future[str]
+    ) -> None:
+        self._writing.discard(future)
+        error = RedisUnavailable("write cancelled") if future.cancelled() else future.exception()
+        if isinstance(error, RedisUnavailable):  # the slow path retries while Redis is away
+            later = asyncio.ensure_future(self._complete_later(task, result, duration_s))
+            self._writing.add(later)
+            later.add_done_callback(self._writing.discard)
+            return
+        self._finishing -= 1
+        if error is not None:
+            log.error("completion_write_failed", error=str(error), task_id=task.id)
+        elif (written := future.result()) == "completed":
+            self.completed += 1
+            self._finished(task, "completed", duration_s, "")
+        else:
+            reason = StaleAttempt(task.id, task.attempt) if written == "stale" else None
+            log.warning(
+                "stale_attempt_refused",
+                reason=str(reason or TaskNotFound(task.id)),
+                task_id=task.id,
+            )
+        self._free(task)
+
+    async def _complete_later(self, task: Task, result: bytes, duration_s: float) -> None:
+        try:
+            await self._finish(task, Outcome("completed", orjson.loads(result)), duration_s)
         finally:
             self._finishing -= 1
 
@@ -393,24 +445,31 @@ class WorkerPool:
                         status = "abandoned"  # the lease expired; another worker takes it
                         break
                     await asyncio.sleep(0.5)
-            for hook in self.finished_hooks:
-                hook(task.task_type, status, duration_s)
-            if enabled("info"):
-                log.info(
-                    "task_finished",
-                    outcome=status,
-                    duration_ms=round(duration_s * 1000, 2),
-                    error=outcome.error or None,
-                    task_id=task.id,
-                    task_type=task.task_type,
-                    attempt=task.attempt,
-                )
+            self._finished(task, status, duration_s, outcome.error)
         except (StaleAttempt, TaskNotFound) as exc:
             log.warning("stale_attempt_refused", reason=str(exc), task_id=task.id)
         finally:
-            self.held.pop(task.id, None)
-            self._fetched_at.pop(task.id, None)
-            self._room.set()
+            self._free(task)
+
+    def _finished(self, task: Task, status: str, duration_s: float, error: str) -> None:
+        for hook in self.finished_hooks:
+            hook(task.task_type, status, duration_s)
+        if enabled("info"):
+            log.info(
+                "task_finished",
+                outcome=status,
+                duration_ms=round(duration_s * 1000, 2),
+                error=error or None,
+                task_id=task.id,
+                task_type=task.task_type,
+                attempt=task.attempt,
+            )
+
+    def _free(self, task: Task) -> None:
+        """The task's slot is free: forget it and let the fetcher refill."""
+        self.held.pop(task.id, None)
+        self._fetched_at.pop(task.id, None)
+        self._room.set()
 
     async def _write(self, task: Task, outcome: Outcome) -> str:
         if outcome.kind == "completed":

@@ -10,6 +10,7 @@ from taskd.errors import StaleAttempt, TaskNotFound, WrongState
 from taskd.model import Status, make_spec
 from taskd.paging import Cursor
 from taskd.store import Store
+from taskd.store.tasks import SUBMIT_CHUNK
 from tests.conftest import eventually
 
 
@@ -43,6 +44,26 @@ async def test_fetch_is_strict_priority_then_fifo(store: Store, queue: str) -> N
         (1, 4),
     ]
     assert all(t.status == Status.PROCESSING and t.attempt == 1 for t in tasks)
+
+
+async def test_a_batch_over_several_chunks_keeps_order_and_unique_keys(
+    store: Store, queue: str
+) -> None:
+    """A batch longer than one enqueue script is written chunk by chunk, in order; a
+    unique key repeated across a chunk boundary still names one task."""
+    n = SUBMIT_CHUNK * 2 + 7
+    specs = [make_spec("t", {"i": i}, queue=queue) for i in range(n)]
+    specs[SUBMIT_CHUNK + 3] = make_spec("t", {"i": "dup"}, queue=queue, unique_key="k-1")
+    specs[5] = make_spec("t", {"i": "first"}, queue=queue, unique_key="k-1")
+    results = await store.submit(specs)
+    assert [task.id for task, _ in results][:5] == [s.id for s in specs[:5]]
+    first, repeat = results[5], results[SUBMIT_CHUNK + 3]
+    assert first[1]
+    assert not repeat[1]
+    assert repeat[0].id == first[0].id
+    assert (await store.stats(queue))["total"] == n - 1
+    fetched = await store.fetch(queue, "c", n)
+    assert [t.id for t in fetched] == [t.id for t, created in results if created]
 
 
 async def test_unique_key_dedup_under_concurrent_submits(store: Store, queue: str) -> None:

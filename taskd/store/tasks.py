@@ -16,15 +16,20 @@ from taskd.store.base import StoreBase
 from taskd.store.records import enqueue_args, new_task
 from taskd.store.translate import translated
 
+SUBMIT_CHUNK = 200  # tasks per enqueue script (a few ms of Redis time each)
+
 
 class TaskOps(StoreBase):
     """Tasks as the API and clients see them."""
 
     async def submit(self, specs: Sequence[TaskSpec]) -> list[tuple[Task, bool]]:
-        """Create tasks in one round trip; returns (task, created) in input order.
+        """Create tasks; returns (task, created) in input order.
 
         ``created`` is False when a unique key already named a live task, which is
-        returned instead.
+        returned instead. Each queue's tasks are written in order, SUBMIT_CHUNK per
+        script: a script holds Redis (every worker included) for as long as it runs, so
+        a batch of thousands is a few short scripts, and workers start its first tasks
+        while the rest is still being written. Each chunk is atomic, the batch is not.
         """
         by_queue: dict[str, list[int]] = {}
         for i, spec in enumerate(specs):
@@ -33,35 +38,31 @@ class TaskOps(StoreBase):
             if queue not in self._ready_queues:
                 await self.ensure_queue(queue)
         results: list[tuple[Task, bool] | None] = [None] * len(specs)
-        calls: list[tuple[str, list[str], list[Any]]] = []
         async with translated():
             for queue, indexes in by_queue.items():
-                k = self.keys(queue)
-                script_keys = [
-                    k.stats,
-                    k.index,
-                    k.events,
-                    k.delayed,
-                    k.seq,
-                    k.depth,
-                    *k.streams.values(),
-                ]
-                args: list[Any] = [self.events_maxlen, k.task_prefix]
-                for i in indexes:
-                    s = specs[i]
-                    task_key = k.task(s.id)
-                    script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
-                    args += enqueue_args(s)
-                calls.append(("enqueue", script_keys, args))
-            replies = await self._pipelined(calls)
-        for (_queue, indexes), reply in zip(by_queue.items(), replies, strict=True):
-            now = int(reply[0])
-            for i, item in zip(indexes, reply[1:], strict=True):
-                if item[0]:
-                    results[i] = (new_task(specs[i], item[1], item[2], item[3], now), True)
-                else:
-                    results[i] = (Task.from_flat(item[1]), False)
+                for start in range(0, len(indexes), SUBMIT_CHUNK):
+                    chunk = indexes[start : start + SUBMIT_CHUNK]
+                    (reply,) = await self._pipelined([self._enqueue_call(queue, chunk, specs)])
+                    now = int(reply[0])
+                    for i, item in zip(chunk, reply[1:], strict=True):
+                        if item[0]:
+                            results[i] = (new_task(specs[i], item[1], item[2], item[3], now), True)
+                        else:
+                            results[i] = (Task.from_flat(item[1]), False)
         return [r for r in results if r is not None]
+
+    def _enqueue_call(
+        self, queue: str, indexes: list[int], specs: Sequence[TaskSpec]
+    ) -> tuple[str, list[str], list[Any]]:
+        k = self.keys(queue)
+        script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]
+        args: list[Any] = [self.events_maxlen, k.task_prefix]
+        for i in indexes:
+            s = specs[i]
+            task_key = k.task(s.id)
+            script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
+            args += enqueue_args(s)
+        return "enqueue", script_keys, args
 
     async def locate(self, task_id: str) -> str:
         """The queue holding a task id (ids are unique over all queues)."""

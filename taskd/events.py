@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -260,6 +261,8 @@ class Relay:
         self._last_stats: dict[str, Any] | None = None
         self._initial: Position = {}
         self._queues_at: tuple[float, list[str]] | None = None
+        self._subscriptions_made = 0
+        self._subscribed = asyncio.Event()  # set by subscribe(): wakes an idle relay
 
     @property
     def last_stats(self) -> dict[str, Any] | None:
@@ -275,6 +278,8 @@ class Relay:
         """A new subscription with the configured buffer bound."""
         sub = Subscription(self.config.subscriber_limit, after)
         self._subs.add(sub)
+        self._subscriptions_made += 1
+        self._subscribed.set()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -350,6 +355,9 @@ class Relay:
         if not state.position:
             await asyncio.sleep(self.config.block_ms / 1000)
             return
+        if not self._subs and not self._listeners:
+            await self._idle(queues)
+            return
         events = await self.store.read_events(
             dict(state.position), count=self.config.read_count, block_ms=self.config.block_ms
         )
@@ -368,6 +376,22 @@ class Relay:
         self._has_pending.set()
         if len(events) < self.config.read_count:
             await asyncio.sleep(self.config.read_pause_s)
+
+    async def _idle(self, queues: list[str]) -> None:
+        """Nobody listens: follow the streams' ends instead of reading their events (a
+        daemon without WebSocket clients spends nothing on them) until someone subscribes.
+
+        Ends read while a subscription began are not used: a new subscriber's snapshot
+        position must never be behind the relay's, or it would miss what lies between.
+        """
+        self._subscribed.clear()
+        made = self._subscriptions_made
+        ends = await self.store.last_event_ids(queues)
+        if self._subscriptions_made == made:
+            self._state.position.update(ends)
+        if not self._subs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), self.config.block_ms / 1000)
 
     async def _flush_loop(self) -> None:
         last = 0.0

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from taskd.context import Context
 from taskd.http.queues import QueueRates
 from taskd.model import STATUS_NAMES, Status, make_spec
-from taskd.store import Event, Store
+from taskd.store import Store
 from tests.conftest import eventually
 from tests.pooltools import running_pool
 from tests.test_http_support import registry_with, serve_app
@@ -214,20 +214,24 @@ async def test_queue_writes_need_a_full_token(store: Store, queue: str) -> None:
             assert (await c.post(url, json=body, headers=FULL)).status == 200, action
 
 
-def _event(queue: str, kind: str) -> Event:
-    return Event(queue, "1-0", kind, 0, {"id": "x"})
-
-
 def test_rates_cover_a_sliding_window_from_process_start() -> None:
-    """Rates divide by the time observed (at least 1 s, at most the window); old ones age out."""
+    """Rates are the counters' growth divided by the time observed (at least 1 s, at most
+    the window); old growth ages out; a queue first seen later counts from zero; counters
+    that went backwards (Redis flushed) start over instead of counting negative work."""
     now = [1000.0]
     rates = QueueRates(window_s=60, clock=lambda: now[0])
+    rates.observe({"q": (100, 7)})  # the first sample is the baseline
     now[0] = 1000.5
-    rates.on_events([_event("q", "completed")] * 3 + [_event("q", "started")])
+    rates.observe({"q": (103, 7)})
     now[0] = 1010.0
-    rates.on_events([_event("q", "failed"), _event("other", "completed")])
+    rates.observe({"q": (103, 8), "other": (2, 0)})
     now[0] = 1030.0
     assert rates.rates("q") == {"completed_per_s": 0.1, "failed_per_s": 0.033, "window_s": 30.0}
+    assert rates.rates("other")["completed_per_s"] == 0.067
     now[0] = 1069.0
     assert rates.rates("q") == {"completed_per_s": 0.0, "failed_per_s": 0.017, "window_s": 60.0}
     assert rates.rates("never")["completed_per_s"] == 0.0
+    rates.observe({"q": (0, 0)})
+    now[0] = 1070.0
+    rates.observe({"q": (3, 0)})
+    assert rates.rates("q")["completed_per_s"] == 0.05

@@ -20,7 +20,8 @@ from taskd.events import (
     resolve_position,
 )
 from taskd.model import make_spec
-from taskd.store import Store
+from taskd.store import Event, Store
+from tests.conftest import eventually
 
 
 def test_position_tokens_round_trip() -> None:
@@ -116,3 +117,38 @@ async def test_batches_coalesce_to_the_latest_event_per_task(
         ids = [str(e.task.get("id")) for e in batch.events if e.queue == queue]
         assert len(ids) == len(set(ids))
         seen += ids
+
+
+async def test_an_idle_relay_reads_no_events_yet_a_late_subscriber_misses_none(
+    relay: Relay, store: Store, queue: str
+) -> None:
+    """With nobody subscribed the relay follows the streams' ends without reading their
+    events; a subscriber arriving later gets every event from its snapshot on."""
+    reads = 0
+    read_events = store.read_events
+
+    async def counted(
+        after: dict[str, str], count: int = 1000, block_ms: int | None = None
+    ) -> list[Event]:
+        nonlocal reads
+        reads += 1
+        return await read_events(after, count, block_ms)
+
+    store.read_events = counted  # type: ignore[method-assign]
+    await store.submit([make_spec("t", queue=queue) for _ in range(20)])
+    ends = await store.last_event_ids([queue])
+
+    async def followed() -> bool:
+        await asyncio.sleep(0.02)
+        return relay._state.position.get(queue) == ends[queue]
+
+    await eventually(followed)
+    assert reads == 0
+    sub = relay.subscribe()
+    snapshot = await store.last_event_ids([queue])
+    sub.after = snapshot
+    (late,) = await store.submit([make_spec("t", queue=queue, name="late")])
+    batch = await _next_batch(sub)
+    while late[0].id not in [e.task.get("id") for e in batch.events]:
+        batch = await _next_batch(sub)
+    assert reads > 0

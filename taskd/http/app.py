@@ -10,6 +10,7 @@ from typing import Final
 from aiohttp import web
 
 from taskd import __version__
+from taskd.errors import RedisUnavailable
 from taskd.http import api, bulk, dashboard, docs, inspection, ops, queues, ws
 from taskd.http.guard import Auth, RateLimiter
 from taskd.http.metrics import Metrics
@@ -66,6 +67,23 @@ async def _run_relay(app: web.Application) -> AsyncIterator[None]:
         await job
 
 
+async def _sample_rates(app: web.Application) -> AsyncIterator[None]:
+    """Feed the per-queue rates once a second for as long as the app serves."""
+
+    async def forever() -> None:
+        while True:
+            # The rates pause with Redis; the health endpoints report the outage.
+            with contextlib.suppress(RedisUnavailable):
+                await app[queues.RATES].sample(app[STATE].store)
+            await asyncio.sleep(1.0)
+
+    job = asyncio.create_task(forever())
+    yield
+    job.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await job
+
+
 async def _close_websockets(app: web.Application) -> None:
     """Tell WebSocket clients we are going away (1001) before the listener closes."""
     await app[SERVICES].hub.close_all()
@@ -87,7 +105,6 @@ def build_app(state: AppState) -> web.Application:
     if state.pool is not None:
         state.pool.finished_hooks.append(metrics.task_finished)
     rates = queues.QueueRates()
-    state.relay.listen(rates.on_events)
     spec = build_spec(state.registry, auth_required=auth.required, version=__version__)
     app[STATE] = state
     app[dashboard.ASSETS] = dashboard.load_assets()
@@ -98,5 +115,6 @@ def build_app(state: AppState) -> web.Application:
         if path.startswith("/api/"):
             app.router.add_route(method, path + "/", handler)
     app.cleanup_ctx.append(_run_relay)
+    app.cleanup_ctx.append(_sample_rates)
     app.on_shutdown.append(_close_websockets)
     return app

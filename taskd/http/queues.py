@@ -24,20 +24,19 @@ from taskd.http.schemas import INT, STR, obj, ref
 from taskd.http.shapes import json_response
 from taskd.http.state import STATE
 from taskd.model import QUEUE_NAME, STATUS_NAMES, parse_queue_spec
-from taskd.store import Event, Store
+from taskd.store import Store
 
-RATE_KINDS: Final = ("completed", "failed")
 CONFIRM: Final = 'purging cancels every waiting task: send {"confirm": true}'
 
 
 class QueueRates:
     """Completed and failed tasks per second of each queue, over a sliding window.
 
-    Counted from the raw events the relay already reads (every queue's events, written
-    by every daemon), so the rate covers the whole system at no extra Redis cost, and
-    one request is enough to get it (sampling per-queue counters per request would need
-    two requests a while apart). The window starts when this process does: right after
-    a start, ``window_s`` says how short it still is.
+    Fed once a second (:meth:`sample`) by what each queue's monotonic ``completed_total``
+    and ``failed_total`` counters grew by: every daemon writes them, so the rate covers the
+    whole system for one pipeline a second, whatever the load, and one request is enough
+    to get it. The window starts when this process does: right after a start,
+    ``window_s`` says how short it still is.
     """
 
     def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -46,18 +45,30 @@ class QueueRates:
         self._started = clock()
         # Per queue: [second, completed, failed] buckets, oldest first.
         self._buckets: dict[str, deque[list[int]]] = {}
+        self._last: dict[str, tuple[int, int]] = {}
+        self._sampled = False
 
-    def on_events(self, events: list[Event]) -> None:
-        """Relay listener: count the attempts that ended completed or failed for good."""
+    async def sample(self, store: Store) -> None:
+        """Read every queue's counters and count their growth."""
+        self.observe(await store.queue_totals(await store.queues()))
+
+    def observe(self, totals: Mapping[str, tuple[int, int]]) -> None:
+        """Count what each queue's (completed_total, failed_total) grew by since the last
+        sample; a queue first seen after the first sample counts from zero."""
         second = int(self._clock())
-        for event in events:
-            if event.kind not in RATE_KINDS:
-                continue
-            buckets = self._buckets.setdefault(event.queue, deque())
+        for queue, (completed, failed) in totals.items():
+            last = self._last.get(queue) or ((0, 0) if self._sampled else (completed, failed))
+            self._last[queue] = (completed, failed)
+            more_completed, more_failed = completed - last[0], failed - last[1]
+            if more_completed < 0 or more_failed < 0 or not (more_completed or more_failed):
+                continue  # nothing new, or the counters restarted (Redis was flushed)
+            buckets = self._buckets.setdefault(queue, deque())
             if not buckets or buckets[-1][0] != second:
                 buckets.append([second, 0, 0])
                 self._prune(buckets, second)
-            buckets[-1][1 if event.kind == "completed" else 2] += 1
+            buckets[-1][1] += more_completed
+            buckets[-1][2] += more_failed
+        self._sampled = True
 
     def _prune(self, buckets: deque[list[int]], second: int) -> None:
         while buckets and buckets[0][0] <= second - self.window_s:

@@ -49,6 +49,19 @@ class QueueOps(StoreBase):
                 if not int(examined):
                     return total
 
+    async def queue_totals(self, queues: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(completed_total, failed_total) of each queue: counters that only grow (until
+        Redis is flushed), for rates; one round trip."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues:
+                pipe.hmget(self.keys(q).stats, "completed_total", "failed_total")
+            replies = await pipe.execute()
+        return {
+            q: (int(completed or 0), int(failed or 0))
+            for q, (completed, failed) in zip(queues, replies, strict=True)
+        }
+
     async def queue_states(
         self, queues: Sequence[str]
     ) -> list[tuple[dict[str, int], dict[int, int], bool]]:

@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, Final, TextIO
 
 import orjson
@@ -43,6 +44,7 @@ LEVELS: Final[Mapping[str, int]] = {
 }
 # The configured level (structlog's default, everything, until configure_logging runs).
 _threshold: list[int] = [logging.DEBUG]
+_TASK_FIELDS: ContextVar[tuple[str, str, int] | None] = ContextVar("taskd_task", default=None)
 
 # Userinfo with a password inside any scheme://… URL, also inside free text. The password
 # may contain '@' (the last '@' before the host wins, as in urllib) but, per RFC 3986, no
@@ -143,6 +145,7 @@ def configure_logging(
     console = fmt == "console" or (fmt == "auto" and _is_tty(out))
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        _merge_task_fields,
         structlog.processors.add_log_level,
         structlog.processors.StackInfoRenderer(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -189,5 +192,15 @@ def enabled(level: str) -> bool:
 
 def bind_task_fields(task_id: str, task_type: str, attempt: int) -> None:
     """Bind a task's identity for the rest of the current asyncio task (its own context
-    copy, so nothing leaks): cheaper than :func:`bind_task` for a task's whole life."""
-    structlog.contextvars.bind_contextvars(task_id=task_id, task_type=task_type, attempt=attempt)
+    copy, so nothing leaks): one context variable set per task, cheaper than
+    :func:`bind_task`'s one per field; :func:`configure_logging`'s processors add them."""
+    _TASK_FIELDS.set((task_id, task_type, attempt))
+
+
+def _merge_task_fields(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    fields = _TASK_FIELDS.get()
+    if fields is not None:
+        event.setdefault("task_id", fields[0])
+        event.setdefault("task_type", fields[1])
+        event.setdefault("attempt", fields[2])
+    return event

@@ -11,8 +11,13 @@ import orjson
 import pytest
 import structlog
 
+from taskd.context import Context
 from taskd.errors import ConfigError
 from taskd.log import MASK, bind_task, configure_logging, mask_secrets
+from taskd.model import Status, make_spec
+from taskd.store import Store
+from tests.conftest import eventually
+from tests.pooltools import registry_of, running_pool
 
 
 class TerminalStream(io.StringIO):
@@ -169,3 +174,29 @@ def test_bad_format_or_level(fmt: str, level: str) -> None:
     """An unknown format or level raises ConfigError naming the log setting."""
     with pytest.raises(ConfigError, match=r"^config: log\.(format|level): expected one of"):
         configure_logging(fmt, level, io.StringIO())
+
+
+async def test_handler_lines_carry_the_task_they_run_for(
+    stream: io.StringIO, store: Store, queue: str
+) -> None:
+    """Lines a handler logs (through ctx.log or any structlog logger) carry its task's id,
+    type and attempt, and so does the pool's task_finished; nothing leaks out of the task."""
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        ctx.log.info("inside_handler")
+        structlog.get_logger().info("plain_logger_inside")
+
+    async with running_pool(store, registry_of(work=work), queue):
+        ((task, _),) = await store.submit([make_spec("work", queue=queue)])
+
+        async def finished() -> bool:
+            return (await store.get(task.id)).status == Status.COMPLETED
+
+        await eventually(finished)
+        await eventually(lambda: asyncio.sleep(0, result="task_finished" in stream.getvalue()))
+    structlog.get_logger().info("outside")
+    found = {line["event"]: line for line in lines(stream)}
+    for event in ("inside_handler", "plain_logger_inside", "task_finished"):
+        assert (found[event]["task_id"], found[event]["task_type"]) == (task.id, "work")
+        assert found[event]["attempt"] == 1
+    assert "task_id" not in found["outside"]

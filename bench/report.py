@@ -201,8 +201,17 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "| target | measured | goal | met |",
         "| --- | --- | --- | --- |",
     ]
+    missed = 0
     for name, measured, goal, ok in targets(result):
         lines.append(f"| {name} | {measured} | {goal} | {_met(ok)} |")
+        missed += ok is False
+    if missed:
+        lines += [
+            "",
+            f"{missed} target(s) missed: [PROFILE.md](PROFILE.md) shows where the time goes "
+            "for each (measured with `python -m bench.floor` and `python -m bench.profile`) "
+            "and what meeting it would take.",
+        ]
     lines += ["", "## taskd against its peers (same Redis, same run)", ""]
     lines += _peer_table(result)
     lines += ["", "e2e tasks/s per round:", ""]
@@ -262,6 +271,7 @@ REPRODUCE = [
     "python -m bench --markdown bench/RESULTS.md          # or: taskd bench ...",
     "python -m bench --only taskd --quick --json          # taskd alone, about a minute",
     "py-spy record -o e2e.svg -- python -m bench.profile e2e   # one workload, profiled",
+    "python -m bench.floor                               # round-trip and AOF floors",
     "```",
 ]
 

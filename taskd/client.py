@@ -60,6 +60,9 @@ class Page:
     next_cursor: str | None
 
 
+_TYPE_AND_PAYLOAD = frozenset({"task_type", "payload"})
+
+
 class Client:
     """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does."""
 
@@ -103,9 +106,11 @@ class Client:
         if isinstance(run_at, datetime):
             run_at = run_at.isoformat()
         tasks = self.settings.tasks
+        if type(payload) is dict or isinstance(payload, Mapping):  # (the ABC check is slow)
+            payload = dict(payload)
         return make_spec(
             task_type,
-            dict(payload) if isinstance(payload, Mapping) else payload,
+            payload,
             run_at=run_at,
             default_max_retries=tasks.max_retries,
             default_timeout_s=tasks.timeout_s,
@@ -146,14 +151,13 @@ class Client:
         """Submit many tasks in one round trip; every item is validated before any is sent."""
         specs = []
         for i, item in enumerate(items):
-            unknown = set(item) - SUBMIT_ARGS
-            if unknown:
-                raise ValidationError(f"[{i}].{sorted(unknown)[0]}", "unknown argument")
-            args = dict(item)
+            if not SUBMIT_ARGS.issuperset(item):
+                unknown = sorted(set(item) - SUBMIT_ARGS)[0]
+                raise ValidationError(f"[{i}].{unknown}", "unknown argument")
+            args = {k: v for k, v in item.items() if k not in _TYPE_AND_PAYLOAD}
+            task_type: Any = item.get("task_type")  # make_spec validates it
             try:
-                specs.append(
-                    self.spec(args.pop("task_type", None), args.pop("payload", None), **args)
-                )
+                specs.append(self.spec(task_type, item.get("payload"), **args))
             except ValidationError as exc:
                 raise ValidationError(
                     f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]

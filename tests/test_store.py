@@ -256,3 +256,16 @@ async def test_scripts_reload_after_script_flush(store: Store, queue: str) -> No
     await store.redis.script_flush()
     assert await store.complete_many([(held, b"1")]) == ["completed"]
     assert (await store.get(task.id)).status == Status.COMPLETED
+
+
+async def test_a_long_batch_survives_forgotten_scripts(store: Store, queue: str) -> None:
+    """A batch streamed chunk by chunk reloads scripts Redis forgot and writes every task
+    exactly once, in order."""
+    await store.redis.script_flush()
+    specs = [make_spec("t", {"i": i}, queue=queue) for i in range(SUBMIT_CHUNK * 3 + 1)]
+    results = await store.submit(specs)
+    assert [task.id for task, _ in results] == [s.id for s in specs]
+    assert all(created for _, created in results)
+    assert (await store.stats(queue))["pending"] == len(specs)
+    fetched = await store.fetch(queue, "c", len(specs) + 10)
+    assert [t.payload["i"] for t in fetched] == list(range(len(specs)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Self
 
 import redis.asyncio as aioredis
@@ -143,6 +144,76 @@ class StoreBase:
                 await self.redis.script_load(self._scripts[name].script)
             todo = missing
         raise rexc.NoScriptError("scripts could not be loaded")
+
+    async def _streamed(
+        self,
+        count: int,
+        call: Callable[[int], tuple[str, list[str], list[Any]]],
+        on_reply: Callable[[int, Any], None],
+    ) -> None:
+        """Run ``count`` script calls (``call(i)`` builds the i-th) in order on one connection,
+        the next already sent while a reply is awaited: Redis runs one while this process
+        builds the next and handles the last reply. ``on_reply(i, reply)`` gets each (in
+        order but for the NOSCRIPT case).
+
+        Calls stay separate atomic scripts in their order (one connection), at most two
+        queued in Redis at a time. A call that found its script missing (Redis restarted
+        or flushed them) had no effect: scripts are reloaded and it is sent again. On a
+        cluster (scripts of one batch share a slot, but not this connection model) the
+        calls simply go one by one.
+        """
+        if self.cluster:
+            for i in range(count):
+                (reply,) = await self._pipelined([call(i)])
+                on_reply(i, reply)
+            return
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await self._stream_on(conn, count, call, on_reply)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+
+    async def _stream_on(
+        self,
+        conn: Any,
+        count: int,
+        call: Callable[[int], tuple[str, list[str], list[Any]]],
+        on_reply: Callable[[int, Any], None],
+    ) -> None:
+        calls: dict[int, tuple[str, list[str], list[Any]]] = {}
+
+        def packed(i: int) -> Any:
+            name, script_keys, args = calls[i] = call(i)
+            sha = self._scripts[name].sha
+            return conn.pack_command("EVALSHA", sha, len(script_keys), *script_keys, *args)
+
+        sent = done = 0
+        redo: list[int] = []
+        while done < count:
+            while sent < count and sent - done < 2:
+                try:
+                    await conn.send_packed_command(packed(sent), check_health=sent == 0)
+                except rexc.ConnectionError:
+                    if sent > 0:
+                        raise
+                    await conn.disconnect()  # a pooled connection Redis dropped: once more
+                    await conn.send_packed_command(packed(sent))
+                sent += 1
+            try:
+                on_reply(done, await conn.read_response())
+                del calls[done]
+            except rexc.NoScriptError:
+                redo.append(done)
+            done += 1
+        if redo:
+            for name in {calls[i][0] for i in redo}:
+                await self.redis.script_load(self._scripts[name].script)
+            for i, reply in zip(redo, await self._pipelined([calls[i] for i in redo]), strict=True):
+                on_reply(i, reply)
 
     async def _evalsha_all(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """EVALSHA each call, errors returned in place; one pipeline, or on Redis Cluster

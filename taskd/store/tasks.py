@@ -38,23 +38,34 @@ class TaskOps(StoreBase):
             if queue not in self._ready_queues:
                 await self.ensure_queue(queue)
         results: list[tuple[Task, bool] | None] = [None] * len(specs)
+        chunks = [
+            indexes[start : start + SUBMIT_CHUNK]
+            for indexes in by_queue.values()
+            for start in range(0, len(indexes), SUBMIT_CHUNK)
+        ]
+
+        def collect(n: int, reply: Any) -> None:
+            now = int(reply[0])
+            for i, item in zip(chunks[n], reply[1:], strict=True):
+                if item[0]:
+                    results[i] = (new_task(specs[i], item[1], item[2], item[3], now), True)
+                else:
+                    results[i] = (Task.from_flat(item[1]), False)
+
         async with translated():
-            for queue, indexes in by_queue.items():
-                for start in range(0, len(indexes), SUBMIT_CHUNK):
-                    chunk = indexes[start : start + SUBMIT_CHUNK]
-                    (reply,) = await self._pipelined([self._enqueue_call(queue, chunk, specs)])
-                    now = int(reply[0])
-                    for i, item in zip(chunk, reply[1:], strict=True):
-                        if item[0]:
-                            results[i] = (new_task(specs[i], item[1], item[2], item[3], now), True)
-                        else:
-                            results[i] = (Task.from_flat(item[1]), False)
+            if len(chunks) == 1:
+                (reply,) = await self._pipelined([self._enqueue_call(chunks[0], specs)])
+                collect(0, reply)
+            else:
+                await self._streamed(
+                    len(chunks), lambda n: self._enqueue_call(chunks[n], specs), collect
+                )
         return [r for r in results if r is not None]
 
     def _enqueue_call(
-        self, queue: str, indexes: list[int], specs: Sequence[TaskSpec]
+        self, indexes: list[int], specs: Sequence[TaskSpec]
     ) -> tuple[str, list[str], list[Any]]:
-        k = self.keys(queue)
+        k = self.keys(specs[indexes[0]].queue)
         script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]
         args: list[Any] = [self.events_maxlen, k.task_prefix]
         for i in indexes:

@@ -1,10 +1,12 @@
 """The worker pool: one fetcher feeding N runner coroutines, with leases and cancellation.
 
 The fetcher starts at most ``concurrency + prefetch`` tasks at a time, so a task of
-priority 10 submitted behind a long backlog waits for at most that window, never the
-backlog. Every held entry's lease is renewed well inside ``lease_s``; a task that outlives
-its timeout, or whose handler ignores cancellation, is abandoned and failed so the pool
-keeps its size.
+priority 10 submitted behind a long backlog never waits for the backlog; while the pool
+is full, a watcher takes such a task in ahead of the prefetched ones, so it waits only for
+the next free runner. Successes are written in the background (batched, or carried by
+the next fetch), so runners never idle through a write. Every held entry's lease is
+renewed well inside ``lease_s``; a task that outlives its timeout, or whose handler
+ignores cancellation, is abandoned and failed so the pool keeps its size.
 """
 
 from __future__ import annotations

@@ -78,7 +78,9 @@ async def enqueue_cpu(url: str, n: int = 20_000) -> dict[str, float]:
     finally:
         await admin.config_set("appendonly", aof)
         # Turning the AOF on rewrites it in the background: let that finish first.
-        while (await admin.info("persistence")).get("aof_rewrite_in_progress"):
+        for _ in range(200):  # at most 10 s
+            if not (await admin.info("persistence")).get("aof_rewrite_in_progress"):
+                break
             await asyncio.sleep(0.05)
         await admin.aclose()
     return found

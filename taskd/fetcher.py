@@ -148,6 +148,12 @@ class Fetcher:
             delivered = await self.store.wait_ready(waitable, self.consumer, self.block_ms)
         if delivered:
             self._drained.clear()  # more may have arrived than one read delivers
+        return await self._start_delivered(delivered)
+
+    async def _start_delivered(
+        self, delivered: dict[str, list[tuple[int, str, str]]]
+    ) -> list[Task]:
+        """Start the entries a blocking read delivered, queue by queue."""
         started: list[Task] = []
         for name, entries in delivered.items():
             fetched = await self.store.start_ready(
@@ -170,13 +176,7 @@ class Fetcher:
         if not self.single_node:
             names = names[:1]  # one blocking read cannot span cluster nodes
         delivered = await self.store.wait_ready(names, self.consumer, self.block_ms, above=above)
-        started: list[Task] = []
-        for name, entries in delivered.items():
-            fetched = await self.store.start_ready(
-                name, self.consumer, 0, self._limits[name], entries
-            )
-            started += fetched.tasks
-        return started
+        return await self._start_delivered(delivered)
 
     def queue_names(self) -> list[str]:
         """Names of the consumed queues, most preferred first."""

@@ -53,9 +53,9 @@ class Fetcher:
         self.paused: set[str] = set()
         self._limits = {name: limits_json(name, rate_limits) for name, _ in self.queues}
         self._drained: set[str] = set()
-        self._uncapped = all(cap is None for _, cap in self.queues) and (
-            single_node or len(self.queues) == 1
-        )
+        self._capped = any(cap is not None for _, cap in self.queues)
+        # Straight to the blocking read when drained: no caps to honour, one read spans all.
+        self._wait_directly = not self._capped and (single_node or len(self.queues) == 1)
 
     async def fetch(
         self,
@@ -101,7 +101,8 @@ class Fetcher:
     ) -> tuple[list[Task], list[str]]:
         """One non-blocking start per queue, most preferred first, each carrying its
         queue's completions (popped from ``along``); returns (started, queues to wait on)."""
-        held_by_queue = Counter(task.queue for task in held)
+        # Per-queue holdings matter only for caps; skip the count on the hot path otherwise.
+        held_by_queue = Counter(task.queue for task in held) if self._capped else Counter()
         for name, indexes in along.items():
             held_by_queue[name] -= len(indexes)  # done once this call has written them
         started: list[Task] = []
@@ -139,7 +140,7 @@ class Fetcher:
     def _all_drained(self) -> bool:
         """Whether every queue (none capped) had fewer ready tasks than asked for at the
         last look and nothing has been delivered since."""
-        return self._uncapped and all(name in self._drained for name, _ in self.queues)
+        return self._wait_directly and all(name in self._drained for name, _ in self.queues)
 
     async def _wait(self, waitable: list[str]) -> list[Task]:
         if not self.single_node and len(waitable) > 1:

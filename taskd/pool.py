@@ -353,12 +353,9 @@ class WorkerPool:
             self.completed += 1
             self._finished(task, "completed", duration_s, "")
         else:
-            reason = StaleAttempt(task.id, task.attempt) if written == "stale" else None
-            log.warning(
-                "stale_attempt_refused",
-                reason=str(reason or TaskNotFound(task.id)),
-                task_id=task.id,
-            )
+            stale = written == "stale"
+            reason = StaleAttempt(task.id, task.attempt) if stale else TaskNotFound(task.id)
+            log.warning("stale_attempt_refused", reason=str(reason), task_id=task.id)
         self._free(task)
 
     async def _complete_later(self, task: Task, result: bytes, duration_s: float) -> None:

@@ -315,7 +315,7 @@ class Relay:
         """
         failures = 0
         while True:
-            _raise_if_cancelling()
+            raise_if_cancelling()
             try:
                 await step()
                 failures = 0
@@ -328,7 +328,7 @@ class Relay:
             except Exception:  # a bug here must not end live updates for good
                 log.exception(f"{name}_failed")
                 delay = 1.0
-            _raise_if_cancelling()
+            raise_if_cancelling()
             await asyncio.sleep(delay)
 
     async def _queues(self) -> list[str]:
@@ -418,7 +418,9 @@ class Relay:
         await asyncio.sleep(self.config.stats_interval_s)
 
 
-def _raise_if_cancelling() -> None:
+def raise_if_cancelling() -> None:
+    """End the current task if it was cancelled, even though the cancel was swallowed
+    (redis-py can turn one inside a command into a connection error)."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

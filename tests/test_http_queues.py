@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from taskd.context import Context
-from taskd.http.queues import QueueRates
+from taskd.errors import RedisUnavailable
+from taskd.http.app import _sample_rates
+from taskd.http.queues import RATES, QueueRates
+from taskd.http.state import STATE
 from taskd.model import STATUS_NAMES, Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
@@ -235,3 +240,33 @@ def test_rates_cover_a_sliding_window_from_process_start() -> None:
     now[0] = 1070.0
     rates.observe({"q": (3, 0)})
     assert rates.rates("q")["completed_per_s"] == 0.05
+
+
+class _CancelBecomesConnectionError(QueueRates):
+    """Samples like redis-py can behave when cancelled mid-command: the cancel comes out
+    as a connection error (RedisUnavailable), the task still marked as cancelling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sampling = asyncio.Event()
+
+    async def sample(self, store: Store) -> None:
+        self.sampling.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RedisUnavailable("connection closed by a cancel") from None
+
+
+async def test_rate_sampling_stops_with_the_app_even_when_a_cancel_is_swallowed() -> None:
+    """Closing the app ends the sampler although its cancel surfaced as RedisUnavailable."""
+    app = web.Application()
+    rates = _CancelBecomesConnectionError()
+    app[RATES] = rates
+    app[STATE] = SimpleNamespace(store=None)  # type: ignore[assignment]  # never reached
+    context = _sample_rates(app)
+    await anext(context)
+    await asyncio.wait_for(rates.sampling.wait(), 5)
+    async with asyncio.timeout(5):
+        with pytest.raises(StopAsyncIteration):
+            await anext(context)

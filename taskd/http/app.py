@@ -11,6 +11,7 @@ from aiohttp import web
 
 from taskd import __version__
 from taskd.errors import RedisUnavailable
+from taskd.events import raise_if_cancelling
 from taskd.http import api, bulk, dashboard, docs, inspection, ops, queues, ws
 from taskd.http.guard import Auth, RateLimiter
 from taskd.http.metrics import Metrics
@@ -72,9 +73,11 @@ async def _sample_rates(app: web.Application) -> AsyncIterator[None]:
 
     async def forever() -> None:
         while True:
-            # The rates pause with Redis; the health endpoints report the outage.
+            # The rates pause with Redis; the health endpoints report the outage. redis-py
+            # may turn the shutdown's cancel into a connection error: it still ends this.
             with contextlib.suppress(RedisUnavailable):
                 await app[queues.RATES].sample(app[STATE].store)
+            raise_if_cancelling()
             await asyncio.sleep(1.0)
 
     job = asyncio.create_task(forever())

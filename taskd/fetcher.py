@@ -77,7 +77,7 @@ class Fetcher:
             # Every queue was empty at the last look: wait for new entries directly (a
             # blocking read returns at once when some arrived meanwhile); an idle pool
             # then costs one blocking read per wake-up, not a look first.
-            return await self._wait(self.queue_names())
+            return await self._wait(self.queue_names(), room)
         report = settle or (lambda i, outcome: None)
         started, waitable = await self._start_each(room, held, completed, along, report)
         for indexes in along.values():  # tasks of queues no longer consumed here
@@ -89,7 +89,7 @@ class Fetcher:
         if not waitable:  # all paused or capped: look again shortly
             await asyncio.sleep(min(self.block_ms, 200) / 1000)
             return []
-        return await self._wait(waitable)
+        return await self._wait(waitable, room)
 
     async def _start_each(
         self,
@@ -142,23 +142,26 @@ class Fetcher:
         last look and nothing has been delivered since."""
         return self._wait_directly and all(name in self._drained for name, _ in self.queues)
 
-    async def _wait(self, waitable: list[str]) -> list[Task]:
+    async def _wait(self, waitable: list[str], room: int) -> list[Task]:
         if not self.single_node and len(waitable) > 1:
             delivered = await self.store.wait_ready(waitable[:1], self.consumer, 100)
         else:
             delivered = await self.store.wait_ready(waitable, self.consumer, self.block_ms)
         if delivered:
             self._drained.clear()  # more may have arrived than one read delivers
-        return await self._start_delivered(delivered)
+        # The read delivers one entry, but a burst of submissions has usually put more
+        # behind it: the same start call fills the room (no per-queue caps apply here).
+        return await self._start_delivered(delivered, 0 if self._capped else room)
 
     async def _start_delivered(
-        self, delivered: dict[str, list[tuple[int, str, str]]]
+        self, delivered: dict[str, list[tuple[int, str, str]]], room: int = 0
     ) -> list[Task]:
-        """Start the entries a blocking read delivered, queue by queue."""
+        """Start the entries a blocking read delivered, queue by queue, with more ready
+        ones up to ``room`` tasks in all."""
         started: list[Task] = []
         for name, entries in delivered.items():
             fetched = await self.store.start_ready(
-                name, self.consumer, 0, self._limits[name], entries
+                name, self.consumer, room - len(started), self._limits[name], entries
             )
             started += fetched.tasks
         return started

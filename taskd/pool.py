@@ -33,6 +33,7 @@ from taskd.config import Settings
 from taskd.context import Context
 from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
 from taskd.fetcher import Fetcher
+from taskd.inline import run_in_context
 from taskd.log import bind_task_fields, enabled
 from taskd.model import Task
 from taskd.registry import Registry, TaskType
@@ -57,6 +58,20 @@ class PoolConfig:
     shutdown_grace_s: float = 30.0
     block_ms: int = 500
     rate_limits: tuple[tuple[str, float, int], ...] = ()  # (scope, per second, burst)
+
+
+@dataclass(slots=True)
+class _Run:
+    """One attempt a runner is executing: what the pool needs to stop it from outside."""
+
+    task: Task
+    runner: asyncio.Task[Any]
+    started: float
+    stop: str = ""  # why the pool cancelled the handler: cancel | timeout | shutdown
+    cancels: int = 0  # cancel() calls on the runner, undone once the handler is left
+    in_handler: bool = True
+    abandoned: bool = False
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +128,9 @@ class WorkerPool:
         # prefetched low ones overtakes them (FIFO within a level by fetch order).
         self._ready: asyncio.PriorityQueue[tuple[int, int, Task | None]] = asyncio.PriorityQueue()
         self._order = itertools.count()
-        self._running: dict[str, asyncio.Task[Outcome]] = {}
-        self._cancel_requested: set[str] = set()
+        self._running: dict[str, _Run] = {}
+        self._runners: set[asyncio.Task[None]] = set()
+        self._base_context = contextvars.copy_context()  # (re)set by run()
         self._room = asyncio.Event()
         self._finishing = 0  # held tasks whose outcome is being written
         self._buffer_changed = asyncio.Event()
@@ -141,30 +157,45 @@ class WorkerPool:
         self._executor = ThreadPoolExecutor(self.config.concurrency, "taskd-handler")
         self._loop = asyncio.get_running_loop()
         self._debug = enabled("debug")
+        self._base_context = contextvars.copy_context()  # each handler runs in a copy
         try:
             async with asyncio.TaskGroup() as group:
                 background = [
                     group.create_task(self._renew_loop()),
                     group.create_task(self._cancel_listener()),
                 ]
-                runners = [
-                    group.create_task(self._runner()) for _ in range(self.config.concurrency)
-                ]
+                for _ in range(self.config.concurrency):
+                    self._add_runner()
                 fetcher = group.create_task(self._fetch_loop(stop))
                 self.started.set()
                 await fetcher
-                await self._shutdown(runners)
+                await self._shutdown()
                 self._closing = True  # loops also check this: redis-py may swallow a cancel
                 for job in background:
                     job.cancel()
         finally:
+            for job in self._runners:  # only left when run() itself was cancelled
+                job.cancel()
             self._executor.shutdown(wait=False, cancel_futures=True)
             try:
                 await self.store.unregister(self.consumer)
             except RedisUnavailable:
                 log.warning("unregister_failed", consumer=self.consumer)
 
-    async def _shutdown(self, runners: list[asyncio.Task[None]]) -> None:
+    def _add_runner(self) -> None:
+        job = self._loop.create_task(self._runner())
+        self._runners.add(job)
+        job.add_done_callback(self._runner_ended)
+
+    def _runner_ended(self, job: asyncio.Task[None]) -> None:
+        self._runners.discard(job)
+        if job.cancelled() or job.exception() is None:
+            return
+        log.error("runner_crashed", error=repr(job.exception()))
+        if not self._shutting_down:
+            self._add_runner()  # the pool keeps its size
+
+    async def _shutdown(self) -> None:
         """Hand back what never started, give running tasks the grace period, then release."""
         self._shutting_down = True
         while not self._ready.empty():
@@ -172,15 +203,18 @@ class WorkerPool:
             if waiting is not None:
                 self._buffered[waiting.priority] -= 1
                 await self._finish(waiting, Outcome("release"), 0.0)
-        for _ in runners:
+        for _ in self._runners:  # each runner ends at its next take from the buffer
             self._ready.put_nowait((LAST, next(self._order), None))
-        running = list(self._running.values())
-        if running:
-            log.info("shutdown_waiting", running=len(running), grace_s=self.config.shutdown_grace_s)
-            _, late = await asyncio.wait(running, timeout=self.config.shutdown_grace_s)
-            for job in late:
-                job.cancel()
-        await asyncio.gather(*runners)
+        if self._running:
+            grace_s = self.config.shutdown_grace_s
+            log.info("shutdown_waiting", running=len(self._running), grace_s=grace_s)
+            await asyncio.wait(set(self._runners), timeout=grace_s)
+            for run in list(self._running.values()):
+                self._stop_run(run, "shutdown")
+        # Runners whose handler ignores the cancel are abandoned after cancel_grace_s and
+        # leave the set; the others end once their outcome is written.
+        while live := [job for job in self._runners if not job.done()]:
+            await asyncio.wait(live, timeout=self.config.cancel_grace_s)
         while self._writing:  # successes still being written (retries may add more)
             await asyncio.gather(*list(self._writing), return_exceptions=True)
             await asyncio.sleep(0)
@@ -295,23 +329,29 @@ class WorkerPool:
             if task is None:
                 return
             self._buffered[task.priority] -= 1
-            await self._execute(task)
+            if not await self._execute(task):
+                return  # abandoned in a handler; a new runner has taken this one's place
 
-    async def _execute(self, task: Task) -> None:
+    async def _execute(self, task: Task) -> bool:
+        """Run one task and see its outcome written or on its way; False when the handler
+        was abandoned (it ignored cancellation), so this runner must end."""
         started = time.monotonic()
         # A task that waited in the buffer for half a lease may belong to another worker by
         # now (this process was frozen: SIGSTOP, a long GC): do not redo its work.
         waited = started - self._fetched_at.get(task.id, started)
         if waited > self.config.lease_s / 2 and not await self._still_held(task):
-            return
+            return True
         handler = self.registry.get(task.task_type)
+        outcome: Outcome | None
         if handler is None:
             error = f"no handler registered for task type {task.task_type!r}"
             outcome = Outcome("fail", error=error)
         elif self._shutting_down:
             outcome = Outcome("release")
         else:
-            outcome = await self._supervise(task, handler)
+            outcome = await self._supervise(task, handler, started)
+            if outcome is None:
+                return False
         self._finishing += 1
         self._room.set()
         duration_s = time.monotonic() - started
@@ -325,11 +365,12 @@ class WorkerPool:
                 # others finishing now, or with the next fetch), so a runner never idles
                 # through a round trip, however big the batch it rides in.
                 self._complete_soon(task, result, duration_s)
-                return
+                return True
         try:
             await self._finish(task, outcome, duration_s)
         finally:
             self._finishing -= 1
+        return True
 
     def _complete_soon(self, task: Task, result: bytes, duration_s: float) -> None:
         future = self._completions.submit_nowait((task, result))
@@ -376,8 +417,9 @@ class WorkerPool:
             self._room.set()
         return held
 
-    async def _supervise(self, task: Task, handler: TaskType) -> Outcome:
-        """Run the handler under its timeout; survive handlers that ignore cancellation."""
+    async def _supervise(self, task: Task, handler: TaskType, started: float) -> Outcome | None:
+        """Run the handler in this runner under its timeout, in a context of its own (see
+        taskd.inline); None when it ignored cancellation and was abandoned."""
         ctx = Context(
             task,
             self._report_progress,
@@ -386,28 +428,75 @@ class WorkerPool:
             settings=self.settings,
             store=self.store,
         )
-        job = self._loop.create_task(self._invoke(handler, ctx, task))
-        self._running[task.id] = job
+        runner = asyncio.current_task()
+        assert runner is not None  # runners are asyncio tasks
+        run = _Run(task, runner, started)
+        self._running[task.id] = run
+        run.timer = self._loop.call_later(task.timeout_s, self._stop_run, run, "timeout")
+        outcome = None
         try:
-            if not await _settled(self._loop, job, task.timeout_s):
-                job.cancel()
-                if not await _settled(self._loop, job, self.config.cancel_grace_s):
-                    log.error(
-                        "handler_ignored_cancellation",
-                        grace_s=self.config.cancel_grace_s,
-                        task_id=task.id,
-                        task_type=task.task_type,
-                        attempt=task.attempt,
-                    )
-                return Outcome("retry", error=f"timed out after {task.timeout_s:g}s")
-            if not job.cancelled():
-                return job.result()
-            if task.id in self._cancel_requested:
-                return Outcome("cancel", error="cancelled on request")
-            return Outcome("release")
+            invoke = self._invoke(handler, ctx, task)
+            outcome = await run_in_context(self._base_context.copy(), invoke)
+        except asyncio.CancelledError:
+            if not run.stop:
+                raise  # the runner itself is cancelled: run() is being torn down
         finally:
+            run.in_handler = False
+            if run.timer is not None:
+                run.timer.cancel()
+            for _ in range(run.cancels):
+                runner.uncancel()
+            if self._running.get(task.id) is run:
+                del self._running[task.id]
+        if run.abandoned:
+            return None
+        return _stopped_outcome(run) if run.stop == "timeout" or outcome is None else outcome
+
+    def _stop_run(self, run: _Run, why: str) -> None:
+        """Cancel a running handler. A cancel request leaves the timeout armed; a timeout
+        or shutdown abandons the handler if it is still inside after ``cancel_grace_s``."""
+        if not run.in_handler or (why == "cancel" and run.stop):
+            return
+        run.stop = why
+        run.cancels += 1
+        run.runner.cancel()
+        if why != "cancel":
+            if run.timer is not None:
+                run.timer.cancel()
+            run.timer = self._loop.call_later(self.config.cancel_grace_s, self._abandon, run)
+
+    def _abandon(self, run: _Run) -> None:
+        """The handler ignored its cancellation: write its outcome for it and put a new
+        runner in its place, so the pool keeps its size."""
+        if not run.in_handler:
+            return
+        task = run.task
+        log.error(
+            "handler_ignored_cancellation",
+            grace_s=self.config.cancel_grace_s,
+            task_id=task.id,
+            task_type=task.task_type,
+            attempt=task.attempt,
+        )
+        run.abandoned = True
+        if self._running.get(task.id) is run:
             del self._running[task.id]
-            self._cancel_requested.discard(task.id)
+        self._runners.discard(run.runner)
+        self._finishing += 1
+        self._room.set()
+        writer = asyncio.ensure_future(
+            self._finish_abandoned(task, _stopped_outcome(run), time.monotonic() - run.started)
+        )
+        self._writing.add(writer)
+        writer.add_done_callback(self._writing.discard)
+        if not self._shutting_down:
+            self._add_runner()
+
+    async def _finish_abandoned(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+        try:
+            await self._finish(task, outcome, duration_s)
+        finally:
+            self._finishing -= 1
 
     async def _invoke(self, handler: TaskType, ctx: Context, task: Task) -> Outcome:
         # This asyncio task runs in its own copy of the context: the binding ends with it.
@@ -503,10 +592,9 @@ class WorkerPool:
         return reply
 
     def _request_cancel(self, task_id: str) -> None:
-        job = self._running.get(task_id)
-        if job is not None and task_id not in self._cancel_requested:
-            self._cancel_requested.add(task_id)
-            job.cancel()
+        run = self._running.get(task_id)
+        if run is not None and not run.stop:
+            self._stop_run(run, "cancel")
             log.info("task_cancel_requested", task_id=task_id)
 
     async def _cancel_listener(self) -> None:
@@ -562,24 +650,10 @@ async def _first(*aws: Any) -> None:
             job.cancel()
 
 
-def _wake(waiter: asyncio.Future[bool], settled: bool, *_: object) -> None:
-    if not waiter.done():
-        waiter.set_result(settled)
-
-
-async def _settled(
-    loop: asyncio.AbstractEventLoop, job: asyncio.Task[Any], timeout_s: float
-) -> bool:
-    """Whether ``job`` finished within ``timeout_s`` (it keeps running if not): what
-    asyncio.wait({job}, timeout) answers, without its per-call sets and checks."""
-    if job.done():
-        return True
-    waiter: asyncio.Future[bool] = loop.create_future()
-    callback = functools.partial(_wake, waiter, True)
-    job.add_done_callback(callback)
-    timer = loop.call_later(timeout_s, _wake, waiter, False)
-    try:
-        return await waiter
-    finally:
-        timer.cancel()
-        job.remove_done_callback(callback)
+def _stopped_outcome(run: _Run) -> Outcome:
+    """The outcome of a handler the pool cancelled (or abandoned) for ``run.stop``."""
+    if run.stop == "timeout":
+        return Outcome("retry", error=f"timed out after {run.task.timeout_s:g}s")
+    if run.stop == "cancel":
+        return Outcome("cancel", error="cancelled on request")
+    return Outcome("release")

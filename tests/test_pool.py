@@ -7,7 +7,10 @@ import contextlib
 import random
 import threading
 import time
+from contextvars import ContextVar
 from typing import Any
+
+import structlog
 
 from taskd.context import Context
 from taskd.errors import Fail, Retry, WrongState
@@ -16,6 +19,8 @@ from taskd.store import Store
 from taskd.supervisor import Supervisor, SupervisorConfig
 from tests.conftest import eventually
 from tests.pooltools import registry_of, running_pool
+
+TENANT: ContextVar[str] = ContextVar("tenant", default="none")
 
 
 async def wait_finished(store: Store, task_id: str, timeout_s: float = 10.0) -> Any:
@@ -263,6 +268,58 @@ async def test_cancel_processing_cancels_the_handler(store: Store, queue: str) -
         done = await wait_finished(store, task.id)
     assert was_cancelled.is_set()
     assert done.status == Status.CANCELLED
+
+
+async def test_context_variables_do_not_leak_between_tasks(store: Store, queue: str) -> None:
+    """Handlers run inside their runner, but each in a context of its own: what one binds
+    (a context variable, a structlog field), the next task on the same runner never sees."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def binder(ctx: Context, payload: dict[str, Any]) -> None:
+        seen.append((TENANT.get(), structlog.contextvars.get_contextvars()))
+        TENANT.set(payload["tenant"])
+        structlog.contextvars.bind_contextvars(tenant=payload["tenant"])
+
+    async with running_pool(store, registry_of(binder=binder), queue, concurrency=1):
+        done = [
+            t.id
+            for t, _ in await store.submit(
+                [make_spec("binder", {"tenant": f"t{i}"}, queue=queue) for i in range(3)]
+            )
+        ]
+        for task_id in done:
+            await wait_finished(store, task_id)
+    assert [tenant for tenant, _ in seen] == ["none", "none", "none"]
+    assert all("tenant" not in bound for _, bound in seen)
+
+
+async def test_a_handlers_own_timeout_leaves_later_cancels_working(
+    store: Store, queue: str
+) -> None:
+    """asyncio.timeout inside a handler cancels and uncancels the runner it runs in; after
+    it, a cancel request for the next task on that runner still stops that task."""
+    entered = asyncio.Event()
+
+    async def impatient(ctx: Context, payload: dict[str, Any]) -> str:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(30)
+        except TimeoutError:
+            return "gave up"
+        return "slept"
+
+    async def long(ctx: Context, payload: dict[str, Any]) -> None:
+        entered.set()
+        await asyncio.sleep(30)
+
+    registry = registry_of(impatient=impatient, long=long)
+    async with running_pool(store, registry, queue, concurrency=1):
+        ((first, _),) = await store.submit([make_spec("impatient", queue=queue)])
+        assert (await wait_finished(store, first.id)).result == "gave up"
+        ((second, _),) = await store.submit([make_spec("long", queue=queue)])
+        await asyncio.wait_for(entered.wait(), 10)
+        assert await store.cancel(second.id) == "cancelling"
+        assert (await wait_finished(store, second.id)).status == Status.CANCELLED
 
 
 async def test_cancel_pending_task_never_runs(store: Store, queue: str) -> None:

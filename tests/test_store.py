@@ -10,7 +10,7 @@ from taskd.errors import StaleAttempt, TaskNotFound, WrongState
 from taskd.model import Status, make_spec
 from taskd.paging import Cursor
 from taskd.store import Store
-from taskd.store.tasks import SUBMIT_CHUNK
+from taskd.store.tasks import FIRST_CHUNK, SUBMIT_CHUNK, _chunked
 from tests.conftest import eventually
 
 
@@ -269,3 +269,13 @@ async def test_a_long_batch_survives_forgotten_scripts(store: Store, queue: str)
     assert (await store.stats(queue))["pending"] == len(specs)
     fetched = await store.fetch(queue, "c", len(specs) + 10)
     assert [t.payload["i"] for t in fetched] == list(range(len(specs)))
+
+
+def test_a_batch_is_written_in_a_short_first_chunk_then_full_ones() -> None:
+    """The first script is short, so workers see a big batch's first tasks early; every
+    task is in exactly one chunk, in order."""
+    indexes = list(range(FIRST_CHUNK + 2 * SUBMIT_CHUNK + 7))
+    chunks = _chunked(indexes)
+    assert [len(c) for c in chunks] == [FIRST_CHUNK, SUBMIT_CHUNK, SUBMIT_CHUNK, 7]
+    assert [i for chunk in chunks for i in chunk] == indexes
+    assert _chunked([3, 1]) == [[3, 1]]

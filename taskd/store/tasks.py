@@ -17,6 +17,7 @@ from taskd.store.records import enqueue_args, new_task
 from taskd.store.translate import translated
 
 SUBMIT_CHUNK = 200  # tasks per enqueue script (a few ms of Redis time each)
+FIRST_CHUNK = 50  # a batch's first script is short: workers see its first tasks sooner
 
 
 class TaskOps(StoreBase):
@@ -27,9 +28,10 @@ class TaskOps(StoreBase):
 
         ``created`` is False when a unique key already named a live task, which is
         returned instead. Each queue's tasks are written in order, SUBMIT_CHUNK per
-        script: a script holds Redis (every worker included) for as long as it runs, so
-        a batch of thousands is a few short scripts, and workers start its first tasks
-        while the rest is still being written. Each chunk is atomic, the batch is not.
+        script (FIRST_CHUNK in the first): a script holds Redis (every worker included) for
+        as long as it runs, so a batch of thousands is a few short scripts, and workers
+        start its first tasks while the rest is still being written. Each chunk is atomic,
+        the batch is not.
         """
         by_queue: dict[str, list[int]] = {}
         for i, spec in enumerate(specs):
@@ -38,11 +40,7 @@ class TaskOps(StoreBase):
             if queue not in self._ready_queues:
                 await self.ensure_queue(queue)
         results: list[tuple[Task, bool] | None] = [None] * len(specs)
-        chunks = [
-            indexes[start : start + SUBMIT_CHUNK]
-            for indexes in by_queue.values()
-            for start in range(0, len(indexes), SUBMIT_CHUNK)
-        ]
+        chunks = [chunk for indexes in by_queue.values() for chunk in _chunked(indexes)]
 
         def collect(n: int, reply: Any) -> None:
             now = int(reply[0])
@@ -280,3 +278,11 @@ class TaskOps(StoreBase):
             return None
         row = rows[0]
         return str(row["consumer"]), int(row["time_since_delivered"]), int(row["times_delivered"])
+
+
+def _chunked(indexes: list[int]) -> list[list[int]]:
+    """One queue's share of a batch as enqueue scripts: FIRST_CHUNK, then SUBMIT_CHUNK each."""
+    chunks = [indexes[:FIRST_CHUNK]]
+    for start in range(FIRST_CHUNK, len(indexes), SUBMIT_CHUNK):
+        chunks.append(indexes[start : start + SUBMIT_CHUNK])
+    return chunks

@@ -42,7 +42,8 @@ class WorkerOps(StoreBase):
         delivered: Sequence[tuple[int, str, str]] = (),
         completed: Sequence[tuple[Task, bytes]] = (),
     ) -> Fetched:
-        """Start up to ``count`` ready tasks (plus ``delivered`` entries) without blocking.
+        """Start the ``delivered`` entries, then ready tasks up to ``count`` started in all,
+        without blocking.
 
         ``limits`` is the queue's rate limits as fetch.lua's JSON; ``delivered`` are
         (stream position, entry id, task id) triples from :meth:`wait_ready`;

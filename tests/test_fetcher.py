@@ -1,0 +1,34 @@
+"""The fetcher on real Redis: what one wake-up of an idle pool starts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from taskd.fetcher import Fetcher
+from taskd.model import Status, make_spec
+from taskd.store import Store
+
+
+async def test_a_wake_up_starts_the_whole_burst_not_one_task(store: Store, queue: str) -> None:
+    """The blocking read that wakes an idle pool delivers one entry; the start call behind
+    it fills the room, so a batch submitted to an idle pool starts in one round trip."""
+    fetcher = Fetcher(store, f"test:{queue}:fetcher", [queue], block_ms=50)
+    assert await fetcher.fetch(8, []) == []  # nothing yet: the queue is now known empty
+    fetcher.block_ms = 10_000
+    waiting = asyncio.create_task(fetcher.fetch(8, []))  # straight to the blocking read
+    submitted = await store.submit([make_spec("t", {"i": i}, queue=queue) for i in range(5)])
+    started = await asyncio.wait_for(waiting, 10)
+    assert sorted(t.id for t in started) == sorted(t.id for t, _ in submitted)
+    assert {t.status for t in started} == {Status.PROCESSING}
+    assert (await store.stats(queue))["processing"] == 5
+
+
+async def test_a_wake_up_never_starts_more_than_the_room(store: Store, queue: str) -> None:
+    fetcher = Fetcher(store, f"test:{queue}:fetcher", [queue], block_ms=50)
+    assert await fetcher.fetch(3, []) == []
+    fetcher.block_ms = 10_000
+    waiting = asyncio.create_task(fetcher.fetch(3, []))
+    await store.submit([make_spec("t", {"i": i}, queue=queue) for i in range(7)])
+    assert len(await asyncio.wait_for(waiting, 10)) == 3
+    stats = await store.stats(queue)
+    assert (stats["processing"], stats["pending"]) == (3, 4)

@@ -36,13 +36,6 @@ class Coalescer(Generic[T, R]):
             self._drainer = asyncio.create_task(self._drain())
         return future
 
-    def take(self) -> list[tuple[T, asyncio.Future[R]]]:
-        """Hand the waiting items (up to a batch) to a caller that sends them some other
-        way; it must resolve every future."""
-        batch = self._waiting[: self._max_batch]
-        del self._waiting[: self._max_batch]
-        return batch
-
     async def _drain(self) -> None:
         while self._waiting:
             batch = self._waiting[: self._max_batch]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import orjson
 
@@ -57,33 +57,14 @@ class Fetcher:
         # Straight to the blocking read when drained: no caps to honour, one read spans all.
         self._wait_directly = not self._capped and (single_node or len(self.queues) == 1)
 
-    async def fetch(
-        self,
-        room: int,
-        held: Iterable[Task],
-        completed: Sequence[tuple[Task, bytes]] = (),
-        settle: Callable[[int, str], None] | None = None,
-    ) -> list[Task]:
-        """Start up to ``room`` tasks; block a while when there is nothing to start.
-
-        ``completed`` successes (as Store.complete_many) are written in the same round
-        trips, before the fetch whose slots they free; ``settle(i, outcome)`` hears of
-        each as soon as it is written (before any blocking wait).
-        """
-        along: dict[str, list[int]] = {}
-        for i, (task, _) in enumerate(completed):
-            along.setdefault(task.queue, []).append(i)
-        if not completed and self._all_drained():
+    async def fetch(self, room: int, held: Iterable[Task]) -> list[Task]:
+        """Start up to ``room`` tasks; block a while when there is nothing to start."""
+        if self._all_drained():
             # Every queue was empty at the last look: wait for new entries directly (a
             # blocking read returns at once when some arrived meanwhile); an idle pool
             # then costs one blocking read per wake-up, not a look first.
             return await self._wait(self.queue_names(), room)
-        report = settle or (lambda i, outcome: None)
-        started, waitable = await self._start_each(room, held, completed, along, report)
-        for indexes in along.values():  # tasks of queues no longer consumed here
-            written = await self.store.complete_many([completed[i] for i in indexes])
-            for i, outcome in zip(indexes, written, strict=True):
-                report(i, outcome)
+        started, waitable = await self._start_each(room, held)
         if started:
             return started
         if not waitable:  # all paused or capped: look again shortly
@@ -91,40 +72,20 @@ class Fetcher:
             return []
         return await self._wait(waitable, room)
 
-    async def _start_each(
-        self,
-        room: int,
-        held: Iterable[Task],
-        completed: Sequence[tuple[Task, bytes]],
-        along: dict[str, list[int]],
-        report: Callable[[int, str], None],
-    ) -> tuple[list[Task], list[str]]:
-        """One non-blocking start per queue, most preferred first, each carrying its
-        queue's completions (popped from ``along``); returns (started, queues to wait on)."""
+    async def _start_each(self, room: int, held: Iterable[Task]) -> tuple[list[Task], list[str]]:
+        """One non-blocking start per queue, most preferred first; returns (started,
+        queues to wait on)."""
         # Per-queue holdings matter only for caps; skip the count on the hot path otherwise.
         held_by_queue = Counter(task.queue for task in held) if self._capped else Counter()
-        for name, indexes in along.items():
-            held_by_queue[name] -= len(indexes)  # done once this call has written them
         started: list[Task] = []
         waitable: list[str] = []
         for name, cap in self.queues:
             take = room - len(started)
             if cap is not None:
                 take = min(take, cap - held_by_queue[name])
-            mine = along.pop(name, [])
-            if take <= 0 and not mine:
-                continue
-            fetched = await self.store.start_ready(
-                name,
-                self.consumer,
-                max(take, 0),
-                self._limits[name],
-                completed=[completed[i] for i in mine],
-            )
-            for i, outcome in zip(mine, fetched.completed, strict=True):
-                report(i, outcome)
             if take <= 0:
                 continue
+            fetched = await self.store.start_ready(name, self.consumer, take, self._limits[name])
             started += fetched.tasks
             held_by_queue[name] += len(fetched.tasks)
             self._drained.discard(name)

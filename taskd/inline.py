@@ -12,34 +12,43 @@ what a Task does per step, minus the scheduling.
 from __future__ import annotations
 
 import contextvars
-import types
 from collections.abc import Coroutine, Generator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
 
-@types.coroutine
-def run_in_context(
-    context: contextvars.Context, coro: Coroutine[Any, Any, T]
-) -> Generator[Any, Any, T]:
-    """Await ``coro`` with every one of its steps run in ``context``.
+class InContext(Generic[T]):
+    """``await InContext(context, coro)`` awaits ``coro`` with every one of its steps run
+    in ``context``.
 
     What the coroutine yields (a future it waits for, or None to let others run) goes to
     the enclosing Task unchanged, and what the Task sends or throws back (a result, or a
     cancellation) goes to the coroutine, so timeouts, cancellation and ``current_task()``
     behave as if it were awaited directly. ``context`` must not be entered elsewhere.
+    Afterwards ``suspended`` tells whether the coroutine ever waited: one that never did
+    gave the event loop no turn.
     """
-    send, throw = coro.send, coro.throw
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            yielded = context.run(send, value) if error is None else context.run(throw, error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        try:
-            value, error = (yield yielded), None
-        except BaseException as exc:  # thrown in by the Task: cancellation, or close()
-            value, error = None, exc
+
+    __slots__ = ("context", "coro", "suspended")
+
+    def __init__(self, context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> None:
+        self.context = context
+        self.coro = coro
+        self.suspended = False
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        run, send, throw = self.context.run, self.coro.send, self.coro.throw
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = run(send, value) if error is None else run(throw, error)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            self.suspended = True
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:  # thrown in by the Task: cancellation, or close()
+                value, error = None, exc

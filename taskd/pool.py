@@ -3,10 +3,12 @@
 The fetcher starts at most ``concurrency + prefetch`` tasks at a time, so a task of
 priority 10 submitted behind a long backlog never waits for the backlog; while the pool
 is full, a watcher takes such a task in ahead of the prefetched ones, so it waits only for
-the next free runner. Successes are written in the background (batched, or carried by
-the next fetch), so runners never idle through a write. Every held entry's lease is
-renewed well inside ``lease_s``; a task that outlives its timeout, or whose handler
-ignores cancellation, is abandoned and failed so the pool keeps its size.
+the next free runner. Each runner runs its handlers itself, each in a context of its own
+(taskd.inline). Successes are written in the background, batched with those finishing
+meanwhile and alongside the fetcher's round trips, so runners never idle through a write.
+Every held entry's lease is renewed well inside ``lease_s``; a task that outlives its
+timeout, or whose handler ignores cancellation, is abandoned and failed so the pool
+keeps its size.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from taskd.config import Settings
 from taskd.context import Context
 from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
 from taskd.fetcher import Fetcher
-from taskd.inline import run_in_context
+from taskd.inline import InContext
 from taskd.log import bind_task_fields, enabled
 from taskd.model import Task
 from taskd.registry import Registry, TaskType
@@ -293,7 +295,7 @@ class WorkerPool:
                 await self._room.wait()  # a finished task, or stop (see _set_room_on)
                 continue
             try:
-                tasks = await self._fetch(room)
+                tasks = await self.fetcher.fetch(room, self.held.values())
                 failures = 0
             except RedisUnavailable as exc:
                 failures += 1
@@ -302,26 +304,11 @@ class WorkerPool:
                 await _first(asyncio.sleep(delay), stop.wait())
                 continue
             self._buffer(tasks)
-
-    async def _fetch(self, room: int) -> list[Task]:
-        # Completions waiting to be written travel with the fetch that fills their slots:
-        # one round trip instead of two.
-        along = self._completions.take()
-
-        def settle(i: int, outcome: str) -> None:
-            if not along[i][1].done():
-                along[i][1].set_result(outcome)
-
-        try:
-            return await self.fetcher.fetch(
-                room, self.held.values(), [item for item, _ in along], settle
-            )
-        except BaseException as exc:
-            error = exc if isinstance(exc, Exception) else RedisUnavailable("fetch cancelled")
-            for _, future in along:
-                if not future.done():
-                    future.set_exception(error)
-            raise
+            if tasks and not stop.is_set():  # (once stopped, no runner may start these)
+                # Let the runners take their share of the batch before the room is measured
+                # again: the next fetch then asks for what they freed meanwhile, not for a
+                # sliver that would hold up the fetch behind it.
+                await asyncio.sleep(0)
 
     async def _runner(self) -> None:
         while True:
@@ -343,13 +330,14 @@ class WorkerPool:
             return True
         handler = self.registry.get(task.task_type)
         outcome: Outcome | None
+        gave_turn = True  # whether running this task let the event loop run others
         if handler is None:
             error = f"no handler registered for task type {task.task_type!r}"
             outcome = Outcome("fail", error=error)
         elif self._shutting_down:
             outcome = Outcome("release")
         else:
-            outcome = await self._supervise(task, handler, started)
+            outcome, gave_turn = await self._supervise(task, handler, started)
             if outcome is None:
                 return False
         self._finishing += 1
@@ -361,10 +349,13 @@ class WorkerPool:
             except TypeError as exc:
                 outcome = Outcome("fail", error=f"result is not JSON-serialisable: {exc}")
             else:
-                # The runner moves on at once: a success is written in the background (with
-                # others finishing now, or with the next fetch), so a runner never idles
-                # through a round trip, however big the batch it rides in.
+                # The runner moves on at once: a success is written in the background, with
+                # others finishing now, so a runner never idles through a round trip.
                 self._complete_soon(task, result, duration_s)
+                if not gave_turn:
+                    # The handler never waited: give the loop a turn before the next task,
+                    # so a run of instant tasks cannot starve the fetcher, leases or the API.
+                    await asyncio.sleep(0)
                 return True
         try:
             await self._finish(task, outcome, duration_s)
@@ -417,9 +408,12 @@ class WorkerPool:
             self._room.set()
         return held
 
-    async def _supervise(self, task: Task, handler: TaskType, started: float) -> Outcome | None:
+    async def _supervise(
+        self, task: Task, handler: TaskType, started: float
+    ) -> tuple[Outcome | None, bool]:
         """Run the handler in this runner under its timeout, in a context of its own (see
-        taskd.inline); None when it ignored cancellation and was abandoned."""
+        taskd.inline): its outcome (None when it ignored cancellation and was abandoned)
+        and whether it ever waited."""
         ctx = Context(
             task,
             self._report_progress,
@@ -434,9 +428,9 @@ class WorkerPool:
         self._running[task.id] = run
         run.timer = self._loop.call_later(task.timeout_s, self._stop_run, run, "timeout")
         outcome = None
+        driven = InContext(self._base_context.copy(), self._invoke(handler, ctx, task))
         try:
-            invoke = self._invoke(handler, ctx, task)
-            outcome = await run_in_context(self._base_context.copy(), invoke)
+            outcome = await driven
         except asyncio.CancelledError:
             if not run.stop:
                 raise  # the runner itself is cancelled: run() is being torn down
@@ -449,8 +443,10 @@ class WorkerPool:
             if self._running.get(task.id) is run:
                 del self._running[task.id]
         if run.abandoned:
-            return None
-        return _stopped_outcome(run) if run.stop == "timeout" or outcome is None else outcome
+            return None, True
+        if run.stop == "timeout" or outcome is None:
+            outcome = _stopped_outcome(run)
+        return outcome, driven.suspended
 
     def _stop_run(self, run: _Run, why: str) -> None:
         """Cancel a running handler. A cancel request leaves the timeout armed; a timeout

@@ -7,7 +7,7 @@ import contextvars
 
 import pytest
 
-from taskd.inline import run_in_context
+from taskd.inline import InContext
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
 
@@ -23,7 +23,7 @@ async def test_result_context_and_task_are_those_expected() -> None:
         return request_id.get(), asyncio.current_task()
 
     context = contextvars.copy_context()
-    seen, task = await run_in_context(context, handler())
+    seen, task = await InContext(context, handler())
     assert seen == "r-1"
     assert task is asyncio.current_task()
     assert request_id.get() == "none"  # the caller's context is untouched
@@ -36,7 +36,7 @@ async def test_exceptions_come_out_of_the_await() -> None:
         raise LookupError("gone")
 
     with pytest.raises(LookupError, match="gone"):
-        await run_in_context(contextvars.copy_context(), broken())
+        await InContext(contextvars.copy_context(), broken())
 
 
 async def test_cancelling_the_task_cancels_the_coroutine_where_it_waits() -> None:
@@ -50,7 +50,7 @@ async def test_cancelling_the_task_cancels_the_coroutine_where_it_waits() -> Non
         finally:
             cleaned_up.set()
 
-    job = asyncio.ensure_future(run_in_context(contextvars.copy_context(), long()))
+    job = asyncio.ensure_future(InContext(contextvars.copy_context(), long()))
     await entered.wait()
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -70,7 +70,7 @@ async def test_timeouts_inside_the_coroutine_work_and_leave_the_task_uncancelled
             return "timed out"
         return "slept"
 
-    assert await run_in_context(contextvars.copy_context(), impatient()) == "timed out"
+    assert await InContext(contextvars.copy_context(), impatient()) == "timed out"
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0
@@ -87,7 +87,7 @@ async def test_a_swallowed_cancel_lets_the_coroutine_finish() -> None:
             return "kept going"
         return "slept"
 
-    job = asyncio.ensure_future(run_in_context(contextvars.copy_context(), stubborn()))
+    job = asyncio.ensure_future(InContext(contextvars.copy_context(), stubborn()))
     await entered.wait()
     job.cancel()
     assert await job == "kept going"

@@ -271,11 +271,13 @@ async def test_a_long_batch_survives_forgotten_scripts(store: Store, queue: str)
     assert [t.payload["i"] for t in fetched] == list(range(len(specs)))
 
 
-def test_a_batch_is_written_in_a_short_first_chunk_then_full_ones() -> None:
-    """The first script is short, so workers see a big batch's first tasks early; every
+def test_a_batch_is_written_in_short_first_chunks_then_full_ones() -> None:
+    """The first scripts are short, so workers see a big batch's first tasks early; every
     task is in exactly one chunk, in order."""
-    indexes = list(range(FIRST_CHUNK + 2 * SUBMIT_CHUNK + 7))
+    assert SUBMIT_CHUNK == 4 * FIRST_CHUNK  # (the sizes below double up to SUBMIT_CHUNK)
+    indexes = list(range(FIRST_CHUNK * 3 + 2 * SUBMIT_CHUNK + 7))
     chunks = _chunked(indexes)
-    assert [len(c) for c in chunks] == [FIRST_CHUNK, SUBMIT_CHUNK, SUBMIT_CHUNK, 7]
+    sizes = [FIRST_CHUNK, 2 * FIRST_CHUNK, SUBMIT_CHUNK, SUBMIT_CHUNK, 7]
+    assert [len(c) for c in chunks] == sizes
     assert [i for chunk in chunks for i in chunk] == indexes
     assert _chunked([3, 1]) == [[3, 1]]

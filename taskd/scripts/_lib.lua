@@ -92,44 +92,6 @@ local function emit(events, maxlen, kind, task_key, now)
   return emit_task(events, maxlen, kind, load_task(task_key) or {id = '', status = ''}, now)
 end
 
--- Record successful attempts (complete.lua, and completions sent along with a fetch).
--- ``items``: {task hash, its ready stream, attempt, stream entry id, result JSON} each.
--- Returns per item 'completed', 'stale' (not the attempt held: nothing written) or
--- 'missing'. One XACK per stream and one ZADD for the batch.
-local function complete_tasks(stats, events, finished, maxlen, group, now, items)
-  local reply, acks, finished_args, done = {}, {}, {}, 0
-  local now_text = int(now)
-  for _, item in ipairs(items) do
-    local task_key, stream, attempt, sid, result = item[1], item[2], item[3], item[4], item[5]
-    local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel')
-    if not state[1] then
-      reply[#reply + 1] = 'missing'
-    elseif state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
-      reply[#reply + 1] = 'stale'
-    else
-      acks[stream] = acks[stream] or {}
-      table.insert(acks[stream], sid)
-      local task = {id = state[4], status = 'processing', progress = '0'}
-      update(task_key, task, 'status', 'completed', 'progress', '100', 'result', result,
-        'completed_at', now_text, 'updated_at', now_text)
-      if state[5] then redis.call('HDEL', task_key, 'cancel') end
-      finished_args[#finished_args + 1] = now_text
-      finished_args[#finished_args + 1] = state[4]
-      emit_task(events, maxlen, 'completed', task, now)
-      done = done + 1
-      reply[#reply + 1] = 'completed'
-    end
-  end
-  for stream, sids in pairs(acks) do redis.call('XACK', stream, group, unpack(sids)) end
-  if done > 0 then
-    redis.call('ZADD', finished, unpack(finished_args))
-    redis.call('HINCRBY', stats, 'processing', -done)
-    redis.call('HINCRBY', stats, 'completed', done)
-    redis.call('HINCRBY', stats, 'completed_total', done)
-  end
-  return reply
-end
-
 -- Fail with a code that taskd.store translates into an exception.
 local function fail_with(code, detail)
   return redis.error_reply('TASKD_' .. code .. ' ' .. detail)

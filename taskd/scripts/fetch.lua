@@ -7,23 +7,17 @@
   KEYS[1]  stats hash    KEYS[2]  events stream    KEYS[3]  depth hash
   KEYS[4]  paused flag   KEYS[5]  rate-limit hash  KEYS[6]  delayed zset
   KEYS[7..16]  ready streams of priority 10 down to 1
-  KEYS[17]  finished zset    KEYS[18..]  hashes of the completed tasks sent along
 
   ARGV[1]  group           ARGV[2]  consumer       ARGV[3]  count
   ARGV[4]  events MAXLEN   ARGV[5]  task key prefix (carries the queue's hash tag, so
                                      every task hash lives in this script's slot)
   ARGV[6]  rate limits as JSON {scope: [interval ms, tolerance ms]}, scope 'queue' or
            'type:<task type>'; '' when none
-  ARGV[7]  m: how many completions come along (the slots they free are what this fetch
-           fills, so one round trip does both), then 4 values each: priority, attempt,
-           stream entry id, result JSON (as complete.lua)
-  then   pre-delivered entries as triples: stream position (1 = KEYS[7]), entry id,
-         task id
+  ARGV[7..]  pre-delivered entries as triples: stream position (1 = KEYS[7]), entry id,
+             task id
 
-  Reply: {1 if the queue is paused else 0, {one flat HGETALL array per started task},
-          {one complete.lua status per completion}}.
-  Events: completed per completion; started per started task; rate_limited per task
-          deferred by a rate limit.
+  Reply: {1 if the queue is paused else 0, {one flat HGETALL array per started task}}.
+  Events: started per started task; rate_limited per task deferred by a rate limit.
 
   The depth hash counts undelivered entries per priority, so empty levels cost nothing.
   An entry whose task is gone, no longer pending, or was re-queued under a newer entry is
@@ -40,19 +34,7 @@ if ARGV[6] ~= '' then limits = cjson.decode(ARGV[6]) end
 local now = now_ms()
 local started = {}
 local deferred = 0
-
-local completions = tonumber(ARGV[7])
-local completed = {}
-if completions > 0 then
-  local items = {}
-  for i = 0, completions - 1 do
-    local a = 8 + 4 * i
-    items[#items + 1] = {KEYS[18 + i], KEYS[6 + 11 - tonumber(ARGV[a])], ARGV[a + 1],
-      ARGV[a + 2], ARGV[a + 3]}
-  end
-  completed = complete_tasks(stats, events, KEYS[17], maxlen, group, now, items)
-end
-local first_delivered = 8 + 4 * completions
+local first_delivered = 7
 
 -- true to start now, or the ms at which the task's reserved slot comes.
 local function admit(key, task_type, reserved)
@@ -187,4 +169,4 @@ if deferred > 0 then
   redis.call('HINCRBY', stats, 'pending', -deferred)
   redis.call('HINCRBY', stats, 'scheduled', deferred)
 end
-return {is_paused, started, completed}
+return {is_paused, started}

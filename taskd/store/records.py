@@ -14,12 +14,10 @@ from taskd.store.translate import translated
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """Tasks one fetch started, whether their queue is paused, and the outcome of each
-    completion sent along ('completed', 'stale' or 'missing', as complete_many)."""
+    """Tasks one fetch started, and whether their queue is paused."""
 
     tasks: list[Task]
     paused: bool
-    completed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from taskd.store.records import enqueue_args, new_task
 from taskd.store.translate import translated
 
 SUBMIT_CHUNK = 200  # tasks per enqueue script (a few ms of Redis time each)
-FIRST_CHUNK = 50  # a batch's first script is short: workers see its first tasks sooner
+FIRST_CHUNK = 50  # a batch's first scripts are short: workers see its first tasks sooner
 
 
 class TaskOps(StoreBase):
@@ -28,7 +28,7 @@ class TaskOps(StoreBase):
 
         ``created`` is False when a unique key already named a live task, which is
         returned instead. Each queue's tasks are written in order, SUBMIT_CHUNK per
-        script (FIRST_CHUNK in the first): a script holds Redis (every worker included) for
+        script (fewer in the first ones): a script holds Redis (every worker included) for
         as long as it runs, so a batch of thousands is a few short scripts, and workers
         start its first tasks while the rest is still being written. Each chunk is atomic,
         the batch is not.
@@ -281,8 +281,12 @@ class TaskOps(StoreBase):
 
 
 def _chunked(indexes: list[int]) -> list[list[int]]:
-    """One queue's share of a batch as enqueue scripts: FIRST_CHUNK, then SUBMIT_CHUNK each."""
-    chunks = [indexes[:FIRST_CHUNK]]
-    for start in range(FIRST_CHUNK, len(indexes), SUBMIT_CHUNK):
-        chunks.append(indexes[start : start + SUBMIT_CHUNK])
+    """One queue's share of a batch as enqueue scripts: FIRST_CHUNK tasks, then twice as
+    many each time up to SUBMIT_CHUNK (workers waiting behind them wait less at first)."""
+    chunks: list[list[int]] = []
+    start, size = 0, FIRST_CHUNK
+    while start < len(indexes):
+        chunks.append(indexes[start : start + size])
+        start += size
+        size = min(2 * size, SUBMIT_CHUNK)
     return chunks

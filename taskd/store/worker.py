@@ -40,15 +40,12 @@ class WorkerOps(StoreBase):
         count: int,
         limits: str = "",
         delivered: Sequence[tuple[int, str, str]] = (),
-        completed: Sequence[tuple[Task, bytes]] = (),
     ) -> Fetched:
         """Start the ``delivered`` entries, then ready tasks up to ``count`` started in all,
         without blocking.
 
         ``limits`` is the queue's rate limits as fetch.lua's JSON; ``delivered`` are
-        (stream position, entry id, task id) triples from :meth:`wait_ready`;
-        ``completed`` are successes of this queue's tasks (as :meth:`complete_many`),
-        written first in the same round trip.
+        (stream position, entry id, task id) triples from :meth:`wait_ready`.
         """
         if queue not in self._ready_queues:
             await self.ensure_queue(queue)
@@ -61,32 +58,19 @@ class WorkerOps(StoreBase):
             k.ratelimit,
             k.delayed,
             *k.streams_by_urgency,
-            k.finished,
         ]
         args: list[Any] = [GROUP, consumer, count, self.events_maxlen, k.task_prefix, limits]
-        args.append(len(completed))
-        for task, result in completed:
-            script_keys.append(k.task(task.id))
-            args += [task.priority, task.attempt, task.sid, result]
         for triple in delivered:
             args += triple
         try:
             async with translated():
-                paused, started, outcomes = await self._scripts["fetch"](
-                    keys=script_keys, args=args
-                )
+                paused, started = await self._scripts["fetch"](keys=script_keys, args=args)
         except rexc.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self._ready_queues.discard(queue)  # streams vanished (flushed): recreate
-            if completed:  # nothing was written: let them go the usual way
-                return Fetched([], False, tuple(await self.complete_many(completed)))
             return Fetched([], False)
-        return Fetched(
-            [Task.from_flat(flat) for flat in started],
-            bool(paused),
-            tuple(str(outcome) for outcome in outcomes),
-        )
+        return Fetched([Task.from_flat(flat) for flat in started], bool(paused))
 
     async def wait_ready(
         self, queues: Sequence[str], consumer: str, block_ms: int, *, above: int = 0

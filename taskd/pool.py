@@ -76,7 +76,7 @@ class _Run:
     timer: asyncio.TimerHandle | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How one attempt ended, before it is written to Redis."""
 
@@ -137,7 +137,7 @@ class WorkerPool:
         self._finishing = 0  # held tasks whose outcome is being written
         self._buffer_changed = asyncio.Event()
         self._buffered: Counter[int] = Counter()  # priority -> prefetched tasks waiting
-        self._writing: set[asyncio.Future[Any]] = set()  # successes being written
+        self._writing: set[asyncio.Future[Any]] = set()  # writes retried or written for others
         self._room.set()
         self._shutting_down = False
         self._closing = False
@@ -217,7 +217,9 @@ class WorkerPool:
         # leave the set; the others end once their outcome is written.
         while live := [job for job in self._runners if not job.done()]:
             await asyncio.wait(live, timeout=self.config.cancel_grace_s)
-        while self._writing:  # successes still being written (retries may add more)
+        # Successes still being written (a retry after a failed write may add more).
+        while self._writing or self._completions.pending:
+            await self._completions.drained()
             await asyncio.gather(*list(self._writing), return_exceptions=True)
             await asyncio.sleep(0)
 
@@ -311,15 +313,17 @@ class WorkerPool:
                 await asyncio.sleep(0)
 
     async def _runner(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None  # runners are asyncio tasks
         while True:
             _, _, task = await self._ready.get()
             if task is None:
                 return
             self._buffered[task.priority] -= 1
-            if not await self._execute(task):
+            if not await self._execute(task, me):
                 return  # abandoned in a handler; a new runner has taken this one's place
 
-    async def _execute(self, task: Task) -> bool:
+    async def _execute(self, task: Task, runner: asyncio.Task[None]) -> bool:
         """Run one task and see its outcome written or on its way; False when the handler
         was abandoned (it ignored cancellation), so this runner must end."""
         started = time.monotonic()
@@ -337,7 +341,7 @@ class WorkerPool:
         elif self._shutting_down:
             outcome = Outcome("release")
         else:
-            outcome, gave_turn = await self._supervise(task, handler, started)
+            outcome, gave_turn = await self._supervise(task, handler, runner, started)
             if outcome is None:
                 return False
         self._finishing += 1
@@ -364,24 +368,22 @@ class WorkerPool:
         return True
 
     def _complete_soon(self, task: Task, result: bytes, duration_s: float) -> None:
-        future = self._completions.submit_nowait((task, result))
-        self._writing.add(future)
-        future.add_done_callback(functools.partial(self._on_completed, task, result, duration_s))
+        done = functools.partial(self._on_completed, task, result, duration_s)
+        self._completions.add((task, result), done)
 
     def _on_completed(
-        self, task: Task, result: bytes, duration_s: float, future: asyncio.Future[str]
+        self, task: Task, result: bytes, duration_s: float, written: str | BaseException
     ) -> None:
-        self._writing.discard(future)
-        error = RedisUnavailable("write cancelled") if future.cancelled() else future.exception()
-        if isinstance(error, RedisUnavailable):  # the slow path retries while Redis is away
+        if isinstance(written, RedisUnavailable | asyncio.CancelledError):
+            # The slow path retries while Redis is away.
             later = asyncio.ensure_future(self._complete_later(task, result, duration_s))
             self._writing.add(later)
             later.add_done_callback(self._writing.discard)
             return
         self._finishing -= 1
-        if error is not None:
-            log.error("completion_write_failed", error=str(error), task_id=task.id)
-        elif (written := future.result()) == "completed":
+        if isinstance(written, BaseException):
+            log.error("completion_write_failed", error=str(written), task_id=task.id)
+        elif written == "completed":
             self.completed += 1
             self._finished(task, "completed", duration_s, "")
         else:
@@ -409,7 +411,7 @@ class WorkerPool:
         return held
 
     async def _supervise(
-        self, task: Task, handler: TaskType, started: float
+        self, task: Task, handler: TaskType, runner: asyncio.Task[None], started: float
     ) -> tuple[Outcome | None, bool]:
         """Run the handler in this runner under its timeout, in a context of its own (see
         taskd.inline): its outcome (None when it ignored cancellation and was abandoned)
@@ -422,8 +424,6 @@ class WorkerPool:
             settings=self.settings,
             store=self.store,
         )
-        runner = asyncio.current_task()
-        assert runner is not None  # runners are asyncio tasks
         run = _Run(task, runner, started)
         self._running[task.id] = run
         run.timer = self._loop.call_later(task.timeout_s, self._stop_run, run, "timeout")

@@ -150,14 +150,29 @@ class Client:
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks in one round trip; every item is validated before any is sent."""
         specs = []
+        tasks = self.settings.tasks
         for i, item in enumerate(items):
-            if not SUBMIT_ARGS.issuperset(item):
+            plain = _TYPE_AND_PAYLOAD.issuperset(item)  # the common shape: no options
+            if not plain and not SUBMIT_ARGS.issuperset(item):
                 unknown = sorted(set(item) - SUBMIT_ARGS)[0]
                 raise ValidationError(f"[{i}].{unknown}", "unknown argument")
-            args = {k: v for k, v in item.items() if k not in _TYPE_AND_PAYLOAD}
             task_type: Any = item.get("task_type")  # make_spec validates it
+            payload = item.get("payload")
             try:
-                specs.append(self.spec(task_type, item.get("payload"), **args))
+                if not plain:
+                    args = {k: v for k, v in item.items() if k not in _TYPE_AND_PAYLOAD}
+                    specs.append(self.spec(task_type, payload, **args))
+                    continue
+                if type(payload) is dict or isinstance(payload, Mapping):
+                    payload = dict(payload)
+                specs.append(
+                    make_spec(
+                        task_type,
+                        payload,
+                        default_max_retries=tasks.max_retries,
+                        default_timeout_s=tasks.timeout_s,
+                    )
+                )
             except ValidationError as exc:
                 raise ValidationError(
                     f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]

@@ -11,7 +11,7 @@ import math
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -274,7 +274,6 @@ class TaskSpec:
     delay_ms: int | None = None
     run_at_ms: int | None = None
     unique_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def make_spec(  # noqa: PLR0912 - one branch per validated field reads best

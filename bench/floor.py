@@ -7,7 +7,9 @@ Measures, against the same Redis the suite uses (the embedded server, or ``--red
   awaited call, and so under submit -> start latency (two calls: the blocking read that
   wakes the pool, then the start script);
 - the Redis CPU per batch-submitted task with the AOF on (taskd's default, ``everysec``)
-  and off: the durable log's share of the enqueue cost.
+  and off: the durable log's share of the enqueue cost;
+- how long 100 bare coroutines take to sleep 10 ms twenty times each on this event loop,
+  with no Redis and no pool: the ceiling of the 10 ms workload for any asyncio worker.
 
 Bench/PROFILE.md explains how these bound the targets the suite does not meet.
 """
@@ -86,11 +88,32 @@ async def enqueue_cpu(url: str, n: int = 20_000) -> dict[str, float]:
     return found
 
 
+async def timer_floor(rounds: int = 5) -> dict[str, float]:
+    """The 10 ms workload (100 workers, 2,000 tasks: 20 waves) with nothing but the sleeps:
+    median time and its fraction of the ideal 200 ms."""
+
+    async def worker() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+
+    took = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(100)))
+        took.append(time.perf_counter() - started)
+    median = sorted(took)[rounds // 2]
+    return {
+        "sleeps_10ms_x20_x100_ms": round(median * 1e3, 1),
+        "sleeps_fraction_of_ideal": round(0.2 / median, 3),
+    }
+
+
 async def measure(url: str | None) -> None:
     """Print every floor figure as ``name value`` lines."""
     async with redis_target(url) as target:
         print(f"redis {target.version} at {target.url}")
-        for name, value in (await round_trips(target.url) | await enqueue_cpu(target.url)).items():
+        found = await round_trips(target.url) | await enqueue_cpu(target.url)
+        for name, value in (found | await timer_floor()).items():
             print(f"{name:34} {value}")
 
 

@@ -495,7 +495,8 @@ class WorkerPool:
             self._finishing -= 1
 
     async def _invoke(self, handler: TaskType, ctx: Context, task: Task) -> Outcome:
-        # This asyncio task runs in its own copy of the context: the binding ends with it.
+        # This coroutine runs in its own copy of the context (InContext): the binding ends
+        # with it.
         bind_task_fields(task.id, task.task_type, task.attempt)
         if self._debug:
             log.debug("task_started", worker=self.consumer)

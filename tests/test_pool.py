@@ -454,6 +454,33 @@ async def test_shutdown_hands_unfinished_tasks_back(store: Store, queue: str) ->
     assert (stats["pending"], stats["processing"]) == (1, 0)
 
 
+async def test_a_cancel_in_progress_at_shutdown_still_ends_cancelled(
+    store: Store, queue: str
+) -> None:
+    """A handler still cleaning up after a cancel request when the pool stops past its grace
+    period ends as cancelled (what was asked), not handed back to run again: the pool
+    releases it, and the release sees the request."""
+    entered = asyncio.Event()
+    cleaning = asyncio.Event()
+
+    async def slow_to_stop(ctx: Context, payload: dict[str, Any]) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cleaning.set()
+            await asyncio.sleep(5)  # interrupted by the shutdown's own cancel
+            raise
+
+    registry = registry_of(slow_to_stop=slow_to_stop)
+    async with running_pool(store, registry, queue, shutdown_grace_s=0.1):
+        ((task, _),) = await store.submit([make_spec("slow_to_stop", queue=queue)])
+        await asyncio.wait_for(entered.wait(), 10)
+        assert await store.cancel(task.id) == "cancelling"
+        await asyncio.wait_for(cleaning.wait(), 10)
+    assert (await store.get(task.id)).status == Status.CANCELLED
+
+
 async def test_events_one_per_transition_and_progress(store: Store, queue: str) -> None:
     """The events stream records created, started, progress and completed, in order."""
 

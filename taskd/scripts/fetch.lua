@@ -32,6 +32,7 @@ local maxlen, prefix = ARGV[4], ARGV[5]
 local limits = nil
 if ARGV[6] ~= '' then limits = cjson.decode(ARGV[6]) end
 local now = now_ms()
+local now_text = int(now)
 local started = {}
 local deferred = 0
 local first_delivered = 7
@@ -60,7 +61,8 @@ end
 
 local function start(stream, sid, id)
   local key = prefix .. id
-  local task = from_flat(redis.call('HGETALL', key))
+  local flat = redis.call('HGETALL', key)
+  local task = from_flat(flat)
   if task.status ~= 'pending' or task.sid ~= sid then
     redis.call('XACK', stream, group, sid)
     return false
@@ -69,25 +71,22 @@ local function start(stream, sid, id)
   if admitted ~= true then
     redis.call('XACK', stream, group, sid)
     redis.call('HSET', key, 'status', 'scheduled', 'run_at', int(admitted), 'rl', '1',
-      'sid', '', 'updated_at', int(now))
+      'sid', '', 'updated_at', now_text)
     redis.call('ZADD', delayed, int(admitted), id)
     emit(events, maxlen, 'rate_limited', key, now)
     deferred = deferred + 1
     return false
   end
-  task.rl = nil
-  -- One read (above) and one write: the reply is the task as it now is.
-  update(key, task, 'status', 'processing', 'started_at', int(now), 'updated_at', int(now),
-    'worker', consumer, 'progress', 0, 'progress_message', '',
-    'attempt', tonumber(task.attempt or '0') + 1)
-  emit_task(events, maxlen, 'started', task, now)
-  local flat = {}
-  for name, value in pairs(task) do
-    if name ~= '_changed' then
-      flat[#flat + 1] = name
-      flat[#flat + 1] = value
-    end
-  end
+  -- One read (above) and one write. The event carries what changed (as emit_task would);
+  -- the reply is the hash as read followed by the changed fields, which the reader's
+  -- dict lets win over their old values (a reserved rate-limit flag read above is moot).
+  local attempt = tostring(tonumber(task.attempt or '0') + 1)
+  local changes = {'status', 'processing', 'started_at', now_text, 'updated_at', now_text,
+    'worker', consumer, 'progress', '0', 'progress_message', '', 'attempt', attempt}
+  redis.call('HSET', key, unpack(changes))
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'started', 'ts', now_text,
+    'id', id, unpack(changes))
+  for i = 1, #changes do flat[#flat + 1] = changes[i] end
   started[#started + 1] = flat
   return true
 end

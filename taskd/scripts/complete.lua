@@ -29,13 +29,15 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
     else
       acks[stream] = acks[stream] or {}
       table.insert(acks[stream], sid)
-      local task = {id = state[4], status = 'processing', progress = '0'}
-      update(task_key, task, 'status', 'completed', 'progress', '100', 'result', result,
+      redis.call('HSET', task_key, 'status', 'completed', 'progress', '100', 'result', result,
         'completed_at', now_text, 'updated_at', now_text)
       if state[5] then redis.call('HDEL', task_key, 'cancel') end
       finished_args[#finished_args + 1] = now_text
       finished_args[#finished_args + 1] = state[4]
-      emit_task(events, maxlen, 'completed', task, now)
+      -- What emit_task would write for these changes, without building the task table.
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'completed',
+        'ts', now_text, 'id', state[4], 'status', 'completed', 'progress', '100',
+        'completed_at', now_text, 'updated_at', now_text)
       done = done + 1
       reply[#reply + 1] = 'completed'
     end

@@ -135,6 +135,12 @@ class Registry:
         """The type's handler, or None when no handler is registered for it."""
         return self._types.get(name)
 
+    def checks_payload(self, name: str) -> bool:
+        """Whether :meth:`check_payload` has anything to do for this type (a schema, a
+        validator, or an unknown name to refuse): callers skip parsing the payload if not."""
+        found = self._types.get(name)
+        return found is None or found.schema is not None or found.validate is not None
+
     def check_payload(self, name: str, payload: dict[str, Any]) -> None:
         """Validate a payload at submit time: the type's schema, then its validator."""
         found = self._types.get(name)

@@ -6,6 +6,7 @@ an exception that the error middleware turns into JSON.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -87,7 +88,8 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         default_timeout_s=tasks.timeout_s,
         max_payload_bytes=state.settings.server.max_body_bytes,
     )
-    state.registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
+    if state.registry.checks_payload(spec.task_type):
+        state.registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
     return spec
 
 
@@ -144,10 +146,10 @@ async def create_batch(request: web.Request) -> web.Response:
         raise error
     results = await state.store.submit(specs)
     metrics = request.app[SERVICES].metrics
-    for task, created in results:
-        if created:
-            metrics.submitted(task.task_type)
-    created_count = sum(1 for _, created in results if created)
+    per_type = Counter(task.task_type for task, created in results if created)
+    for task_type, count in per_type.items():
+        metrics.submitted(task_type, count)
+    created_count = per_type.total()
     return json_response(
         {"tasks": [task.to_api() for task, _ in results], "created": created_count},
         status=201 if created_count else 200,

@@ -77,9 +77,9 @@ class Metrics:
             registry=r,
         )
 
-    def submitted(self, task_type: str) -> None:
-        """Count one task created through the API."""
-        self._submitted.labels(task_type).inc()
+    def submitted(self, task_type: str, count: int = 1) -> None:
+        """Count tasks created through the API."""
+        self._submitted.labels(task_type).inc(count)
 
     def task_finished(self, task_type: str, status: str, duration_s: float) -> None:
         """Pool hook: count an attempt this process's workers finished, with its run time.

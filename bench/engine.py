@@ -21,6 +21,7 @@ from bench.stats import latency_ms, rate
 from taskd import config
 from taskd.client import Client
 from taskd.daemon import Daemon
+from taskd.heap import freeze_startup_heap
 from taskd.pool import WorkerPool, consumer_name
 from taskd.registry import Registry, TaskType
 from taskd.store import Store
@@ -84,6 +85,7 @@ async def running_pool(
     try:
         async with asyncio.timeout(10):
             await pool.started.wait()
+        freeze_startup_heap()  # as `taskd serve` does once started
         yield pool
     finally:
         stop.set()

@@ -21,6 +21,7 @@ from taskd.config import Settings, mask_url
 from taskd.embedded import EmbeddedRedis, find_server_binary
 from taskd.errors import ConfigError, RedisUnavailable
 from taskd.events import Relay
+from taskd.heap import freeze_startup_heap
 from taskd.http.app import SERVICES, AppState, build_app
 from taskd.http.guard import is_loopback
 from taskd.looplag import LoopLag
@@ -81,6 +82,7 @@ class Daemon:
                 task_types=[t.name for t in self.registry],
                 consumer=consumer,
             )
+            freeze_startup_heap()  # full collections then skip what lives as long as we do
             notifier = Notifier(os.environ)
             notifier.ready(f"serving on port {self.port}, {self.settings.workers.count} workers")
             async with asyncio.TaskGroup() as group:

@@ -626,6 +626,7 @@ class WorkerPool:
                     info
                     | {
                         "held": len(self.held),
+                        "finishing": self._finishing,  # of those, done and being written
                         "completed": self.completed,
                         "failed": self.failed,
                         "heartbeat_at": time.time(),

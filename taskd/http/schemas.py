@@ -172,6 +172,7 @@ def component_schemas(registry: Registry) -> dict[str, Any]:
             "host": STR,
             "pid": INT,
             "held": INT,
+            "finishing": INT,
             "queues": {"type": "array", "items": STR},
             "concurrency": INT,
             "completed": INT,

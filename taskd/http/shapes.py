@@ -107,6 +107,7 @@ def worker(info: Mapping[str, Any]) -> dict[str, Any]:
         "queues": [str(q) for q in queues] if isinstance(queues, list) else [],
         "concurrency": _int(info.get("concurrency")),
         "held": _int(info.get("held")),
+        "finishing": _int(info.get("finishing")),
         "completed": _int(info.get("completed")),
         "failed": _int(info.get("failed")),
         "started_at": _seconds_to_iso(info.get("started_at")),

@@ -63,6 +63,14 @@ class Page:
 _TYPE_AND_PAYLOAD = frozenset({"task_type", "payload"})
 
 
+def _own_copy(payload: Any) -> Any:
+    """A mapping payload as a dict of our own (the caller may change theirs later);
+    anything else as is, for make_spec to refuse."""
+    if type(payload) is dict or isinstance(payload, Mapping):  # (the ABC check is slow)
+        return dict(payload)
+    return payload
+
+
 class Client:
     """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does."""
 
@@ -106,8 +114,7 @@ class Client:
         if isinstance(run_at, datetime):
             run_at = run_at.isoformat()
         tasks = self.settings.tasks
-        if type(payload) is dict or isinstance(payload, Mapping):  # (the ABC check is slow)
-            payload = dict(payload)
+        payload = _own_copy(payload)
         return make_spec(
             task_type,
             payload,
@@ -163,12 +170,10 @@ class Client:
                     args = {k: v for k, v in item.items() if k not in _TYPE_AND_PAYLOAD}
                     specs.append(self.spec(task_type, payload, **args))
                     continue
-                if type(payload) is dict or isinstance(payload, Mapping):
-                    payload = dict(payload)
                 specs.append(
                     make_spec(
                         task_type,
-                        payload,
+                        _own_copy(payload),
                         default_max_retries=tasks.max_retries,
                         default_timeout_s=tasks.timeout_s,
                     )

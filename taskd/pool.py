@@ -361,10 +361,7 @@ class WorkerPool:
                     # so a run of instant tasks cannot starve the fetcher, leases or the API.
                     await asyncio.sleep(0)
                 return True
-        try:
-            await self._finish(task, outcome, duration_s)
-        finally:
-            self._finishing -= 1
+        await self._finish_counted(task, outcome, duration_s)
         return True
 
     def _complete_soon(self, task: Task, result: bytes, duration_s: float) -> None:
@@ -376,9 +373,8 @@ class WorkerPool:
     ) -> None:
         if isinstance(written, RedisUnavailable | asyncio.CancelledError):
             # The slow path retries while Redis is away.
-            later = asyncio.ensure_future(self._complete_later(task, result, duration_s))
-            self._writing.add(later)
-            later.add_done_callback(self._writing.discard)
+            outcome = Outcome("completed", orjson.loads(result))
+            self._finish_in_background(task, outcome, duration_s)
             return
         self._finishing -= 1
         if isinstance(written, BaseException):
@@ -392,9 +388,17 @@ class WorkerPool:
             log.warning("stale_attempt_refused", reason=str(reason), task_id=task.id)
         self._free(task)
 
-    async def _complete_later(self, task: Task, result: bytes, duration_s: float) -> None:
+    def _finish_in_background(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+        """Write an outcome off the runner (a success whose write failed, an abandoned
+        handler's); shutdown waits for it."""
+        writer = asyncio.ensure_future(self._finish_counted(task, outcome, duration_s))
+        self._writing.add(writer)
+        writer.add_done_callback(self._writing.discard)
+
+    async def _finish_counted(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+        """:meth:`_finish` for a task counted in ``_finishing`` since its handler returned."""
         try:
-            await self._finish(task, Outcome("completed", orjson.loads(result)), duration_s)
+            await self._finish(task, outcome, duration_s)
         finally:
             self._finishing -= 1
 
@@ -480,19 +484,9 @@ class WorkerPool:
         self._runners.discard(run.runner)
         self._finishing += 1
         self._room.set()
-        writer = asyncio.ensure_future(
-            self._finish_abandoned(task, _stopped_outcome(run), time.monotonic() - run.started)
-        )
-        self._writing.add(writer)
-        writer.add_done_callback(self._writing.discard)
+        self._finish_in_background(task, _stopped_outcome(run), time.monotonic() - run.started)
         if not self._shutting_down:
             self._add_runner()
-
-    async def _finish_abandoned(self, task: Task, outcome: Outcome, duration_s: float) -> None:
-        try:
-            await self._finish(task, outcome, duration_s)
-        finally:
-            self._finishing -= 1
 
     async def _invoke(self, handler: TaskType, ctx: Context, task: Task) -> Outcome:
         # This coroutine runs in its own copy of the context (InContext): the binding ends

@@ -311,7 +311,14 @@ async def test_drain_times_out_with_exit_4(daemon: DaemonProcess, store: Store, 
     assert run.err.splitlines()[-1] == f"taskd: queue {queue} not drained after 0.5 s: 1 tasks left"
 
 
-async def _watch(daemon: DaemonProcess, *args: str) -> asyncio.subprocess.Process:
+def _ignore_sigint() -> None:
+    """In the child before exec: what `taskd watch &` in a shell script inherits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+async def _watch(
+    daemon: DaemonProcess, *args: str, sigint_ignored: bool = False
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -322,6 +329,7 @@ async def _watch(daemon: DaemonProcess, *args: str) -> asyncio.subprocess.Proces
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
 
 
@@ -350,6 +358,26 @@ async def test_watch_prints_events_until_ctrl_c(daemon: DaemonProcess, queue: st
         assert line.split()[1:3] == [queue, "created"]
         assert " pending " in line
         proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_watch_stops_on_signal_whatever_it_inherited(
+    daemon: DaemonProcess, queue: str, sig: signal.Signals
+) -> None:
+    """`watch` ends with exit 0 on SIGINT/SIGTERM even when started with SIGINT ignored.
+
+    A shell script's background job (`taskd watch &`, a CI step run with `&`) starts
+    with SIGINT ignored; the test suite itself run that way once made `watch` hang.
+    """
+    proc = await _watch(daemon, "--json", "--queue", queue, sigint_ignored=True)
+    try:
+        await _line_with(proc, '"type":"snapshot"')
+        proc.send_signal(sig)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:
         if proc.returncode is None:

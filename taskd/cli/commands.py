@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -312,7 +313,35 @@ def watch(url: str, as_json: bool, queue: str | None, task_type: str | None) -> 
         async for message in remote.messages(reconnecting):
             show(message)
 
-    _call(url, action, interrupt_code=0)
+    _call(url, lambda remote: _until_signalled(action(remote)), interrupt_code=0)
+
+
+async def _until_signalled(work: Awaitable[None]) -> None:
+    """Run ``work`` until SIGINT or SIGTERM ends it cleanly (the command exits 0).
+
+    The handlers go on the loop instead of relying on Python's KeyboardInterrupt: a
+    process that inherited SIGINT ignored (a shell script's ``taskd watch &``) never
+    raises one, so ``kill -INT`` and Ctrl-C left it running forever.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None  # always inside a task: asyncio.run made one
+    signalled: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        signalled.append(sig)
+        task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 @main.command("queues")

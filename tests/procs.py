@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The `taskd` console script pip installed beside this interpreter.
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "taskd")
 
 
 def free_port() -> int:
@@ -38,23 +40,34 @@ def pid_gone(pid: int) -> bool:
 class DaemonProcess:
     """One `taskd serve` child with its own port and data dir."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        console_script: bool = False,
+    ) -> None:
+        """Start it in ``data_dir`` (its cwd too).
+
+        ``console_script`` runs the installed ``taskd`` script, as a user does, with no
+        PYTHONPATH; else ``python -m taskd`` with the checkout on PYTHONPATH.
+        """
         self.port = free_port()
         self.data_dir = data_dir
         self.log_path = data_dir / "daemon.log"
         data_dir.mkdir(parents=True, exist_ok=True)
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        path = {} if console_script else {"PYTHONPATH": str(REPO)}
         full_env = (
-            os.environ
-            | {
-                "PYTHONPATH": str(REPO),
-                "TASKD_LOG_FORMAT": "json",
-                "TASKD_DATA_DIR": str(data_dir),
-            }
+            inherited
+            | path
+            | {"TASKD_LOG_FORMAT": "json", "TASKD_DATA_DIR": str(data_dir)}
             | (env or {})
         )
+        command = [CONSOLE_SCRIPT] if console_script else [sys.executable, "-m", "taskd"]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "taskd", "serve", "--port", str(self.port), *args],
+            [*command, "serve", "--port", str(self.port), *args],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -83,6 +83,7 @@ def serve(config_path: Path | None, **flags: Any) -> None:
     except TaskdError as exc:
         click.echo(f"taskd: {exc}", err=True)
         sys.exit(2)
+    _handlers_importable_from_cwd()
     # A daemon configures logging once, so loggers may cache their processor chain.
     configure_logging(settings.log.format, settings.log.level, cache=True)
     from taskd.daemon.root import Daemon  # noqa: PLC0415 - keep `taskd version` import-light
@@ -95,6 +96,18 @@ def serve(config_path: Path | None, **flags: Any) -> None:
             raise
         click.echo(f"taskd: {error}", err=True)
         sys.exit(1)
+
+
+def _handlers_importable_from_cwd() -> None:
+    """Let ``--handlers myapp.jobs`` find ``myapp`` in the directory taskd runs in.
+
+    ``python -m taskd`` puts the current directory on the import path, the ``taskd``
+    console script does not; like ``arq`` (and ``celery -A``), serve makes them agree.
+    Appended, not prepended: a stray file there must not shadow an installed module.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})

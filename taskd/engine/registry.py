@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -175,5 +176,19 @@ def import_handlers(name: str) -> ModuleType:
         return importlib.import_module(name)
     except Exception as exc:
         raise HandlerImportError(
-            f"cannot import handler module {name!r}: {type(exc).__name__}: {exc}", module=name
+            f"cannot import handler module {name!r}: {type(exc).__name__}: {exc}"
+            + _where_to_put(name, exc),
+            module=name,
         ) from exc
+
+
+def _where_to_put(name: str, exc: Exception) -> str:
+    """A hint when the module itself (not something it imports) was found nowhere."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if not missing or not (name == missing or name.startswith(missing + ".")):
+        return ""
+    top = name.split(".", maxsplit=1)[0]
+    return (
+        f" (searched the current directory {os.getcwd()} and the Python path: run taskd"
+        f" where {top!r} lives, or add the directory that contains it to PYTHONPATH)"
+    )

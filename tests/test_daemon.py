@@ -114,6 +114,30 @@ async def test_no_orphan_server_after_sigkill_of_daemon(tmp_path: Path) -> None:
         daemon.close()
 
 
+async def test_refused_second_daemon_leaves_the_first_ones_url_file(tmp_path: Path) -> None:
+    """A second `taskd serve` refused because the data dir's embedded server runs exits 1
+    and leaves the first daemon's ``redis/url`` in place: the file is not its to delete."""
+    first = DaemonProcess(tmp_path / "d", "--workers", "1")
+    second: DaemonProcess | None = None
+    try:
+        await first.ready()
+        url_file = embedded_url_file(tmp_path / "d")
+        url = url_file.read_text()
+        second = DaemonProcess(tmp_path / "e", env={"TASKD_DATA_DIR": str(tmp_path / "d")})
+        assert await second.wait() == 1
+        assert "another embedded server" in second.output()
+        assert url_file.read_text() == url
+        client = Client(url.strip())
+        try:
+            assert (await client.submit("email", {"recipient": "a@b.c"})).id
+        finally:
+            await client.close()
+    finally:
+        if second is not None:
+            second.close()
+        first.close()
+
+
 async def test_embedded_data_survives_restart(tmp_path: Path) -> None:
     """A task submitted to an embedded daemon is still there after a restart (AOF)."""
     first = DaemonProcess(tmp_path / "d", "--workers", "1", "--queues", "nobody-consumes")

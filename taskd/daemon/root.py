@@ -129,9 +129,11 @@ class Daemon:
         if self.settings.redis.url:
             return self.settings.redis.url
         binary = find_server_binary(self.settings.redis.server_bin or None)
-        data = self.settings.data_dir / "redis"
-        self.embedded = EmbeddedRedis(data, binary=binary)
-        url = await self.embedded.start()
+        embedded = EmbeddedRedis(self.settings.data_dir / "redis", binary=binary)
+        url = await embedded.start()
+        # Ours only once started: a start refused because another daemon's server runs
+        # in this data dir must leave that daemon's url file alone on the way out.
+        self.embedded = embedded
         _write_private(embedded_url_file(self.settings.data_dir), url)
         return url
 

@@ -11,7 +11,8 @@
   Reply: one status per task: 'completed', 'stale' (the attempt is not the one held: the
          caller was presumed dead and the task moved on; nothing is written for it) or
          'missing' (no such task).
-  Events: completed (one per completed task).
+  Events: completed (one per completed task; with error '' when an earlier attempt's
+          error was cleared).
 ]]
 -- ``items``: {task hash, its ready stream, attempt, stream entry id, result JSON} each.
 -- Returns per item 'completed', 'stale' (not the attempt held: nothing written) or
@@ -21,7 +22,8 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
   local now_text = int(now)
   for _, item in ipairs(items) do
     local task_key, stream, attempt, sid, result = item[1], item[2], item[3], item[4], item[5]
-    local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel')
+    local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel',
+      'error')
     if not state[1] then
       reply[#reply + 1] = 'missing'
     elseif state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
@@ -35,9 +37,16 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
       finished_args[#finished_args + 1] = now_text
       finished_args[#finished_args + 1] = state[4]
       -- What emit_task would write for these changes, without building the task table.
-      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'completed',
+      local event = {events, 'MAXLEN', '~', maxlen, '*', 'kind', 'completed',
         'ts', now_text, 'id', state[4], 'status', 'completed', 'progress', '100',
-        'completed_at', now_text, 'updated_at', now_text)
+        'completed_at', now_text, 'updated_at', now_text}
+      if state[6] then
+        -- An earlier attempt's error belongs to that attempt's event, not to the success.
+        redis.call('HDEL', task_key, 'error')
+        event[#event + 1] = 'error'
+        event[#event + 1] = ''
+      end
+      redis.call('XADD', unpack(event))
       done = done + 1
       reply[#reply + 1] = 'completed'
     end

@@ -129,7 +129,7 @@ async def test_refused_second_daemon_leaves_the_first_ones_url_file(tmp_path: Pa
         assert url_file.read_text() == url
         client = Client(url.strip())
         try:
-            assert (await client.submit("email", {"recipient": "a@b.c"})).id
+            assert (await client.submit("email", {"recipient": "a@b.c", "subject": "hi"})).id
         finally:
             await client.close()
     finally:
@@ -144,7 +144,7 @@ async def test_embedded_data_survives_restart(tmp_path: Path) -> None:
     try:
         await first.ready()
         client = Client(embedded_url_file(tmp_path / "d").read_text().strip())
-        task = await client.submit("email", {"recipient": "a@b.c"}, queue="parked")
+        task = await client.submit("email", {"recipient": "a@b.c", "subject": "hi"}, queue="parked")
         await client.close()
         first.kill(signal.SIGTERM)
         assert await first.wait() == 0
@@ -157,7 +157,7 @@ async def test_embedded_data_survives_restart(tmp_path: Path) -> None:
         again = await client.get(task.id)
         await client.close()
         assert again.status == Status.PENDING
-        assert again.payload == {"recipient": "a@b.c"}
+        assert again.payload == {"recipient": "a@b.c", "subject": "hi"}
     finally:
         second.kill(signal.SIGTERM)
         await second.wait()

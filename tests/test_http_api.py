@@ -362,6 +362,16 @@ async def test_invalid_fields_are_422_naming_the_field(
     assert error["details"]["field"] == field
 
 
+async def test_unknown_payload_key_is_422_with_a_hint(client: Client) -> None:
+    """A misspelt payload key of a built-in type is a 422 naming the key it resembles."""
+    body = {"task_type": "data_processing", "payload": {"records": 5, "operation": "sum"}}
+    reply = await client.post("/api/tasks", json=body)
+    assert reply.status == 422
+    error = (await reply.json())["error"]
+    assert error["details"]["field"] == "payload.operation"
+    assert "did you mean 'operations'?" in error["message"]
+
+
 async def test_body_over_the_limit_is_413(store: Store) -> None:
     """A body larger than server.max_body_bytes is refused with 413 JSON."""
     async with serve_app(store, server__max_body_bytes="1000") as small:

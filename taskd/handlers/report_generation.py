@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from taskd.config import Settings
 from taskd.engine.context import Context
+from taskd.engine.payload_schema import known_keys
 from taskd.engine.registry import task
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.artifacts import write_artifact
@@ -53,6 +54,17 @@ CSV_COLUMNS: Final = (
 )
 TYPE_COLUMNS: Final = ("type", "total", "completed", "failed", "p50", "p95", "p99")
 EXAMPLE: Final = {"period_s": 3600, "title": "Last hour"}
+SCHEMA: Final = known_keys(
+    {
+        "title": "At most 200 characters.",
+        "queue": "Report on this queue only [all queues].",
+        "period_s": f"Tasks created in the last S seconds [{DEFAULT_PERIOD_S:g}].",
+        "max_tasks": f"At most this many tasks [{DEFAULT_MAX_TASKS}].",
+        "formats": "Any of html, csv, json [all three].",
+        "records": "Report on these objects instead of the queue.",
+        "chart": 'With records: {"label": field, "value": field}.',
+    }
+)
 
 
 def validate(payload: dict[str, Any]) -> None:
@@ -88,7 +100,7 @@ def validate(payload: dict[str, Any]) -> None:
             raise ValidationError("payload.chart", 'must be {"label": field, "value": field}')
 
 
-@task("report_generation", example=EXAMPLE, validate=validate)
+@task("report_generation", example=EXAMPLE, schema=SCHEMA, validate=validate)
 async def report_generation(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     """Build a report (HTML with a chart, CSV, JSON) of the queue or of given records.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ from taskd import config
 from taskd.cli import display
 from taskd.errors import TaskdError
 from taskd.log import configure_logging
-from taskd.model import QUEUE_NAME, TASK_ID
+from taskd.model import QUEUE_NAME
 
 if TYPE_CHECKING:
     from taskd.cli.remote import Remote
@@ -35,6 +36,7 @@ def _run(coro: Any) -> None:
 
 
 @click.group()
+@click.version_option(taskd.__version__, prog_name="taskd", message="%(prog)s %(version)s")
 def main() -> None:
     """taskd: a real-time task queue on Redis Streams."""
 
@@ -115,13 +117,16 @@ def _handlers_importable_from_cwd() -> None:
 def bench(args: tuple[str, ...]) -> None:
     """Run the benchmark suite of a source checkout (bench/; see `taskd bench --help`)."""
     root = Path(taskd.__file__).resolve().parent.parent
+    wants_help = bool({"-h", "--help"} & set(args))
     if not (root / "bench" / "cli.py").is_file():
+        if wants_help:
+            click.echo(click.get_current_context().get_help())
         click.echo("taskd: bench/ ships only in a source checkout of taskd", err=True)
-        sys.exit(2)
+        sys.exit(0 if wants_help else 2)
     sys.path.insert(0, str(root))
     import importlib  # noqa: PLC0415 - bench is not a dependency of the package
 
-    sys.exit(importlib.import_module("bench.cli").main(list(args)))
+    sys.exit(importlib.import_module("bench.cli").main(list(args), prog="taskd bench"))
 
 
 def _first_taskd_error(exc: BaseException) -> TaskdError | None:
@@ -141,6 +146,7 @@ def _first_taskd_error(exc: BaseException) -> TaskdError | None:
 # taskd.cli.display. Exit codes: 1 the API refused, 2 usage, 3 unreachable, 4 unfinished.
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+TASK_ID_PREFIX = re.compile(r"[0-9a-f]{1,32}")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,9 +159,11 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _task_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not TASK_ID.match(value):
-        raise click.BadParameter(f"expected a task id (32 hex digits), got {value!r}")
-    return value
+    if not TASK_ID_PREFIX.match(value.lower()):
+        raise click.BadParameter(
+            f"expected a task id (32 hex digits) or its first digits, got {value!r}"
+        )
+    return value.lower()
 
 
 def _queue_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -257,8 +265,12 @@ def submit(
 @click.argument("task_id", callback=_task_id)
 @_client_options
 def get(url: str, as_json: bool, task_id: str) -> None:
-    """Show one task with its payload and result."""
-    _show(_call(url, lambda r: r.get(f"/api/tasks/{task_id}")), as_json, display.task_detail)
+    """Show one task (by id or a unique prefix of it) with its payload and result."""
+
+    async def action(remote: Remote) -> Any:
+        return await remote.get(f"/api/tasks/{await remote.resolve(task_id)}")
+
+    _show(_call(url, action), as_json, display.task_detail)
 
 
 @main.command("list")
@@ -284,8 +296,12 @@ def stats(url: str, as_json: bool) -> None:
 @click.argument("task_id", callback=_task_id)
 @_client_options
 def cancel(url: str, as_json: bool, task_id: str) -> None:
-    """Cancel a waiting task, or ask a running one to stop."""
-    done, task = _call(url, lambda r: r.cancel(task_id))
+    """Cancel a waiting task, or ask a running one to stop (by id or a unique prefix)."""
+
+    async def action(remote: Remote) -> tuple[bool, dict[str, Any]]:
+        return await remote.cancel(await remote.resolve(task_id))
+
+    done, task = _call(url, action)
     verb = "cancelled" if done else "cancelling (running: the worker stops it)"
     _show(task, as_json, lambda t: f"{verb} {display.task_line(t)}")
 
@@ -294,8 +310,12 @@ def cancel(url: str, as_json: bool, task_id: str) -> None:
 @click.argument("task_id", callback=_task_id)
 @_client_options
 def retry(url: str, as_json: bool, task_id: str) -> None:
-    """Send a failed or cancelled task back to pending."""
-    task = _call(url, lambda r: r.post(f"/api/tasks/{task_id}/retry"))
+    """Send a failed or cancelled task back to pending (by id or a unique prefix)."""
+
+    async def action(remote: Remote) -> Any:
+        return await remote.post(f"/api/tasks/{await remote.resolve(task_id)}/retry")
+
+    task = _call(url, action)
     _show(task, as_json, lambda t: f"retried {display.task_line(t)}")
 
 

@@ -323,6 +323,14 @@ async def test_workers_and_task_types(client: Client, store: Store, queue: str) 
     assert types["noop"]["description"]
 
 
+async def test_task_type_descriptions_are_plain_text(client: Client) -> None:
+    """/api/task-types shows descriptions without reStructuredText markup (``x``, `x`)."""
+    body = await (await client.get("/api/task-types")).json()
+    descriptions = {t["name"]: t["description"] for t in body["task_types"]}
+    assert all("`" not in text for text in descriptions.values()), descriptions
+    assert "(recipient or to, subject, body and/or html)" in descriptions["email"]
+
+
 async def test_malformed_json_is_400(client: Client) -> None:
     """A body that is not JSON is a 400 with the error shape."""
     for body in (b"{bad", b"", b"\xff\xfe", b"[1,"):

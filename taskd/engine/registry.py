@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -28,6 +29,7 @@ from taskd.model import TASK_TYPE_NAME
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARK = "__taskd_task__"
+_RST_QUOTES = re.compile(r"(?::[a-z:]+:)?`{1,2}([^`]+)`{1,2}_?")
 BUILTIN_MODULES = (
     "taskd.handlers.api_call",
     "taskd.handlers.data_processing",
@@ -88,7 +90,7 @@ def task(
             TaskType(
                 name=name,
                 func=func,
-                description=description or doc.split("\n\n")[0].replace("\n", " "),
+                description=description or _plain(doc.split("\n\n")[0]),
                 schema=schema,
                 example=example or {},
                 validate=validate,
@@ -168,6 +170,12 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._types)
+
+
+def _plain(text: str) -> str:
+    """A docstring paragraph as plain text: one line, reStructuredText roles and
+    quotes (``x``, `x`, :func:`x`) dropped, for the API, the dashboard and the CLI."""
+    return _RST_QUOTES.sub(r"\1", text.replace("\n", " "))
 
 
 def import_handlers(name: str) -> ModuleType:

@@ -137,7 +137,7 @@ import taskd
 
 
 @taskd.task("myapp.hello")
-async def hello(payload: dict, ctx: taskd.Context) -> dict:
+async def hello(ctx: taskd.Context, payload: dict) -> dict:
     """Greet someone."""
     return {"hello": payload.get("name", "world")}
 '''

@@ -193,3 +193,30 @@ def test_config_errors_give_one_clear_line(
     assert len(lines) == 1, result.stderr
     assert needle in lines[0]
     assert "Traceback" not in result.stderr
+
+
+async def test_port_in_use_is_one_line_naming_the_port(tmp_path: Path, redis_url: str) -> None:
+    """A `taskd serve` on a port already taken exits 1 with one line naming the address
+    and what to do, not a traceback, and the daemon listening there keeps running."""
+    first = DaemonProcess(tmp_path / "a", "--redis-url", redis_url, "--workers", "1")
+    try:
+        await first.ready()
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "taskd", "serve", "--port", str(first.port)],
+            env=os.environ
+            | {"PYTHONPATH": str(REPO), "TASKD_DATA_DIR": str(tmp_path / "b")}
+            | {"TASKD_REDIS_URL": redis_url, "TASKD_LOG_LEVEL": "error"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert f"127.0.0.1:{first.port}" in line
+        assert "--port" in line
+        assert first.proc.poll() is None
+    finally:
+        first.close()

@@ -189,8 +189,17 @@ class Daemon:
         )
         runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)
-        await site.start()
+        host, port = self.settings.server.host, self.settings.server.port
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                "server.port",
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another taskd "
+                "serve running there? choose another port with --port or TASKD_PORT)",
+            ) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port

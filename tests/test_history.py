@@ -66,6 +66,17 @@ async def test_a_call_repeated_after_a_lost_reply_counts_once(store: Store, queu
     assert (got.submitted, got.completed, got.failed, sum(got.runs)) == (2, 1, 1, 1)
 
 
+async def test_a_task_failed_as_worker_lost_is_counted_failed(store: Store, queue: str) -> None:
+    """A reclaim past max_retries (the holder died) counts one failure, and a second sweep
+    over the same entry counts nothing more."""
+    await store.submit([make_spec("t", {}, queue=queue, max_retries=0)])
+    (held,) = await store.fetch(queue, "dead-worker", 1)
+    assert (await store.reclaim(queue, held.priority, "sup", 0, "0-0")).failed == [held.id]
+    assert (await store.reclaim(queue, held.priority, "sup", 0, "0-0")).failed == []
+    got = await _counts(store, queue, "t")
+    assert (got.submitted, got.completed, got.failed) == (1, 0, 1)
+
+
 async def test_run_times_land_in_their_histogram_bucket(store: Store, queue: str) -> None:
     """A completion's run time (Redis now minus started_at) is counted in the log-spaced
     bucket holding it, and p50/p95 come out within that bucket."""

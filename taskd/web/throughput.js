@@ -178,7 +178,10 @@ export class Throughput {
     const n = Math.max(buckets.length - 1, 1);
     const x = (i) => MARGIN.left + (i / n) * plotW;
     const y = (v) => MARGIN.top + plotH - (v / top) * plotH;
-    this.drawGrid(top, y, r);
+    // The last bucket (the current, filling one) is "now" at the right edge; ticks are
+    // placed on the same scale as the buckets: minutes back from it.
+    const span = Math.max(buckets.length - 1, 1) * (r.bucket_s / 60);
+    this.drawGrid(top, y, r.tick, buckets.length ? span : r.minutes);
     if (!buckets.length) {
       for (const p of [this.area, this.lineC, this.lineF]) p.setAttribute("d", "");
     } else {
@@ -199,9 +202,10 @@ export class Throughput {
   /**
    * @param {number} top
    * @param {(v: number) => number} y
-   * @param {{minutes: number, tick: number}} r
+   * @param {number} tick minutes between x ticks
+   * @param {number} span minutes from the left edge to "now"
    */
-  drawGrid(top, y, r) {
+  drawGrid(top, y, tick, span) {
     const nodes = [];
     for (const v of [0, top / 2, top]) {
       const yy = y(v).toFixed(1);
@@ -209,8 +213,8 @@ export class Throughput {
       nodes.push(s("text", { x: MARGIN.left - 6, y: yy, class: "y-label", text: v === 0 ? "0" : rate(v) }));
     }
     const plotW = this.size.w - MARGIN.left - MARGIN.right;
-    for (let ago = 0; ago < r.minutes; ago += r.tick) {
-      const xx = (MARGIN.left + plotW * (1 - ago / r.minutes)).toFixed(1);
+    for (let ago = 0; ago <= span; ago += tick) {
+      const xx = (MARGIN.left + plotW * (1 - ago / span)).toFixed(1);
       nodes.push(s("line", { x1: xx, x2: xx, y1: MARGIN.top, y2: y(0), class: "tick" }));
       nodes.push(s("text", { x: xx, y: this.size.h - 6, class: "x-label", text: tickLabel(ago) }));
     }

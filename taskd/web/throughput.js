@@ -128,13 +128,19 @@ export class Throughput {
     }
   }
 
-  /** Completed and failed per second over the last ~10 s of stats messages. */
-  liveRate() {
-    const first = this.samples[0];
-    const last = this.samples[this.samples.length - 1];
-    if (!first || last.t <= first.t || last.c < first.c) return null;
-    const dt = (last.t - first.t) / 1000;
-    return { c: (last.c - first.c) / dt, f: Math.max(0, last.f - first.f) / dt };
+  /**
+   * Completed and failed per second over the last ~10 s. Stats messages come only when
+   * the overview changes, so a quiet spell (no message) reads as 0/s, not the last rate.
+   * @param {number} now ms
+   */
+  liveRate(now) {
+    const recent = this.samples.filter((x) => now - x.t <= LIVE_WINDOW_MS);
+    if (!this.samples.length) return null;
+    if (recent.length < 2) return { c: 0, f: 0 };
+    const first = recent[0];
+    const last = recent[recent.length - 1];
+    const dt = Math.max(now - first.t, 1000) / 1000;
+    return { c: Math.max(0, last.c - first.c) / dt, f: Math.max(0, last.f - first.f) / dt };
   }
 
   render() {
@@ -161,7 +167,7 @@ export class Throughput {
     if (latest) {
       parts.push(`run time p50 ${duration(latest.run_ms_p50)} · p95 ${duration(latest.run_ms_p95)}`);
     }
-    const live = this.liveRate();
+    const live = this.liveRate(Date.now());
     if (live) parts.push(`now ${rate(live.c)}/s`);
     return parts.join(" · ");
   }

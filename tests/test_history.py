@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 
 from taskd.errors import StaleAttempt
-from taskd.history import RUN_BOUNDS_MS, SLOTS, Counts, percentile
+from taskd.history import RUN_BOUNDS_MS, SLOTS, Counts, percentile, sum_by_minute
 from taskd.model import make_spec
 from taskd.store import Store
 
@@ -17,7 +17,7 @@ async def _counts(store: Store, queue: str | None, task_type: str | None = None)
     """Everything counted in the last two minutes (a test may straddle a minute)."""
     now = await store.redis_minute()
     total = Counts()
-    for counts in (await store.history(now - 1, now, queue, task_type)).values():
+    for counts in sum_by_minute(await store.history(now - 1, now, queue, task_type)).values():
         total.add(counts)
     return total
 

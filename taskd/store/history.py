@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskd.history import BUCKET_S, Counts, parse_field
+from taskd.history import BUCKET_S, parse_field
 from taskd.store.base import StoreBase
 from taskd.store.translate import translated
 
@@ -22,9 +22,13 @@ class HistoryOps(StoreBase):
 
     async def history(
         self, first: int, last: int, queue: str | None = None, task_type: str | None = None
-    ) -> dict[int, Counts]:
-        """Counts per minute from ``first`` to ``last`` (inclusive), summed over one or all
-        queues and one or all task types; minutes with nothing are left out."""
+    ) -> list[tuple[int, str]]:
+        """(minute, packed counts) of every history field from minute ``first`` to ``last``
+        (inclusive) of one or all queues and one or all task types.
+
+        Left packed: :func:`taskd.history.sum_by_minute` unpacks them, in a thread when a
+        week of fields is more than the event loop should spend at once.
+        """
         queues = [queue] if queue else await self.queues()
         async with translated():
             pipe = self.redis.pipeline(transaction=False)
@@ -39,11 +43,9 @@ class HistoryOps(StoreBase):
             for q, names in wanted:
                 pipe.hmget(self.keys(q).history, names)
             replies: list[Any] = await pipe.execute() if wanted else []
-        by_minute: dict[int, Counts] = {}
-        for (_, names), values in zip(wanted, replies, strict=True):
-            for name, packed in zip(names, values, strict=True):
-                if packed is None:  # dropped between the two round trips
-                    continue
-                minute = parse_field(name)[0]
-                by_minute.setdefault(minute, Counts()).add(Counts.decode(packed))
-        return by_minute
+        return [
+            (parse_field(name)[0], packed)
+            for (_, names), values in zip(wanted, replies, strict=True)
+            for name, packed in zip(names, values, strict=True)
+            if packed is not None  # dropped between the two round trips
+        ]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from taskd.history import Counts
+from taskd.history import Counts, sum_by_minute
 from taskd.keys import GROUP
 from taskd.model import Status
 from taskd.store import Store
@@ -125,6 +125,6 @@ async def history_totals(store: Store, queue: str, minutes: int) -> Counts:
     """The queue's per-minute history summed over the last ``minutes``."""
     now = await store.redis_minute()
     total = Counts()
-    for counts in (await store.history(now - minutes, now, queue)).values():
+    for counts in sum_by_minute(await store.history(now - minutes, now, queue)).values():
         total.add(counts)
     return total

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from taskd.errors import RedisUnavailable
 from taskd.http import shapes
 from taskd.http.shapes import json_response
-from taskd.http.state import SERVICES, STATE
+from taskd.http.state import SERVICES, STATE, AppState
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -17,18 +17,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Redis answers, the worker pool runs and the event relay is reading; 503 otherwise."""
+    """Redis answers, the worker pool runs and the event relay is reading; 503 otherwise.
+
+    An API-only node (no pool) is ready without workers.
+    """
     state = request.app[STATE]
-    problems: list[str] = []
+    problems = [] if state.relay.ready.is_set() else ["event relay not started"]
+    return await _readiness(state, problems)
+
+
+async def readyz_worker(request: web.Request) -> web.Response:
+    """A worker-only node's readiness: Redis answers and the pool runs (it relays no events)."""
+    return await _readiness(request.app[STATE], [])
+
+
+async def _readiness(state: AppState, problems: list[str]) -> web.Response:
     try:
         latency: float | None = await state.store.ping()
     except RedisUnavailable as exc:
-        problems.append(str(exc))
+        problems.insert(0, str(exc))
         latency = None
     if state.pool is not None and not state.pool.started.is_set():
         problems.append("worker pool not running")
-    if not state.relay.ready.is_set():
-        problems.append("event relay not started")
     body = {
         "status": "ok" if not problems else "unavailable",
         "redis_latency_ms": None if latency is None else round(latency * 1000, 3),

@@ -99,12 +99,13 @@ def _seconds_to_iso(value: Any) -> str | None:
 
 def worker(info: Mapping[str, Any]) -> dict[str, Any]:
     """A live consumer's heartbeat record as the API shows it."""
-    queues = info.get("queues")
+    queues, types = info.get("queues"), info.get("task_types")
     return {
         "consumer": str(info.get("consumer", "")),
         "host": str(info.get("host", "")),
         "pid": _int(info.get("pid")),
         "queues": [str(q) for q in queues] if isinstance(queues, list) else [],
+        "task_types": [str(t) for t in types] if isinstance(types, list) else [],
         "concurrency": _int(info.get("concurrency")),
         "held": _int(info.get("held")),
         "finishing": _int(info.get("finishing")),

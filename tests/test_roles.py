@@ -196,6 +196,17 @@ def browser_test(func: F) -> F:
     return func
 
 
+async def test_api_node_offers_worker_types_in_its_type_list(
+    fleet: Fleet, http: aiohttp.ClientSession
+) -> None:
+    """/api/task-types on a node without handler modules lists the worker nodes' types
+    (for the dashboard's submit form), after its own."""
+    async with http.get(f"{fleet.api.url}/api/task-types") as reply:
+        types = {t["name"]: t for t in (await reply.json())["task_types"]}
+    assert {"email", "sleepy"} <= set(types)
+    assert fleet.queue in types["sleepy"]["description"]
+
+
 @browser_test
 async def test_dashboard_of_api_node_shows_worker_nodes(fleet: Fleet) -> None:
     """The dashboard served by the API node shows both worker nodes in its workers panel."""

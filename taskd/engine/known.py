@@ -92,6 +92,15 @@ class KnownTypes:
         """The types live workers of ``queue`` run (heartbeats at most ``max_age_s`` old)."""
         return await self._types_of(queue, self.max_age_s)
 
+    async def elsewhere(self) -> dict[str, list[str]]:
+        """Types live workers run that are not ``local``, each with its queues (sorted)."""
+        await self._types_of("", self.max_age_s)
+        found: dict[str, list[str]] = {}
+        for queue, types in sorted(self._by_queue.items()):
+            for name in types - self.local:
+                found.setdefault(name, []).append(queue)
+        return dict(sorted(found.items()))
+
     async def _types_of(self, queue: str, max_age_s: float) -> frozenset[str]:
         if time.monotonic() - self._read_at > max_age_s:
             async with self._reading:  # concurrent submits share one read

@@ -62,9 +62,16 @@ async def workers(request: web.Request) -> web.Response:
 
 
 async def task_types(request: web.Request) -> web.Response:
-    """GET /api/task-types: registered types with a description and an example payload."""
-    registry = request.app[STATE].registry
-    return json_response({"task_types": [shapes.task_type(t) for t in registry]})
+    """GET /api/task-types: registered types with a description and an example payload,
+    then the types only live workers elsewhere run (an API-only node's submit form)."""
+    state = request.app[STATE]
+    listed = [shapes.task_type(t) for t in state.registry]
+    try:
+        remote = await state.known_types.elsewhere()
+    except RedisUnavailable:  # the node's own types are still worth showing
+        remote = {}
+    listed += [shapes.remote_task_type(name, queues) for name, queues in remote.items()]
+    return json_response({"task_types": listed})
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -116,6 +116,17 @@ def worker(info: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def remote_task_type(name: str, queues: list[str]) -> dict[str, Any]:
+    """A type this node does not register but live workers of ``queues`` run."""
+    return {
+        "name": name,
+        "description": f"Run by worker nodes of {'queues' if len(queues) > 1 else 'queue'} "
+        f"{', '.join(queues)}.",
+        "example": {},
+        "schema": None,
+    }
+
+
 def task_type(t: TaskType) -> dict[str, Any]:
     """A registered task type, for the dashboard's submit form."""
     return {

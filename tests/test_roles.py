@@ -149,6 +149,31 @@ async def test_killed_worker_node_loses_nothing(fleet: Fleet, http: aiohttp.Clie
         survivor.close()
 
 
+async def test_sigterm_lets_a_worker_nodes_running_task_finish(
+    fleet: Fleet, http: aiohttp.ClientSession
+) -> None:
+    """SIGTERM on a worker node: its running task finishes within the grace period, exit 0."""
+    queue = f"g{uuid.uuid4().hex[:10]}"
+    worker = fleet.start_worker("graceful", queue)
+    store = await Store.connect(fleet.url)
+    try:
+        await worker.ready()
+        status, task = await submit(http, fleet.api.url, "sleepy", queue, s=1.0)
+        assert status == 201, task
+
+        async def running() -> bool:
+            return (await store.get(task["id"], queue)).status == Status.PROCESSING
+
+        await eventually(running)
+        worker.kill(signal.SIGTERM)
+        assert await worker.wait() == 0
+        done = await store.get(task["id"], queue)
+        assert (done.status, done.retry_count) == (Status.COMPLETED, 0)
+    finally:
+        await store.close()
+        worker.close()
+
+
 async def test_worker_health_port_answers_readyz_and_metrics(
     fleet: Fleet, http: aiohttp.ClientSession
 ) -> None:

@@ -25,7 +25,7 @@ from tests.dashboard_support import expect, fresh_db, launch, open_page
 from tests.procs import REPO, DaemonProcess
 
 pytestmark = pytest.mark.slow
-DB = 12
+DB = 13  # (9-12 belong to the dashboard tests)
 # Leases short enough that a killed worker's tasks come back within seconds.
 FAST = {"TASKD_LEASE_S": "2", "TASKD_SWEEP_INTERVAL_S": "0.2", "TASKD_RATE_LIMIT_PER_S": "0"}
 HANDLERS = "tests.daemon_handlers"

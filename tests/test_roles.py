@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -301,6 +302,21 @@ def test_worker_without_workers_is_refused(tmp_path: Path, redis_url: str) -> No
     assert done.returncode == 1
     assert "workers.count" in done.stderr
     assert "serve --workers 0" in done.stderr
+
+
+def test_worker_on_a_taken_health_port_says_so(tmp_path: Path, redis_url: str) -> None:
+    """A health port already in use ends the worker with one line naming the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_taskd(
+            *("worker", "--redis-url", redis_url, "--health-port", str(port)),
+            env={"HOME": str(tmp_path)},
+        )
+    assert done.returncode == 1
+    assert f"config: server.health_port: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 async def test_worker_joins_embedded_redis_of_local_serve(

@@ -249,7 +249,13 @@ class Daemon:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, server.host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken port, unknown address: one line, not a traceback
+            await runner.cleanup()
+            key = "server.port" if self.role is Role.SERVE else "server.health_port"
+            reason = f"cannot listen on {server.host}:{port}: {exc.strerror}"
+            raise ConfigError(key, reason) from exc
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
         return runner

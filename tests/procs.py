@@ -1,4 +1,4 @@
-"""Real `taskd serve` subprocesses for tests that need separate OS processes."""
+"""Real `taskd serve` / `taskd worker` subprocesses for tests that need separate OS processes."""
 
 from __future__ import annotations
 
@@ -38,13 +38,17 @@ def pid_gone(pid: int) -> bool:
 
 
 class DaemonProcess:
-    """One `taskd serve` child with its own port and data dir."""
+    """One `taskd serve` child with its own port and data dir.
+
+    ``command="worker"`` starts `taskd worker` instead, its health listener on the port.
+    """
 
     def __init__(
         self,
         data_dir: Path,
         *args: str,
         env: dict[str, str] | None = None,
+        command: str = "serve",
         console_script: bool = False,
     ) -> None:
         """Start it in ``data_dir`` (its cwd too).
@@ -64,10 +68,11 @@ class DaemonProcess:
             | {"TASKD_LOG_FORMAT": "json", "TASKD_DATA_DIR": str(data_dir)}
             | (env or {})
         )
-        command = [CONSOLE_SCRIPT] if console_script else [sys.executable, "-m", "taskd"]
+        program = [CONSOLE_SCRIPT] if console_script else [sys.executable, "-m", "taskd"]
         self._log = self.log_path.open("wb")
+        port_flag = "--health-port" if command == "worker" else "--port"
         self.proc = subprocess.Popen(
-            [*command, "serve", "--port", str(self.port), *args],
+            [*program, command, port_flag, str(self.port), *args],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

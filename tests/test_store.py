@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from taskd.engine.fetcher import limits_json
 from taskd.errors import StaleAttempt, TaskNotFound, WrongState
 from taskd.model import Status, make_spec
 from taskd.paging import Cursor
@@ -281,3 +282,25 @@ def test_a_batch_is_written_in_short_first_chunks_then_full_ones() -> None:
     assert [len(c) for c in chunks] == sizes
     assert [i for chunk in chunks for i in chunk] == indexes
     assert _chunked([3, 1]) == [[3, 1]]
+
+
+async def test_hand_retry_of_a_deferred_task_honours_the_limit(store: Store, queue: str) -> None:
+    """A task a rate limit deferred, then cancelled and retried by hand, is checked
+    against the limit again (its old reservation does not let it skip the queue)."""
+    limits = limits_json(queue, [("x", 0.1, 1)])  # one start per 10 s
+    first, second = (
+        t
+        for t, _ in await store.submit(
+            [
+                make_spec("x", queue=queue),
+                make_spec("x", queue=queue),
+            ]
+        )
+    )
+    (started,) = await store.fetch(queue, "c", 10, limits=limits)
+    assert started.id == first.id
+    assert (await store.get(second.id)).status == Status.SCHEDULED  # deferred ~10 s
+    await store.cancel(second.id)
+    await store.retry(second.id)
+    assert await store.fetch(queue, "c", 10, limits=limits) == []
+    assert (await store.get(second.id)).status == Status.SCHEDULED

@@ -18,7 +18,6 @@ SCRIPT_NAMES = (
     "expire",
     "trim",
     "purge",
-    "schedule_mark",
     "delete",
 )
 

@@ -60,12 +60,43 @@ class TaskOps(StoreBase):
                 )
         return [r for r in results if r is not None]
 
+    async def submit_occurrence(
+        self, spec: TaskSpec, schedule: str, occurrence_ms: int, next_ms: int
+    ) -> tuple[Task | None, int]:
+        """Enqueue one occurrence of a periodic schedule unless its marker already reached
+        it; returns (the task, or None when this call created none; Redis's now in ms).
+
+        The marker check, the task and the marker's move are one script (enqueue.lua), so
+        an occurrence is enqueued exactly once however many daemons race or stall. When
+        Redis's clock already reached ``next_ms``, nothing is written: the caller looks
+        again with the returned time. A schedule without a marker yet (no daemon saw it
+        before) gets one at this occurrence, and nothing is enqueued.
+        """
+        if spec.queue not in self._ready_queues:
+            await self.ensure_queue(spec.queue)
+        occurrence = (self.keys(spec.queue).schedule(schedule), occurrence_ms, next_ms)
+        async with translated():
+            (reply,) = await self._pipelined([self._enqueue_call([0], [spec], occurrence)])
+        now = int(reply[0])
+        if len(reply) == 1 or not reply[1][0]:
+            return None, now
+        _, status, sid, due = reply[1]
+        return new_task(spec, status, sid, due, now), now
+
     def _enqueue_call(
-        self, indexes: list[int], specs: Sequence[TaskSpec]
+        self,
+        indexes: list[int],
+        specs: Sequence[TaskSpec],
+        occurrence: tuple[str, int, int] | None = None,
     ) -> tuple[str, list[str], list[Any]]:
         k = self.keys(specs[indexes[0]].queue)
-        script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]
-        args: list[Any] = [self.events_maxlen, k.task_prefix]
+        marker, at, next_at = occurrence or (k.seq, "", "")
+        script_keys = [
+            *(k.stats, k.index, k.events, k.delayed, k.seq, k.depth),
+            *k.streams.values(),
+            marker,
+        ]
+        args: list[Any] = [self.events_maxlen, k.task_prefix, at, next_at]
         for i in indexes:
             s = specs[i]
             task_key = k.task(s.id)

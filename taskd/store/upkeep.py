@@ -135,17 +135,3 @@ class UpkeepOps(StoreBase):
                     await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
                 except rexc.ResponseError:
                     continue
-
-    async def schedule_seen(self, queue: str, name: str) -> int | None:
-        """The last occurrence (ms) a schedule enqueued, or None before its first start."""
-        async with translated():
-            value = await self.redis.get(self.keys(queue).schedule(name))
-        return None if value is None else int(value)
-
-    async def schedule_mark(self, queue: str, name: str, occurrence_ms: int) -> int | None:
-        """Move a schedule's marker forward to ``occurrence_ms``; returns the previous one."""
-        async with translated():
-            previous = await self._scripts["schedule_mark"](
-                keys=[self.keys(queue).schedule(name)], args=[occurrence_ms]
-            )
-        return int(previous) if previous != "" else None

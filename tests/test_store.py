@@ -304,3 +304,30 @@ async def test_hand_retry_of_a_deferred_task_honours_the_limit(store: Store, que
     await store.retry(second.id)
     assert await store.fetch(queue, "c", 10, limits=limits) == []
     assert (await store.get(second.id)).status == Status.SCHEDULED
+
+
+async def test_verify_depth_corrects_a_drift_either_way(store: Store, queue: str) -> None:
+    """A depth counter off in either direction is set to the entries really waiting and
+    the correction is reported; an exact one is left alone."""
+    await store.submit([make_spec("t", queue=queue, priority=p) for p in (3, 3, 7, 9)])
+    depth = store.keys(queue).depth
+    await store.redis.hset(depth, mapping={"3": 9, "7": 0})
+    assert await store.verify_depth(queue) == {3: (9, 2), 7: (0, 1)}
+    assert await store.verify_depth(queue) == {}
+    counts = await store.depth_by_priority(queue)
+    assert (counts[3], counts[7], counts[9]) == (2, 1, 1)
+
+
+async def test_verify_depth_counts_entries_a_blocking_read_delivered(
+    store: Store, queue: str
+) -> None:
+    """An entry a blocking read delivered but fetch has not taken yet still counts, so
+    verifying in between does not push the counter below the truth."""
+    await store.ensure_queue(queue)
+    ((task, _),) = await store.submit([make_spec("t", queue=queue)])
+    delivered = await store.wait_ready([queue], "c", 1000)
+    assert await store.verify_depth(queue) == {}
+    (started,) = (await store.start_ready(queue, "c", 0, "", delivered[queue])).tasks
+    assert started.id == task.id
+    assert await store.verify_depth(queue) == {}
+    assert (await store.depth_by_priority(queue))[5] == 0

@@ -17,6 +17,7 @@ SCRIPT_NAMES = (
     "release",
     "expire",
     "trim",
+    "verify_depth",
     "purge",
     "delete",
 )

@@ -53,3 +53,19 @@ async def test_type_limit_deferral_books_the_queue_slot_at_the_real_start(
     all_starts = sorted(t.started_at for t in started)
     gaps = [b - a for a, b in itertools.pairwise(all_starts)]
     assert min(gaps) >= 100, gaps  # 200 ms less a late start; the defect gave 0
+
+
+async def test_a_slow_type_does_not_hold_back_the_rest_of_its_queue(
+    store: Store, queue: str
+) -> None:
+    """Tasks deferred by a slow type's limit do not book the queue's slots ahead: other
+    types keep the queue's own rate meanwhile (all of them start before the slow type's
+    third task)."""
+    limits = limits_json(queue, [("x", 2.0, 1), (f"queue:{queue}", 20.0, 1)])
+    specs = [make_spec("x", queue=queue) for _ in range(4)]
+    specs += [make_spec("y", queue=queue) for _ in range(10)]
+    await store.submit(specs)
+    started = await _start_all(store, queue, limits, len(specs))
+    x_starts = sorted(t.started_at for t in started if t.task_type == "x")
+    y_starts = sorted(t.started_at for t in started if t.task_type == "y")
+    assert y_starts[-1] < x_starts[2]

@@ -37,8 +37,8 @@ local started = {}
 local deferred = 0
 local first_delivered = 7
 
--- Rate limits (GCRA, one theoretical arrival time per scope). Returns true to start now,
--- or the ms of the slot the task is deferred to and the scopes it booked there ('a,b').
+-- Rate limits (GCRA, one theoretical arrival time per scope). admit returns true to start
+-- now, or the ms of the slot the task is deferred to and the scopes it booked there ('a,b').
 --
 -- A task starts only when every scope admits it at that moment, or holds a slot booked
 -- for it at its deferral (``rl`` lists those scopes; '1', from older builds, means all).
@@ -48,57 +48,56 @@ local first_delivered = 7
 -- would close its free slots until then, e.g. a queue behind one slow type). Scopes
 -- not booked are checked again at the start. A booked slot the task cannot use (another
 -- scope is busy at its start) is handed back when nobody booked after it.
-local function admit(key, task)
-  local held = {}
-  if task.rl then
-    for scope in string.gmatch(task.rl, '[^,]+') do held[scope] = true end
-  end
-  if not limits then
-    if task.rl then redis.call('HDEL', key, 'rl') end
-    return true
-  end
-  local scopes = {}
-  for _, scope in ipairs({'queue', 'type:' .. task.task_type}) do
-    if limits[scope] then scopes[#scopes + 1] = scope end
-  end
-  local tats, due = {}, now
-  for _, scope in ipairs(scopes) do
-    tats[scope] = tonumber(redis.call('HGET', limits_key, scope) or '0')
-    if not (held[scope] or held['1']) then
-      due = math.max(due, math.max(tats[scope], now) - limits[scope][2])
-    end
-  end
-  if due <= now then
-    for _, scope in ipairs(scopes) do
-      if not (held[scope] or held['1']) then
-        local tat = math.max(tats[scope], now) + limits[scope][1]
-        redis.call('HSET', limits_key, scope, int(tat))
-      end
-    end
-    if task.rl then redis.call('HDEL', key, 'rl') end
-    return true
-  end
-  -- Deferred (again, for a task whose held slots have come): slots it held lapse.
+local function earliest(scope, tat)
+  return math.max(tat, now) - limits[scope][2]
+end
+
+-- Defer to the latest earliest slot; ``due`` already covers the scopes not held.
+local function defer(task, scopes, tats, holds, due)
   local reserved_at = tonumber(task.run_at or '0')
+  local released = {}
   for _, scope in ipairs(scopes) do
-    if held[scope] or held['1'] then
+    if holds(scope) then  -- its slot has come but goes unused: it lapses
       if math.abs(tats[scope] - (reserved_at + limits[scope][1])) < 1 then
-        tats[scope] = reserved_at  -- nobody booked after it: hand it back
+        tats[scope], released[scope] = reserved_at, true  -- nobody booked after it
       end
-      due = math.max(due, math.max(tats[scope], now) - limits[scope][2])
+      due = math.max(due, earliest(scope, tats[scope]))
     end
   end
   local booked = {}
   for _, scope in ipairs(scopes) do
-    local earliest = math.max(tats[scope], now) - limits[scope][2]
-    if earliest >= due - limits[scope][1] then
+    if earliest(scope, tats[scope]) >= due - limits[scope][1] then
       redis.call('HSET', limits_key, scope, int(math.max(tats[scope], due) + limits[scope][1]))
       booked[#booked + 1] = scope
-    elseif tats[scope] ~= tonumber(redis.call('HGET', limits_key, scope) or '0') then
+    elseif released[scope] then
       redis.call('HSET', limits_key, scope, int(tats[scope]))
     end
   end
   return due, table.concat(booked, ',')
+end
+
+local function admit(key, task)
+  local held = {}
+  for scope in string.gmatch(task.rl or '', '[^,]+') do held[scope] = true end
+  local function holds(scope) return held[scope] or held['1'] end
+  if limits then
+    local scopes, tats, due = {}, {}, now
+    for _, scope in ipairs({'queue', 'type:' .. task.task_type}) do
+      if limits[scope] then
+        scopes[#scopes + 1] = scope
+        tats[scope] = tonumber(redis.call('HGET', limits_key, scope) or '0')
+        if not holds(scope) then due = math.max(due, earliest(scope, tats[scope])) end
+      end
+    end
+    if due > now then return defer(task, scopes, tats, holds, due) end
+    for _, scope in ipairs(scopes) do
+      if not holds(scope) then
+        redis.call('HSET', limits_key, scope, int(math.max(tats[scope], now) + limits[scope][1]))
+      end
+    end
+  end
+  if task.rl then redis.call('HDEL', key, 'rl') end
+  return true
 end
 
 local function start(stream, sid, id)

@@ -181,7 +181,7 @@ async def test_three_daemons_stopped_at_random_enqueue_every_occurrence_once(
     seed = random.randrange(1 << 30)
     print(f"seed {seed}")
     try:
-        await asyncio.gather(*(d.ready() for d in daemons))
+        await asyncio.gather(*(d.ready(timeout_s=60) for d in daemons))
         await _stop_and_continue_at_random(daemons, 20, random.Random(seed))
         last = await store.time_ms() // 1000 * 1000
 

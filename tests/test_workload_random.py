@@ -143,7 +143,7 @@ async def test_random_workload_keeps_every_depth_exact(
     daemons = [daemon(), daemon()]
     gone: list[DaemonProcess] = []
     try:
-        await asyncio.gather(*(d.ready() for d in daemons))
+        await asyncio.gather(*(d.ready(timeout_s=60) for d in daemons))
         deadline = time.monotonic() + SECONDS
         next_kill = time.monotonic() + rng.uniform(3, 8)
         while time.monotonic() < deadline:

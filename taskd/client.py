@@ -89,6 +89,8 @@ class Client:
 
     async def store(self) -> Store:
         """The connected store (connects on first use)."""
+        if self._store is not None:  # (no lock once connected: this is on every call)
+            return self._store
         async with self._connecting:  # concurrent first calls share one connection pool
             if self._store is None:
                 url = self._url or resolve_redis_url(self.settings)

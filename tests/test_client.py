@@ -131,3 +131,104 @@ async def test_progress_is_visible_while_running(
         gate.set()
         done = await client.wait(task.id, timeout_s=10)
     assert done.progress == 100
+
+
+async def _evalsha_calls(redis_url: str) -> int:
+    """How many EVALSHA commands the server has run (INFO commandstats)."""
+    admin = await Store.connect(redis_url)
+    try:
+        stats = await admin.redis.info("commandstats")
+    finally:
+        await admin.close()
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_thousands_of_concurrent_submits_all_succeed(
+    client: taskd.Client, queue: str
+) -> None:
+    """More concurrent submits than the connection pool holds all succeed (no 'Too many
+    connections'), each creating its own task."""
+    tasks = await asyncio.gather(
+        *(client.submit("echo", {"i": i}, queue=queue) for i in range(2000))
+    )
+    assert [t.payload["i"] for t in tasks] == list(range(2000))
+    assert len({t.id for t in tasks}) == 2000
+    assert (await client.stats(queue))["pending"] == 2000
+
+
+async def test_concurrent_submits_share_round_trips(
+    client: taskd.Client, queue: str, redis_url: str
+) -> None:
+    """Submits made at the same moment by many coroutines travel in shared scripts: far
+    fewer EVALSHA calls than tasks."""
+    await client.submit("echo", queue=queue)  # connected, queue created
+    before = await _evalsha_calls(redis_url)
+    await asyncio.gather(*(client.submit("echo", queue=queue) for _ in range(500)))
+    assert await _evalsha_calls(redis_url) - before < 100
+    assert (await client.stats(queue))["pending"] == 501
+
+
+async def test_a_bad_submit_among_concurrent_ones_fails_alone(
+    client: taskd.Client, queue: str
+) -> None:
+    """One caller's invalid submit raises ValidationError for that caller only; the
+    concurrent good ones are created."""
+    good = [client.submit("echo", {"i": i}, queue=queue) for i in range(50)]
+    bad = client.submit("echo", {"f": object()}, queue=queue)
+    results = await asyncio.gather(*good, bad, return_exceptions=True)
+    assert isinstance(results[-1], taskd.ValidationError)
+    assert all(isinstance(r, taskd.Task) for r in results[:-1])
+    assert (await client.stats(queue))["pending"] == 50
+
+
+async def test_concurrent_submits_of_one_unique_key_create_one_task(
+    client: taskd.Client, queue: str
+) -> None:
+    """Forty concurrent submits with one unique key, batched or not, yield one task."""
+    tasks = await asyncio.gather(
+        *(client.submit("echo", {"n": n}, queue=queue, unique_key="same") for n in range(40))
+    )
+    assert len({t.id for t in tasks}) == 1
+    assert (await client.stats(queue))["total"] == 1
+
+
+async def test_submit_survives_a_script_flush(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """After Redis forgot its scripts (SCRIPT FLUSH, a restart), single and concurrent
+    submits reload them and succeed, each task created once."""
+    await client.submit("echo", queue=queue)
+    await store.redis.script_flush()
+    await client.submit("echo", queue=queue)
+    await store.redis.script_flush()
+    await asyncio.gather(*(client.submit("echo", queue=queue) for _ in range(20)))
+    assert (await client.stats(queue))["pending"] == 22
+
+
+async def test_submit_after_redis_closed_the_connection(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """A held connection Redis closed while it rested is replaced before sending; the
+    next submit succeeds."""
+    await client.submit("echo", queue=queue)
+    await store.redis.client_kill_filter(_type="normal", skipme=True)
+    await eventually(lambda: _no_other_clients(store))
+    task = await client.submit("echo", queue=queue)
+    assert (await client.get(task.id)).status == taskd.Status.PENDING
+
+
+async def _no_other_clients(store: Store) -> bool:
+    return len(await store.redis.client_list(_type="normal")) <= 1
+
+
+async def test_a_submit_cancelled_while_waiting_is_not_created(
+    client: taskd.Client, queue: str
+) -> None:
+    """A caller cancelled before its shared round trip was sent creates no task."""
+    await client.submit("echo", queue=queue)
+    calls = [asyncio.ensure_future(client.submit("echo", queue=queue)) for _ in range(10)]
+    await asyncio.sleep(0)  # every call has started: the first few are on the wire
+    calls[-1].cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[-1], asyncio.CancelledError)
+    assert (await client.stats(queue))["pending"] == 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,8 +14,10 @@ from typing import Any, Self
 
 from taskd import config
 from taskd.errors import TaskdError, ValidationError
-from taskd.model import FINISHED, Status, Task, TaskSpec, make_spec
+from taskd.intake import checked_spec
+from taskd.model import FINISHED, Status, Task, TaskSpec
 from taskd.paging import Cursor
+from taskd.registry import Registry
 from taskd.store import Store
 
 SUBMIT_ARGS = frozenset(
@@ -72,13 +75,28 @@ def _own_copy(payload: Any) -> Any:
 
 
 class Client:
-    """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does."""
+    """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does.
 
-    def __init__(self, redis_url: str | None = None) -> None:
+    Submits are validated as the HTTP API validates them (:mod:`taskd.intake`): the task
+    type must be known — a built-in, a type of the ``handlers`` modules (default: the
+    configured ``handlers``, as ``taskd serve`` loads them) or of ``registry`` — and its
+    payload must pass the type's schema and validator.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        handlers: Iterable[str] | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self._url = redis_url
         self._store: Store | None = None
         self._settings: config.Settings | None = None
         self._connecting = asyncio.Lock()
+        self._handlers = None if handlers is None else tuple(handlers)
+        self._registry = registry
+        self._registry_lock = threading.Lock()  # (SyncClient validates in many threads)
 
     async def __aenter__(self) -> Self:
         await self.store()
@@ -104,6 +122,19 @@ class Client:
             self._settings = config.load(None, os.environ, {})
         return self._settings
 
+    @property
+    def registry(self) -> Registry:
+        """The task types this client accepts (built on first use: it imports modules)."""
+        if self._registry is None:
+            with self._registry_lock:
+                if self._registry is None:
+                    settings = self.settings
+                    modules = self._handlers
+                    if modules is None:
+                        modules = settings.workers.handlers
+                    self._registry = Registry.from_modules(modules, settings=settings)
+        return self._registry
+
     async def close(self) -> None:
         """Close the connection pool."""
         if self._store is not None:
@@ -111,19 +142,13 @@ class Client:
             self._store = None
 
     def spec(self, task_type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> TaskSpec:
-        """Validate submit arguments into a TaskSpec (ValidationError names the field)."""
+        """Validate submit arguments into a TaskSpec as the HTTP API does
+        (ValidationError names the field)."""
         run_at = kw.pop("run_at", None)
         if isinstance(run_at, datetime):
             run_at = run_at.isoformat()
-        tasks = self.settings.tasks
-        payload = _own_copy(payload)
-        return make_spec(
-            task_type,
-            payload,
-            run_at=run_at,
-            default_max_retries=tasks.max_retries,
-            default_timeout_s=tasks.timeout_s,
-            **kw,
+        return checked_spec(
+            self.registry, self.settings, task_type, _own_copy(payload), run_at=run_at, **kw
         )
 
     async def submit(
@@ -159,7 +184,6 @@ class Client:
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks in one round trip; every item is validated before any is sent."""
         specs = []
-        tasks = self.settings.tasks
         for i, item in enumerate(items):
             plain = _TYPE_AND_PAYLOAD.issuperset(item)  # the common shape: no options
             if not plain and not SUBMIT_ARGS.issuperset(item):
@@ -173,12 +197,7 @@ class Client:
                     specs.append(self.spec(task_type, payload, **args))
                     continue
                 specs.append(
-                    make_spec(
-                        task_type,
-                        _own_copy(payload),
-                        default_max_retries=tasks.max_retries,
-                        default_timeout_s=tasks.timeout_s,
-                    )
+                    checked_spec(self.registry, self.settings, task_type, _own_copy(payload))
                 )
             except ValidationError as exc:
                 raise ValidationError(

@@ -17,8 +17,8 @@ from tests.pooltools import registry_of, running_pool
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[taskd.Client]:
-    """A client on the session Redis."""
-    c = taskd.Client(redis_url)
+    """A client on the session Redis that knows the types these tests submit."""
+    c = taskd.Client(redis_url, registry=registry_of(echo=echo, stepper=echo))
     yield c
     await c.close()
 
@@ -232,3 +232,40 @@ async def test_a_submit_cancelled_while_waiting_is_not_created(
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(results[-1], asyncio.CancelledError)
     assert (await client.stats(queue))["pending"] == 10
+
+
+async def test_submit_of_an_unknown_type_is_refused_as_the_api_does(
+    redis_url: str, queue: str
+) -> None:
+    """A task type no handler is known for raises ValidationError on task_type (the API's
+    422), and nothing is stored."""
+    async with taskd.Client(redis_url) as plain:
+        with pytest.raises(taskd.ValidationError) as info:
+            await plain.submit("nosuch", {}, queue=queue)
+        assert info.value.field == "task_type"
+        with pytest.raises(taskd.ValidationError) as info:
+            await plain.submit_many([{"task_type": "nosuch", "queue": queue}])
+        assert info.value.field == "[0].task_type"
+        assert (await plain.stats(queue))["total"] == 0
+
+
+async def test_submit_of_a_bad_builtin_payload_is_refused_as_the_api_does(
+    redis_url: str, queue: str
+) -> None:
+    """A built-in type's payload its schema refuses (email to "bad") raises
+    ValidationError naming the payload field, and nothing is stored."""
+    async with taskd.Client(redis_url) as plain:
+        with pytest.raises(taskd.ValidationError) as info:
+            await plain.submit("email", {"to": "bad"}, queue=queue)
+        assert info.value.field.startswith("payload")
+        assert (await plain.stats(queue))["total"] == 0
+        good = await plain.submit("email", {"to": "a@example.com", "subject": "hi"}, queue=queue)
+        assert good.status == taskd.Status.PENDING
+
+
+async def test_client_knows_the_types_of_its_handler_modules(redis_url: str, queue: str) -> None:
+    """Types of the handler modules a client is given (as `taskd serve --handlers`) are
+    accepted."""
+    async with taskd.Client(redis_url, handlers=["tests.daemon_handlers"]) as c:
+        task = await c.submit("sleepy", {"s": 0}, queue=queue)
+        assert task.task_type == "sleepy"

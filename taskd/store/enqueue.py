@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.exceptions as rexc
 
+from taskd.keys import Keys
 from taskd.model import Task, TaskSpec
 from taskd.store.records import enqueue_args, new_task
 from taskd.store.translate import translate
@@ -37,7 +38,16 @@ FIRST_CHUNK = 50  # a batch's first scripts are short: workers see its first tas
 Result = tuple[Task, bool]
 
 
-def enqueue_call(store: StoreBase, indexes: list[int], specs: Sequence[TaskSpec]) -> Call:
+class KeySource(Protocol):
+    """What building an enqueue call needs: key names and the events cap."""
+
+    events_maxlen: int
+
+    def keys(self, queue: str) -> Keys:
+        """Key names of a queue."""
+
+
+def enqueue_call(store: KeySource, indexes: list[int], specs: Sequence[TaskSpec]) -> Call:
     """The enqueue script call for ``specs[i]`` for i in ``indexes`` (all of one queue)."""
     k = store.keys(specs[indexes[0]].queue)
     script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis
 import redis.exceptions as rexc
 from redis.backoff import NoBackoff
@@ -20,7 +21,7 @@ from redis.retry import Retry
 
 from taskd.keys import Keys
 from taskd.model import TaskSpec
-from taskd.store.connect import COMMON_OPTIONS, _fast_packing
+from taskd.store.connect import COMMON_OPTIONS
 from taskd.store.enqueue import Result, enqueue_call, enqueue_results, plan
 from taskd.store.scripts import load_script_source
 from taskd.store.translate import translate
@@ -37,14 +38,12 @@ class SyncEnqueuer:
 
     def __init__(self, url: str, *, events_maxlen: int = 10_000) -> None:
         self.events_maxlen = events_maxlen
-        self._redis: Any = _fast_packing(
-            redis.Redis.from_url(
-                url,
-                socket_timeout=5,
-                health_check_interval=15,
-                retry=Retry(NoBackoff(), 0),
-                **COMMON_OPTIONS,
-            )
+        self._redis: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=5,
+            health_check_interval=15,
+            retry=Retry(NoBackoff(), 0),
+            **COMMON_OPTIONS,
         )
         self._source = load_script_source("enqueue")
         self._sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
@@ -67,15 +66,31 @@ class SyncEnqueuer:
         return [r for r in results if r is not None]
 
     def _evalsha(self, script_keys: list[str], args: list[Any]) -> Any:
+        """One EVALSHA on a pooled connection, packed by hiredis (redis-py's blocking
+        client packs in Python and records metrics around every command: most of the
+        cost of a call)."""
+        packed = hiredis.pack_command(("EVALSHA", self._sha, len(script_keys), *script_keys, *args))
+        pool = self._redis.connection_pool
         try:
+            conn = pool.get_connection()  # checks the socket: a closed one is reopened
             try:
-                return self._redis.evalsha(self._sha, len(script_keys), *script_keys, *args)
+                return _exchange(conn, packed)
             except rexc.NoScriptError:  # Redis restarted or flushed: the call had no effect
                 self._redis.script_load(self._source)
-                return self._redis.evalsha(self._sha, len(script_keys), *script_keys, *args)
+                return _exchange(conn, packed)
+            except BaseException:
+                conn.disconnect()  # an unread reply would answer the next call
+                raise
+            finally:
+                pool.release(conn)
         except (rexc.RedisError, OSError) as exc:
             raise translate(exc) from exc
 
     def close(self) -> None:
         """Close the connection pool."""
         self._redis.close()
+
+
+def _exchange(conn: Any, packed: bytes) -> Any:
+    conn.send_packed_command([packed])
+    return conn.read_response()

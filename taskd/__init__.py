@@ -7,7 +7,8 @@ error classes.
 """
 
 from taskd.client import Client, Page
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.registry import task
 from taskd.errors import (
     ConfigError,
     Fail,
@@ -20,7 +21,6 @@ from taskd.errors import (
     WrongState,
 )
 from taskd.model import Status, Task
-from taskd.registry import task
 from taskd.sync_client import SyncClient
 
 __version__ = "0.1.0"

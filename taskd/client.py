@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Self
 
 from taskd import config
+from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
 from taskd.intake import checked_spec
 from taskd.model import FINISHED, Status, Task, TaskSpec
 from taskd.paging import Cursor
-from taskd.registry import Registry
 from taskd.store import Store
 
 SUBMIT_ARGS = frozenset(

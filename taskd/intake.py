@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from taskd.config import Settings
+from taskd.engine.registry import Registry
 from taskd.model import TaskSpec, make_spec
-from taskd.registry import Registry
 
 
 def checked_spec(

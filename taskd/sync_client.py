@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any, Self, TypeVar
 
 from taskd.client import Client, Page, resolve_redis_url
+from taskd.engine.registry import Registry
 from taskd.model import Task
-from taskd.registry import Registry
 from taskd.store.sync_enqueue import SyncEnqueuer, direct_url
 
 T = TypeVar("T")

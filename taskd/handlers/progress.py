@@ -10,8 +10,9 @@ queued behind all of them (hundreds of ms of lag, the API past its deadline). So
 crunching threads take turns (:class:`Turns`): one runs at a time, for a slice of
 SLICE_S, handing over at its next ``update`` — the loop competes with one thread, not
 eight, and every task advances. While any crunches, the interpreter's switch interval is
-1 ms instead of 5 (the longest the loop waits for the lock each time it wakes up). Each run has its own thread, outside the loop's default
-executor, so quick thread work (an email's .eml file) never waits behind crunching.
+1 ms instead of 5 (the longest the loop waits for the lock each time it wakes up).
+Each run has its own thread, outside the loop's default executor, so quick thread work
+(an email's .eml file) never waits behind crunching.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from taskd.context import Context
+from taskd.engine.context import Context
 
 T = TypeVar("T")
 MIN_REPORT_INTERVAL_S = 0.05

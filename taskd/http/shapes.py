@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from taskd.engine.registry import TaskType
 from taskd.model import ms_to_iso
-from taskd.registry import TaskType
 from taskd.store import Event
 
 _INTS = ("priority", "progress", "retry_count", "max_retries", "attempt")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import structlog.testing
+
+from taskd.daemon.looplag import LoopLag
 from tests.conftest import eventually
 from tests.handlertools import BUILTINS, context_for, settings_at
 
@@ -66,3 +69,29 @@ async def test_eight_big_data_processing_tasks_leave_the_loop_responsive(tmp_pat
     assert all(r["records"] == RECORDS for r in results)
     print(f"loop lag p99 {sampler.p99() * 1000:.1f} ms, max {max(sampler.lags) * 1000:.1f} ms")
     assert sampler.p99() < 0.15, f"loop lag p99 {sampler.p99() * 1000:.0f} ms"
+
+
+def _warning_while(running: list[tuple[str, str]]) -> dict[str, object]:
+    """The event_loop_blocked entry LoopLag logs for a 200 ms stall while ``running`` ran."""
+    lag = LoopLag(warn_s=0.05, running=lambda: running)
+    with structlog.testing.capture_logs() as logs:
+        lag.observe(0.2)
+    (entry,) = [e for e in logs if e["event"] == "event_loop_blocked"]
+    return entry
+
+
+def test_a_stall_while_only_builtins_run_does_not_blame_the_handler() -> None:
+    """With only built-in handlers running, the warning names them and points at the
+    machine, not at the handler code."""
+    entry = _warning_while([("data_processing", "taskd.handlers.data_processing")])
+    assert entry["running"] == ["data_processing"]
+    assert "built-in" in str(entry["hint"])
+    assert "plain function" not in str(entry["hint"])
+
+
+def test_a_stall_while_user_handlers_run_names_them() -> None:
+    """With user handlers running, the warning names those (not the built-ins) and says
+    how to stop blocking the loop."""
+    entry = _warning_while([("resize", "myapp.jobs"), ("email", "taskd.handlers.email")])
+    assert entry["running"] == ["resize"]
+    assert "plain function" in str(entry["hint"])

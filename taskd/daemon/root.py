@@ -71,7 +71,7 @@ class Daemon:
             for queue in pool.fetcher.queue_names():
                 await store.ensure_queue(queue)
             runner = await self._start_http(store, pool)
-            lag = LoopLag()
+            lag = LoopLag(running=pool.running_handlers)
             lag.expose(runner.app[SERVICES].metrics.registry)
             log.info(
                 "taskd_started",

@@ -188,7 +188,7 @@ async def paced(
     return sent
 
 
-async def latency(url: str, n: int, workers: int, spacing_s: float = 0.002) -> dict[str, float]:
+async def latency(url: str, n: int, workers: int, spacing_s: float = 0.005) -> dict[str, float]:
     """Submit -> handler start on an idle pool, tasks ``spacing_s`` apart."""
     await flush(url)
     probe = Probe("bench.probe")

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from taskd.store.base import Call, StoreBase
 
 LANES = 4  # connections held for submits: enough to overlap, few enough to batch well
+REPLY_TIMEOUT_S = 5.0  # as the client's socket timeout
 SUBMIT_CHUNK = 200  # tasks per enqueue script (a few ms of Redis time each)
 FIRST_CHUNK = 50  # a batch's first scripts are short: workers see its first tasks sooner
 
@@ -112,6 +113,9 @@ class Enqueuer:
         elif self._opened < self._lanes:
             # Counted as in use by the client's pool, so closing the client closes it.
             conn = self._store.redis.connection_pool.get_available_connection()
+            # One deadline per exchange (below) instead of redis-py's per write and read:
+            # its write timeout starts a task for every command, a fifth of a submit's CPU.
+            conn.socket_timeout = None
             self._opened += 1
         else:
             return await self._wait(spec)
@@ -189,15 +193,16 @@ class Enqueuer:
         for name, script_keys, args in calls:
             packed += conn.pack_command("EVALSHA", sha(name), len(script_keys), *script_keys, *args)
         try:
-            if conn.is_connected and await _stale(conn):
-                await conn.disconnect()  # Redis closed it while it rested: nothing was sent
-            await conn.send_packed_command(packed)
-            replies: list[Any] = []
-            for _ in calls:
-                try:
-                    replies.append(await conn.read_response())
-                except rexc.ResponseError as exc:
-                    replies.append(exc)
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                if conn.is_connected and await _stale(conn):
+                    await conn.disconnect()  # Redis closed it while it rested: nothing sent
+                await conn.send_packed_command(packed)
+                replies: list[Any] = []
+                for _ in calls:
+                    try:
+                        replies.append(await conn.read_response())
+                    except rexc.ResponseError as exc:
+                        replies.append(exc)
         except BaseException as exc:
             await conn.disconnect()  # an unread reply would answer the next call
             if isinstance(exc, rexc.RedisError | OSError):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from taskd import config
+from taskd.engine.known import KnownTypes
 from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
 from taskd.intake import checked_spec
@@ -79,8 +80,9 @@ class Client:
 
     Submits are validated as the HTTP API validates them (:mod:`taskd.intake`): the task
     type must be known — a built-in, a type of the ``handlers`` modules (default: the
-    configured ``handlers``, as ``taskd serve`` loads them) or of ``registry`` — and its
-    payload must pass the type's schema and validator.
+    configured ``handlers``, as ``taskd serve`` loads them) or of ``registry``, or one a
+    live worker of the target queue runs — and a type known here must pass its schema
+    and validator.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Client:
         self._handlers = None if handlers is None else tuple(handlers)
         self._registry = registry
         self._registry_lock = threading.Lock()  # (SyncClient validates in many threads)
+        self._known: KnownTypes | None = None
 
     async def __aenter__(self) -> Self:
         await self.store()
@@ -137,6 +140,7 @@ class Client:
 
     async def close(self) -> None:
         """Close the connection pool."""
+        self._known = None
         if self._store is not None:
             await self._store.close()
             self._store = None
@@ -178,8 +182,37 @@ class Client:
             timeout_s=timeout_s,
             unique_key=unique_key,
         )
-        ((task, _created),) = await (await self.store()).submit([spec])
+        store = await self.store()
+        if spec.task_type not in self.known_types.local:
+            await self.known_types.check(spec.task_type, spec.queue)
+        ((task, _created),) = await store.submit([spec])
         return task
+
+    async def check_types(self, specs: Iterable[TaskSpec], index: bool = False) -> None:
+        """Refuse a type nothing can run, as the API does (taskd.engine.known): not built
+        in, not of this client's handler modules, not run by a live worker of the queue."""
+        await self.store()
+        known = self.known_types
+        for i, spec in enumerate(specs):
+            if spec.task_type in known.local:
+                continue
+            try:
+                await known.check(spec.task_type, spec.queue)
+            except ValidationError as exc:
+                if not index:
+                    raise
+                raise ValidationError(
+                    f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]
+                ) from None
+
+    @property
+    def known_types(self) -> KnownTypes:
+        """The API's type check on this client's store and registry (after store())."""
+        if self._known is None:
+            if self._store is None:
+                raise TaskdError("not connected: await client.store() first")
+            self._known = KnownTypes(self._store, (t.name for t in self.registry))
+        return self._known
 
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks in one round trip; every item is validated before any is sent."""
@@ -203,6 +236,7 @@ class Client:
                 raise ValidationError(
                     f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]
                 ) from None
+        await self.check_types(specs, index=True)
         return [task for task, _ in await (await self.store()).submit(specs)]
 
     async def get(self, task_id: str) -> Task:

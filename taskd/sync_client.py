@@ -132,6 +132,8 @@ class SyncClient:
             unique_key=unique_key,
         )
         loop = self._started()
+        if spec.task_type not in loop.client.known_types.local:  # a type a worker elsewhere runs
+            loop.run(loop.client.check_types([spec]))
         direct = self._direct
         if direct is None:
             ((task, _),) = loop.run(_submit(loop.client, spec))

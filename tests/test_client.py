@@ -269,3 +269,22 @@ async def test_client_knows_the_types_of_its_handler_modules(redis_url: str, que
     async with taskd.Client(redis_url, handlers=["tests.daemon_handlers"]) as c:
         task = await c.submit("sleepy", {"s": 0}, queue=queue)
         assert task.task_type == "sleepy"
+
+
+async def test_type_a_live_worker_runs_is_accepted_as_the_api_does(
+    redis_url: str, store: Store, queue: str
+) -> None:
+    """A type only a live worker of the queue runs (its heartbeat lists it) is accepted by
+    both clients, as the API accepts it; for another queue it is refused."""
+    info = {"consumer": f"h:1:{queue}", "queues": [queue], "task_types": [f"{queue}_remote"]}
+    await store.heartbeat(f"h:1:{queue}", info, ttl_s=30)
+    try:
+        async with taskd.Client(redis_url) as plain:
+            task = await plain.submit(f"{queue}_remote", {"any": 1}, queue=queue)
+            with pytest.raises(taskd.ValidationError):
+                await plain.submit(f"{queue}_remote", queue=f"{queue}x")
+        with taskd.SyncClient(redis_url) as sync:
+            again = await asyncio.to_thread(sync.submit, f"{queue}_remote", queue=queue)
+        assert {task.task_type, again.task_type} == {f"{queue}_remote"}
+    finally:
+        await store.unregister(f"h:1:{queue}")

@@ -88,6 +88,12 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
     )
 
 
+async def check_type(state: AppState, spec: TaskSpec) -> None:
+    """Refuse a type nothing can run: not built in, not ours, not a live worker's."""
+    if spec.task_type not in state.known_types.local:
+        await state.known_types.check(spec.task_type, spec.queue)
+
+
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -101,6 +107,7 @@ async def create_task(request: web.Request) -> web.Response:
     """POST /api/tasks: 201 with the task, or 200 with the existing one for a used key."""
     state = request.app[STATE]
     spec = spec_from(state, await read_json(request), _idempotency_key(request))
+    await check_type(state, spec)
     ((task, created),) = await state.store.submit([spec])
     if created:
         request.app[SERVICES].metrics.submitted(task.task_type)
@@ -124,7 +131,9 @@ async def create_batch(request: web.Request) -> web.Response:
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            specs.append(spec_from(state, item))
+            spec = spec_from(state, item)
+            await check_type(state, spec)
+            specs.append(spec)
         except ValidationError as exc:
             problems.append(
                 {

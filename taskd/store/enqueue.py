@@ -58,6 +58,7 @@ def enqueue_call(store: KeySource, indexes: list[int], specs: Sequence[TaskSpec]
         task_key = k.task(s.id)
         script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
         args += enqueue_args(s)
+    script_keys += [k.history, k.history_index]
     return "enqueue", script_keys, args
 
 

@@ -18,6 +18,7 @@ from taskd.errors import ValidationError
 from taskd.http.middleware import BadRequest
 from taskd.http.shapes import json_response
 from taskd.http.state import SERVICES, STATE, AppState
+from taskd.intake import checked_spec
 from taskd.model import (
     MAX_UNIQUE_KEY_LEN,
     QUEUE_NAME,
@@ -25,7 +26,6 @@ from taskd.model import (
     Status,
     Task,
     TaskSpec,
-    make_spec,
 )
 from taskd.paging import Cursor
 
@@ -72,8 +72,9 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         if unique_key is not None and unique_key != idempotency_key:
             raise ValidationError("unique_key", "differs from the Idempotency-Key header")
         unique_key = idempotency_key
-    tasks = state.settings.tasks
-    spec = make_spec(
+    return checked_spec(
+        state.registry,
+        state.settings,
         item.get("task_type"),
         item.get("payload"),
         name=item.get("name"),
@@ -84,13 +85,13 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         max_retries=item.get("max_retries"),
         timeout_s=item.get("timeout_s"),
         unique_key=unique_key,
-        default_max_retries=tasks.max_retries,
-        default_timeout_s=tasks.timeout_s,
-        max_payload_bytes=state.settings.server.max_body_bytes,
     )
-    if state.registry.checks_payload(spec.task_type):
-        state.registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
-    return spec
+
+
+async def check_type(state: AppState, spec: TaskSpec) -> None:
+    """Refuse a type nothing can run: not built in, not ours, not a live worker's."""
+    if spec.task_type not in state.known_types.local:
+        await state.known_types.check(spec.task_type, spec.queue)
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -106,6 +107,7 @@ async def create_task(request: web.Request) -> web.Response:
     """POST /api/tasks: 201 with the task, or 200 with the existing one for a used key."""
     state = request.app[STATE]
     spec = spec_from(state, await read_json(request), _idempotency_key(request))
+    await check_type(state, spec)
     ((task, created),) = await state.store.submit([spec])
     if created:
         request.app[SERVICES].metrics.submitted(task.task_type)
@@ -129,7 +131,9 @@ async def create_batch(request: web.Request) -> web.Response:
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            specs.append(spec_from(state, item))
+            spec = spec_from(state, item)
+            await check_type(state, spec)
+            specs.append(spec)
         except ValidationError as exc:
             problems.append(
                 {

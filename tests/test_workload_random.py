@@ -160,6 +160,7 @@ async def test_random_workload_keeps_every_depth_exact(
             with contextlib.suppress(TaskdError):  # a purge may have cancelled it
                 await store.cancel(task_id)
         await eventually(lambda: _settled(store, queue), timeout_s=60)
+        print("final counts", await store.stats(queue))
         await store.pause(queue)  # ready entries stay put, so the check below sees some
         await store.submit(
             [make_spec("sleepy", queue=queue, priority=p % 10 + 1) for p in range(40)]

@@ -29,6 +29,7 @@ ENV_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
     "server.port": ("TASKD_PORT", "APP_PORT"),
     "server.max_body_bytes": ("TASKD_MAX_BODY_BYTES",),
     "server.allowed_origins": ("TASKD_ALLOWED_ORIGINS",),
+    "server.allowed_hosts": ("TASKD_ALLOWED_HOSTS",),
     "server.rate_limit_per_s": ("TASKD_RATE_LIMIT_PER_S",),
     "server.request_timeout_s": ("TASKD_REQUEST_TIMEOUT_S",),
     "server.shutdown_grace_s": ("TASKD_SHUTDOWN_GRACE_S",),

@@ -13,7 +13,7 @@ from taskd import __version__
 from taskd.errors import RedisUnavailable
 from taskd.events import raise_if_cancelling
 from taskd.http import api, bulk, dashboard, docs, inspection, ops, queues, ws
-from taskd.http.guard import Auth, RateLimiter
+from taskd.http.guard import Auth, HostCheck, RateLimiter
 from taskd.http.metrics import Metrics
 from taskd.http.middleware import Guard, errors
 from taskd.http.openapi import build_spec
@@ -96,8 +96,15 @@ def build_app(state: AppState) -> web.Application:
     """The application with every route, for ``state``."""
     server = state.settings.server
     auth = Auth(state.settings.auth)
+    # Only a server that answers without a token can be driven by a rebinding page.
+    open_access = not auth.required or auth.allow_anonymous
+    hosts = HostCheck(server.host, server.allowed_hosts) if open_access else None
     guard = Guard(
-        auth, RateLimiter(server.rate_limit_per_s), server.allowed_origins, server.request_timeout_s
+        auth,
+        RateLimiter(server.rate_limit_per_s),
+        server.allowed_origins,
+        server.request_timeout_s,
+        hosts,
     )
     app = web.Application(
         middlewares=[errors, guard.middleware], client_max_size=server.max_body_bytes

@@ -107,6 +107,57 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header without its port: ``[::1]:80`` -> ``::1``."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        value = value.partition(":")[0]
+    return value.rstrip(".")
+
+
+class HostCheck:
+    """Which ``Host`` headers an open (tokenless) server answers: the DNS rebinding defence.
+
+    After a rebind, an attacker's page and taskd share an origin, so origin checks pass;
+    only the name in ``Host`` still tells them apart. Accepted: loopback names and
+    addresses, the address the client connected to, ``server.host`` and the
+    ``server.allowed_hosts`` entries (``*.example.com`` matches sub-domains; ``*`` any).
+    A request without ``Host`` (HTTP/1.0 tools) cannot come from a browser and passes.
+    """
+
+    def __init__(self, server_host: str, allowed: Iterable[str]) -> None:
+        names = {host_name(a) for a in allowed}
+        self.any = "*" in names
+        self._suffixes = tuple(n[1:] for n in names if n.startswith("*."))
+        self._names = {n for n in names if not n.startswith("*")}
+        if server_host not in {"0.0.0.0", "::", ""}:  # noqa: S104 - names, not binds
+            self._names.add(host_name(server_host))
+
+    def accepts(self, header: str | None, local_address: str | None) -> bool:
+        """True when ``header`` names this server rather than some other site."""
+        if self.any or header is None:
+            return True
+        name = host_name(header)
+        if name == "localhost" or name.endswith(".localhost") or is_loopback(name):
+            return True
+        if name in self._names or name.endswith(self._suffixes):
+            return True
+        return local_address is not None and _same_address(name, local_address)
+
+
+def _same_address(name: str, local: str) -> bool:
+    try:
+        given = ipaddress.ip_address(name)
+        here = ipaddress.ip_address(local.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(here, ipaddress.IPv6Address) and here.ipv4_mapped is not None:
+        here = here.ipv4_mapped  # a dual-stack listener reports IPv4 peers this way
+    return given == here
+
+
 class RateLimiter:
     """Token buckets per client: ``rate`` writes per second, bursts up to one second's worth.
 

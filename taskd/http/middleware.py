@@ -19,7 +19,15 @@ import structlog
 from aiohttp import web
 
 from taskd.errors import RedisUnavailable, TaskdError, TaskNotFound, ValidationError, WrongState
-from taskd.http.guard import Access, Auth, RateLimiter, bearer, client_key, origin_allowed
+from taskd.http.guard import (
+    Access,
+    Auth,
+    HostCheck,
+    RateLimiter,
+    bearer,
+    client_key,
+    origin_allowed,
+)
 from taskd.http.guard import retry_after as retry_after_header
 from taskd.http.shapes import json_response
 
@@ -59,6 +67,12 @@ class Forbidden(HTTPProblem):
     code = "forbidden"
 
 
+class MisdirectedHost(HTTPProblem):
+    """A ``Host`` this open server does not answer to (a DNS rebinding attempt)."""
+
+    code = "misdirected_request"
+
+
 class RateLimited(HTTPProblem):
     """Too many writes from one client; ``retry_after_s`` says when to try again."""
 
@@ -74,6 +88,7 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
+    MisdirectedHost: 421,
     TaskNotFound: 404,
     WrongState: 409,
     ValidationError: 422,
@@ -194,8 +209,10 @@ class Guard:
         limiter: RateLimiter,
         allowed_origins: tuple[str, ...],
         deadline_s: float,
+        hosts: HostCheck | None = None,
     ) -> None:
         self.auth = auth
+        self.hosts = hosts
         self.limiter = limiter
         self.allowed_origins = allowed_origins
         self.deadline_s = deadline_s
@@ -203,6 +220,7 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Let a request through, or raise the problem that stops it."""
+        self._check_host(request)
         path = request.path
         protected = path == "/api" or path.startswith("/api/") or path == "/ws"
         origin = request.headers.get("Origin")
@@ -231,6 +249,19 @@ class Guard:
             await request.read()  # over client_max_size: 413, before any work is done
         async with asyncio.timeout(self.deadline_s):
             return await handler(request)
+
+    def _check_host(self, request: web.Request) -> None:
+        if self.hosts is None:
+            return
+        header = request.headers.get("Host")
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        local = str(sockname[0]) if isinstance(sockname, tuple) and sockname else None
+        if not self.hosts.accepts(header, local):
+            raise MisdirectedHost(
+                "this server does not answer to that Host name; add it to "
+                "server.allowed_hosts (TASKD_ALLOWED_HOSTS) or set auth.tokens",
+                host=(header or "")[:100],
+            )
 
     def _authenticate(self, request: web.Request) -> None:
         token = bearer(request.headers.get("Authorization"))

@@ -142,6 +142,10 @@ class ServerSettings:
     rate_limit_per_s: float = field(default=100.0, metadata=_spec(lo=0))  # 0 = off
     shutdown_grace_s: float = field(default=30.0, metadata=_spec(lo=0))
     request_timeout_s: float = field(default=1.0, metadata=_spec(gt=0))
+    # WebSocket clients at once (more get 503), and bytes queued to all of them together:
+    # past it, a client with unsent data is dropped (1013) rather than buffered further.
+    max_ws_clients: int = field(default=1000, metadata=_spec(lo=1))
+    ws_queued_bytes: int = field(default=64 * 1024 * 1024, metadata=_spec(lo=1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

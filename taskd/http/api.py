@@ -16,7 +16,7 @@ from aiohttp import web
 from taskd.errors import ValidationError
 from taskd.events import overview
 from taskd.http.middleware import BadRequest
-from taskd.http.shapes import json_response
+from taskd.http.shapes import json_response, task_rows
 from taskd.http.state import SERVICES, STATE, AppState
 from taskd.model import (
     MAX_UNIQUE_KEY_LEN,
@@ -211,7 +211,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "tasks": [t.to_api() for t in tasks],
+            "tasks": task_rows(tasks),
             "next_cursor": nxt.encode() if nxt is not None else None,
         }
     )

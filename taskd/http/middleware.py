@@ -73,6 +73,12 @@ class MisdirectedHost(HTTPProblem):
     code = "misdirected_request"
 
 
+class Busy(HTTPProblem):
+    """A bounded resource (connections, WebSocket slots) is full; retry later."""
+
+    code = "busy"
+
+
 class RateLimited(HTTPProblem):
     """Too many writes from one client; ``retry_after_s`` says when to try again."""
 
@@ -95,6 +101,7 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     RateLimited: 429,
     RedisUnavailable: 503,
     TimeoutError: 503,
+    Busy: 503,
 }
 _HTTP_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",

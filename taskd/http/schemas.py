@@ -72,6 +72,22 @@ def _task_schema() -> dict[str, Any]:
     }
 
 
+def _row_schema() -> dict[str, Any]:
+    """A task in a listing or snapshot: bodies over a size limit are null and flagged."""
+    row = _task_schema()
+    row["properties"] |= {
+        "payload": {"type": ["object", "null"]},
+        "payload_truncated": {
+            "type": "boolean",
+            "description": "The payload is too big for a listing (null here): "
+            "GET /api/tasks/{task_id} has it.",
+        },
+        "result_truncated": {"type": "boolean", "description": "As payload_truncated."},
+    }
+    row["required"] = [*row["required"], "payload_truncated", "result_truncated"]
+    return row
+
+
 def obj(properties: dict[str, Any], *required: str, **extra: Any) -> dict[str, Any]:
     """An object schema."""
     return {"type": "object", "required": list(required), "properties": properties, **extra}
@@ -208,8 +224,14 @@ def component_schemas(registry: Registry) -> dict[str, Any]:
         "Error": obj({"error": error}, "error"),
         "Task": _task_schema(),
         "TaskCreate": _create_schema(registry),
+        "TaskRow": _row_schema(),
         "TaskList": obj(
-            {"tasks": tasks, "next_cursor": {"type": ["string", "null"]}}, "tasks", "next_cursor"
+            {
+                "tasks": {"type": "array", "items": ref("TaskRow")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+            "tasks",
+            "next_cursor",
         ),
         "BatchResult": obj({"tasks": tasks, "created": INT | {"minimum": 0}}, "tasks", "created"),
         "Overview": _overview_schema(),

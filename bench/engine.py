@@ -20,12 +20,12 @@ from bench.server import cpu_seconds, flush, used_memory
 from bench.stats import latency_ms, rate
 from taskd import config
 from taskd.client import Client
-from taskd.daemon import Daemon
-from taskd.heap import freeze_startup_heap
-from taskd.pool import WorkerPool, consumer_name
-from taskd.registry import Registry, TaskType
+from taskd.daemon.heap import freeze_startup_heap
+from taskd.daemon.root import Daemon
+from taskd.engine.pool import WorkerPool, consumer_name
+from taskd.engine.registry import Registry, TaskType
+from taskd.engine.supervisor import Supervisor
 from taskd.store import Store
-from taskd.supervisor import Supervisor
 
 SUBMIT_BATCH = 500
 _consumers = itertools.count(1)

@@ -6,7 +6,8 @@ handler, :class:`Context` (what a handler receives), :class:`Retry` and :class:`
 """
 
 from taskd.client import Client, Page
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.registry import task
 from taskd.errors import (
     ConfigError,
     Fail,
@@ -19,7 +20,6 @@ from taskd.errors import (
     WrongState,
 )
 from taskd.model import Status, Task
-from taskd.registry import task
 
 __version__ = "0.1.0"
 

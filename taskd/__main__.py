@@ -1,5 +1,5 @@
 """``python -m taskd``."""
 
-from taskd.cli import main
+from taskd.cli.commands import main
 
 main()

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from taskd.config import Settings
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.pool import PoolConfig, WorkerPool
+from taskd.engine.registry import Registry
+from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.model import FINISHED, Status, Task, new_task_id
-from taskd.pool import PoolConfig, WorkerPool
-from taskd.registry import Registry
 from taskd.store import Store
-from taskd.supervisor import Supervisor, SupervisorConfig
 from tests.conftest import eventually
 
 BUILTINS = Registry.from_modules([])

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from taskd.pool import PoolConfig, WorkerPool
-from taskd.registry import Registry, TaskType
+from taskd.engine.pool import PoolConfig, WorkerPool
+from taskd.engine.registry import Registry, TaskType
+from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.store import Store
-from taskd.supervisor import Supervisor, SupervisorConfig
 
 _consumers = itertools.count()
 

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "taskd"
-FOUNDATION = {"errors", "model", "keys", "config", "log", "paging", "cron", "schedule"}
-ENGINE = {"registry", "pool", "fetcher", "supervisor", "scheduler", "events", "context", "client"}
+FOUNDATION = {"errors", "model", "keys", "config", "log", "paging"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -57,7 +56,7 @@ def test_foundation_imports_only_stdlib_orjson_structlog() -> None:
 def test_core_never_imports_the_http_layer() -> None:
     """Nothing outside taskd/http (and the composition root) imports aiohttp.web or http."""
     for name, imps in modules().items():
-        if name.startswith(("http", "handlers")) or name in {"daemon", "cli"}:
+        if name.split(".")[0] in {"http", "handlers", "daemon", "cli"}:
             continue
         assert not any(i.startswith(("taskd.http", "aiohttp")) for i in imps), name
 
@@ -71,3 +70,23 @@ def test_http_layer_never_imports_redis_or_store_internals() -> None:
 
 def _is_stdlib(name: str) -> bool:
     return name in sys.stdlib_module_names or name == "__future__"
+
+
+def test_engine_never_imports_http_cli_or_daemon() -> None:
+    """The worker side (taskd/engine) depends on store and foundation, never on its users."""
+    for name, imps in modules().items():
+        if name.split(".")[0] != "engine":
+            continue
+        for imp in imps:
+            assert not imp.startswith(("taskd.http", "taskd.cli", "taskd.daemon", "aiohttp")), (
+                name,
+                imp,
+            )
+
+
+def test_only_the_composition_root_and_cli_import_the_daemon() -> None:
+    """taskd/daemon wires everything; nothing it wires may reach back into it."""
+    for name, imps in modules().items():
+        if name.split(".")[0] in {"daemon", "cli"}:
+            continue
+        assert not any(i.startswith("taskd.daemon") for i in imps), name

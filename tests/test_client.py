@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import taskd
-from taskd.context import Context
+from taskd.engine.context import Context
 from taskd.store import Store
 from tests.conftest import eventually
 from tests.pooltools import registry_of, running_pool

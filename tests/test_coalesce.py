@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from taskd.coalesce import Coalescer
+from taskd.engine.coalesce import Coalescer
 
 
 async def test_items_added_together_are_flushed_in_one_call() -> None:

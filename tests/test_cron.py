@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from taskd.cron import Cron
+from taskd.config.cron import Cron
 from taskd.errors import ValidationError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from taskd.fetcher import Fetcher
+from taskd.engine.fetcher import Fetcher
 from taskd.model import Status, make_spec
 from taskd.store import Store
 

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 
 from taskd.config import Settings
+from taskd.engine.registry import Registry
 from taskd.errors import Fail, Retry, ValidationError
 from taskd.model import Status, make_spec
-from taskd.registry import Registry
 from taskd.store import Store
 from tests.handlertools import call, finished, running_pool, settings_at
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from taskd.config import Settings
+from taskd.engine.registry import Registry
 from taskd.errors import Fail, ValidationError
 from taskd.handlers import records
-from taskd.registry import Registry
 from tests.conftest import eventually
 from tests.handlertools import BUILTINS, call, context_for, settings_at
 

@@ -1,4 +1,4 @@
-"""Payload schemas (taskd.schema) and Registry.check_payload at submit time."""
+"""Payload schemas (taskd.engine.payload_schema) and Registry.check_payload at submit time."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from taskd.engine.payload_schema import check_schema, validate
+from taskd.engine.registry import MARK, Registry, TaskType, task
 from taskd.errors import ValidationError
-from taskd.registry import MARK, Registry, TaskType, task
-from taskd.schema import check_schema, validate
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from taskd.heap import freeze_startup_heap
+from taskd.daemon.heap import freeze_startup_heap
 
 
 class Node:

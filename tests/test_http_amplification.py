@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from taskd.events import RelayConfig
+from taskd.engine.relay import RelayConfig
 from taskd.http.shapes import ROW_BODY_BYTES
 from taskd.http.state import SERVICES
 from taskd.model import make_spec

@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from taskd import __version__
+from taskd.engine.registry import Registry
 from taskd.http.openapi import build_spec
-from taskd.registry import Registry
 from tests.test_http_support import Daemon
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskd.embedded import EmbeddedRedis
+from taskd.engine.pool import PoolConfig, WorkerPool
 from taskd.http.app import ROUTES
 from taskd.model import Status
-from taskd.pool import PoolConfig, WorkerPool
 from taskd.store import Store
 from tests.conftest import eventually
 from tests.pooltools import running_pool

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from taskd.context import Context
+from taskd.engine.context import Context
 from taskd.errors import RedisUnavailable
 from taskd.http.app import _sample_rates
 from taskd.http.queues import RATES, QueueRates

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from taskd.errors import ValidationError
-from taskd.events import (
+from taskd.engine.relay import (
     Batch,
     Relay,
     RelayConfig,
@@ -19,6 +18,7 @@ from taskd.events import (
     encode_position,
     resolve_position,
 )
+from taskd.errors import ValidationError
 from taskd.model import make_spec
 from taskd.store import Event, Store
 from tests.conftest import eventually

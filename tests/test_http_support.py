@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from taskd import config
-from taskd.events import Relay, RelayConfig
+from taskd.engine.pool import WorkerPool
+from taskd.engine.registry import Registry, TaskType
+from taskd.engine.relay import Relay, RelayConfig
 from taskd.http.app import AppState, build_app
-from taskd.pool import WorkerPool
-from taskd.registry import Registry, TaskType
 from taskd.store import Store
 from tests.procs import DaemonProcess
 

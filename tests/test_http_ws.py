@@ -16,7 +16,7 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from taskd.events import RelayConfig, encode_position
+from taskd.engine.relay import RelayConfig, encode_position
 from taskd.http.state import SERVICES
 from taskd.model import make_spec
 from taskd.store import Store

@@ -7,7 +7,7 @@ import contextvars
 
 import pytest
 
-from taskd.inline import InContext
+from taskd.engine.inline import InContext
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
 

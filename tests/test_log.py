@@ -11,7 +11,7 @@ import orjson
 import pytest
 import structlog
 
-from taskd.context import Context
+from taskd.engine.context import Context
 from taskd.errors import ConfigError
 from taskd.log import MASK, bind_task, configure_logging, mask_secrets
 from taskd.model import Status, make_spec

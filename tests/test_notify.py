@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from taskd.notify import Notifier, socket_address, watchdog_interval_s
+from taskd.daemon.notify import Notifier, socket_address, watchdog_interval_s
 from tests.conftest import eventually
 from tests.procs import DaemonProcess
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import structlog
 
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import Fail, Retry, WrongState
 from taskd.model import FINISHED, Status, make_spec
 from taskd.store import Store
-from taskd.supervisor import Supervisor, SupervisorConfig
 from tests.conftest import eventually
 from tests.pooltools import registry_of, running_pool
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from taskd.context import Context
+from taskd.engine.context import Context
 from taskd.model import Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from taskd.context import Context
+from taskd.engine.context import Context
 from taskd.errors import RedisUnavailable
 from taskd.model import Status, make_spec
 from taskd.store import Store

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
+from taskd.config.schedule import Schedule, parse_schedules
 from taskd.config.settings import Settings, _Check, _spec
 from taskd.errors import ConfigError
 from taskd.log import MASK, mask_url
-from taskd.schedule import Schedule, parse_schedules
 
 # Environment variables per setting; where several are set, the first listed wins. The
 # seed's REDIS_HOST/PORT/DB/PASSWORD are assembled into redis.url by _redis_url_from_parts.
@@ -81,7 +81,7 @@ def _field_table() -> dict[str, _Field]:
     table: dict[str, _Field] = {}
     top_hints = typing.get_type_hints(Settings)
     for top in dataclasses.fields(Settings):
-        if top.name == "schedules":  # an array of tables, parsed by taskd.schedule
+        if top.name == "schedules":  # an array of tables, parsed by taskd.config.schedule
             continue
         kind = top_hints[top.name]
         if not dataclasses.is_dataclass(kind):

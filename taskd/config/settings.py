@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from taskd.config.schedule import Schedule
 from taskd.errors import ValidationError
 from taskd.log import FORMATS, LEVELS, mask_url
 from taskd.model import parse_queue_spec, parse_rate
-from taskd.schedule import Schedule
 
 _Check = Callable[[Any], str | None]
 
@@ -247,7 +247,7 @@ class Settings:
     api_call: ApiCallSettings = field(default_factory=ApiCallSettings)
     files: FileSettings = field(default_factory=FileSettings)
     data_dir: Path
-    # [[schedule]] tables of the file (periodic tasks); see taskd.schedule.
+    # [[schedule]] tables of the file (periodic tasks); see taskd.config.schedule.
     schedules: tuple[Schedule, ...] = ()
 
     @property

@@ -22,10 +22,10 @@ from yarl import URL
 
 from taskd import __version__
 from taskd.config import ApiCallSettings, Settings
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.registry import task
 from taskd.errors import Fail, Retry, ValidationError
 from taskd.handlers.ssrf import AddressRefused, Policy, check_url, guarded_session, literal_address
-from taskd.registry import task
 
 METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_URL_CHARS = 2048

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.registry import task
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.aggregate import Plan, parse_plan
 from taskd.handlers.progress import ThreadProgress, run_in_thread
@@ -29,7 +30,6 @@ from taskd.handlers.records import (
     read_records,
 )
 from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
-from taskd.registry import task
 
 MAX_SAMPLE_RECORDS = 1_000_000
 PROGRESS_EVERY = 5_000

@@ -21,10 +21,10 @@ from typing import Any, Final
 import aiosmtplib
 
 from taskd.config import EmailSettings
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.registry import task
 from taskd.errors import Fail, Retry, ValidationError
 from taskd.handlers.sandbox import check_relative, data_dir, files_root, resolve_inside
-from taskd.registry import task
 
 MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 20

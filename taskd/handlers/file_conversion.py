@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.registry import task
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.progress import ThreadProgress, run_in_thread
 from taskd.handlers.records import (
@@ -34,7 +35,6 @@ from taskd.handlers.records import (
     read_records,
 )
 from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
-from taskd.registry import task
 
 CHUNK_BYTES = 1 << 16
 PROGRESS_EVERY = 5_000

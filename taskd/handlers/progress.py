@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from taskd.context import Context
+from taskd.engine.context import Context
 
 T = TypeVar("T")
 MIN_REPORT_INTERVAL_S = 0.05

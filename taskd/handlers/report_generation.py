@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from taskd.config import Settings
-from taskd.context import Context
+from taskd.engine.context import Context
+from taskd.engine.registry import task
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.artifacts import write_artifact
 from taskd.handlers.records import cell, to_number
@@ -29,7 +30,6 @@ from taskd.handlers.report_render import (
     render_json,
 )
 from taskd.model import QUEUE_NAME, Task, ms_to_iso
-from taskd.registry import task
 from taskd.store import Store
 
 FORMATS: Final = {"html": render_html, "csv": render_csv, "json": render_json}

@@ -13,8 +13,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from taskd.engine.relay import overview
 from taskd.errors import ValidationError
-from taskd.events import overview
 from taskd.http.middleware import BadRequest
 from taskd.http.shapes import json_response, task_rows
 from taskd.http.state import SERVICES, STATE, AppState

@@ -10,8 +10,8 @@ from typing import Final
 from aiohttp import web
 
 from taskd import __version__
+from taskd.engine.relay import raise_if_cancelling
 from taskd.errors import RedisUnavailable
-from taskd.events import raise_if_cancelling
 from taskd.http import api, bulk, dashboard, docs, inspection, ops, queues, ws
 from taskd.http.guard import Auth, HostCheck, RateLimiter
 from taskd.http.metrics import Metrics

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from taskd.engine.registry import Registry
 from taskd.http import openapi_dashboard, queues
 from taskd.http.schemas import component_schemas, ref
 from taskd.model import (
     QUEUE_NAME,
     STATUS_NAMES,
 )
-from taskd.registry import Registry
 
 JSON: Final = "application/json"
 _STATUS_LIST = f"^(|({'|'.join(STATUS_NAMES)})(,({'|'.join(STATUS_NAMES)}))*)$"

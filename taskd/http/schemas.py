@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from taskd.engine.registry import Registry
 from taskd.model import (
     MAX_NAME_LEN,
     MAX_PRIORITY,
@@ -16,7 +17,6 @@ from taskd.model import (
     QUEUE_NAME,
     STATUS_NAMES,
 )
-from taskd.registry import Registry
 
 TIME = {"type": ["string", "null"], "format": "date-time"}
 

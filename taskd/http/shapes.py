@@ -14,8 +14,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from taskd.engine.registry import TaskType
 from taskd.model import Task, ms_to_iso
-from taskd.registry import TaskType
 from taskd.store import Event
 
 #: A list row or snapshot row carries a payload or result only up to this size (JSON

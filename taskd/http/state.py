@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from taskd.config import Settings
-from taskd.events import Relay
-from taskd.pool import WorkerPool
-from taskd.registry import Registry
+from taskd.engine.pool import WorkerPool
+from taskd.engine.registry import Registry
+from taskd.engine.relay import Relay
 from taskd.store import Store
 
 if TYPE_CHECKING:

@@ -25,8 +25,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from taskd.errors import RedisUnavailable
-from taskd.events import (
+from taskd.engine.relay import (
     Batch,
     Item,
     Position,
@@ -39,6 +38,7 @@ from taskd.events import (
     overview,
     resolve_position,
 )
+from taskd.errors import RedisUnavailable
 from taskd.http import shapes
 from taskd.http.guard import Access, Auth, origin_allowed
 from taskd.http.middleware import ACCESS, REQUEST_ID, REQUEST_ID_HEADER, Busy, Forbidden

@@ -84,7 +84,7 @@ def _sentinel_clients(scheme: str, rest: str) -> tuple[Any, Any, list[Any]]:
         "password": unquote(password) or None,
         "ssl": scheme == "rediss",
     }
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         _host_ports(hosts), socket_connect_timeout=1, socket_timeout=2
     )
     return (

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from taskd.embedded import EmbeddedRedis
+from taskd.engine.supervisor import EXPIRE_BATCH, Supervisor, SupervisorConfig
 from taskd.store import Store
-from taskd.supervisor import EXPIRE_BATCH, Supervisor, SupervisorConfig
 from tests.chaos.harness import (
     SIZES,
     Cluster,

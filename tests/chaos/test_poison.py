@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from taskd.looplag import LoopLag
+from taskd.daemon.looplag import LoopLag
 from taskd.model import Status
 from taskd.store import Store
 from tests.chaos.harness import (

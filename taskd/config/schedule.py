@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from taskd.cron import Cron
+from taskd.config.cron import Cron
 from taskd.errors import ConfigError, ValidationError
 from taskd.model import QUEUE_NAME, TASK_TYPE_NAME
 

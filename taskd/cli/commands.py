@@ -13,13 +13,14 @@ import click
 import orjson
 
 import taskd
-from taskd import config, display
+from taskd import config
+from taskd.cli import display
 from taskd.errors import TaskdError
 from taskd.log import configure_logging
 from taskd.model import QUEUE_NAME, TASK_ID
 
 if TYPE_CHECKING:
-    from taskd.http.remote import Remote
+    from taskd.cli.remote import Remote
 
 
 def _run(coro: Any) -> None:
@@ -83,7 +84,7 @@ def serve(config_path: Path | None, **flags: Any) -> None:
         sys.exit(2)
     # A daemon configures logging once, so loggers may cache their processor chain.
     configure_logging(settings.log.format, settings.log.level, cache=True)
-    from taskd.daemon import Daemon  # noqa: PLC0415 - keep `taskd version` import-light
+    from taskd.daemon.root import Daemon  # noqa: PLC0415 - keep `taskd version` import-light
 
     try:
         _run(Daemon(settings).run())
@@ -122,8 +123,8 @@ def _first_taskd_error(exc: BaseException) -> TaskdError | None:
 
 
 # -- client commands: talk to a running server over its HTTP API ----------------------
-# Parsing and exit codes live here; the HTTP client is taskd.http.remote, the text
-# taskd.display. Exit codes: 1 the API refused, 2 usage, 3 unreachable, 4 unfinished.
+# Parsing and exit codes live here; the HTTP client is taskd.cli.remote, the text
+# taskd.cli.display. Exit codes: 1 the API refused, 2 usage, 3 unreachable, 4 unfinished.
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 T = TypeVar("T")
@@ -182,7 +183,7 @@ def _client_options(func: F) -> F:
 
 def _call(url: str, action: Callable[[Remote], Awaitable[T]], interrupt_code: int = 130) -> T:
     """Run ``action`` against the server; a failure ends the command with one line."""
-    from taskd.http.remote import Remote, RemoteError  # noqa: PLC0415 - aiohttp only when used
+    from taskd.cli.remote import Remote, RemoteError  # noqa: PLC0415 - aiohttp only when used
 
     async def go() -> T:
         async with Remote(url, os.environ.get("TASKD_TOKEN") or None) as remote:

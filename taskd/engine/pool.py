@@ -4,7 +4,7 @@ The fetcher starts at most ``concurrency + prefetch`` tasks at a time, so a task
 priority 10 submitted behind a long backlog never waits for the backlog; while the pool
 is full, a watcher takes such a task in ahead of the prefetched ones, so it waits only for
 the next free runner. Each runner runs its handlers itself, each in a context of its own
-(taskd.inline). Successes are written in the background, batched with those finishing
+(taskd.engine.inline). Successes are written in the background, batched with those finishing
 meanwhile and alongside the fetcher's round trips, so runners never idle through a write.
 Every held entry's lease is renewed well inside ``lease_s``; a task that outlives its
 timeout, or whose handler ignores cancellation, is abandoned and failed so the pool
@@ -30,15 +30,15 @@ from typing import Any
 import orjson
 import structlog
 
-from taskd.coalesce import Coalescer
 from taskd.config import Settings
-from taskd.context import Context
+from taskd.engine.coalesce import Coalescer
+from taskd.engine.context import Context
+from taskd.engine.fetcher import Fetcher
+from taskd.engine.inline import InContext
+from taskd.engine.registry import Registry, TaskType
 from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
-from taskd.fetcher import Fetcher
-from taskd.inline import InContext
 from taskd.log import bind_task_fields, enabled
 from taskd.model import Task
-from taskd.registry import Registry, TaskType
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -418,7 +418,7 @@ class WorkerPool:
         self, task: Task, handler: TaskType, runner: asyncio.Task[None], started: float
     ) -> tuple[Outcome | None, bool]:
         """Run the handler in this runner under its timeout, in a context of its own (see
-        taskd.inline): its outcome (None when it ignored cancellation and was abandoned)
+        taskd.engine.inline): its outcome (None when it ignored cancellation and was abandoned)
         and whether it ever waited."""
         ctx = Context(
             task,

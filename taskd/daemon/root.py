@@ -18,20 +18,20 @@ from aiohttp import web
 
 from taskd.client import embedded_url_file
 from taskd.config import Settings, mask_url
+from taskd.daemon.heap import freeze_startup_heap
+from taskd.daemon.looplag import LoopLag
+from taskd.daemon.notify import Notifier
 from taskd.embedded import EmbeddedRedis, find_server_binary
+from taskd.engine.pool import PoolConfig, WorkerPool, consumer_name
+from taskd.engine.registry import Registry
+from taskd.engine.relay import Relay
+from taskd.engine.scheduler import Scheduler
+from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import ConfigError, RedisUnavailable
-from taskd.events import Relay
-from taskd.heap import freeze_startup_heap
 from taskd.http.app import SERVICES, AppState, build_app
 from taskd.http.guard import is_loopback
-from taskd.looplag import LoopLag
 from taskd.model import parse_rate
-from taskd.notify import Notifier
-from taskd.pool import PoolConfig, WorkerPool, consumer_name
-from taskd.registry import Registry
-from taskd.scheduler import Scheduler
 from taskd.store import Store
-from taskd.supervisor import Supervisor, SupervisorConfig
 
 log = structlog.get_logger(__name__)
 # The systemd watchdog is not fed while the loop lags more than this (a loop blocked again

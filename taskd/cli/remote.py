@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 
 from taskd import __version__
-from taskd.display import left
+from taskd.cli.display import left
 from taskd.errors import TaskdError
 
 FINISHED: Final = frozenset({"completed", "failed", "cancelled"})

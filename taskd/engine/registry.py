@@ -3,7 +3,8 @@
 The decorator only attaches metadata to the function; registries are built by the
 composition root from modules, so there is no process-wide mutable registry.
 
-A payload is checked at submit time by the type's ``schema`` (see :mod:`taskd.schema`),
+A payload is checked at submit time by the type's ``schema`` (see
+:mod:`taskd.engine.payload_schema`),
 then by its ``validate`` function. ``validate`` takes ``(payload)`` or, when its rules
 depend on configuration (api_call's address policy), ``(payload, settings)``; it raises
 :class:`~taskd.errors.ValidationError` naming the field (a plain ValueError is reported
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
 
-from taskd import schema as payload_schema
 from taskd.config import Settings
+from taskd.engine import payload_schema
 from taskd.errors import HandlerImportError, ValidationError
 from taskd.model import TASK_TYPE_NAME
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import orjson
 import structlog
 
+from taskd.config.schedule import Schedule
 from taskd.errors import RedisUnavailable
 from taskd.model import make_spec
-from taskd.schedule import Schedule
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)

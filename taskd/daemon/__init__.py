@@ -1,0 +1,1 @@
+"""The composition root of ``taskd serve`` and its process plumbing (sd_notify, loop lag, heap)."""

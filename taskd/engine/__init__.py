@@ -1,0 +1,1 @@
+"""The worker side: pool, fetcher, supervisor, scheduler, registry, context, event relay."""

@@ -29,7 +29,7 @@ from taskd.engine.scheduler import Scheduler
 from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import ConfigError, RedisUnavailable
 from taskd.http.app import SERVICES, AppState, build_app
-from taskd.http.guard import is_loopback
+from taskd.http.guard import MIN_TOKEN_LEN, is_loopback, weak_tokens
 from taskd.model import parse_rate
 from taskd.store import Store
 
@@ -152,6 +152,15 @@ class Daemon:
                 "reach it could submit and cancel tasks. Set auth.tokens (TASKD_AUTH_TOKENS), "
                 "or set auth.allow_anonymous = true (TASKD_ALLOW_ANONYMOUS=1) to run it open",
             )
+        if weak := weak_tokens(auth):
+            problem = (
+                f"{' and '.join(weak)} hold a token shorter than {MIN_TOKEN_LEN} characters, "
+                "which can be guessed; use e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
+            if not is_loopback(host):
+                raise ConfigError(weak[0], f"refusing to listen on {host}: {problem}")
+            log.warning("weak_token_configured", problem=problem)
 
     async def _connect(self, url: str) -> Store | None:
         """Connect to Redis, waiting (with back-off) while it is not up yet.

@@ -274,11 +274,16 @@ class Guard:
         token = bearer(request.headers.get("Authorization"))
         if token is None and request.path == "/ws":
             token = request.query.get("token") or None
-        if token is not None:
-            request[TOKEN] = token
+        who = "a:" + (request.remote or "?")
+        guessing = token is not None and self.auth.required
+        if guessing and (wait := self.auth.failures.wait(who)) > 0:
+            raise RateLimited(wait)  # too many wrong tokens: stop comparing any more
         access = self.auth.check(token)
         if access is None:
+            self.auth.failures.take(who)
             raise Unauthorized("invalid token")
+        if token is not None and self.auth.required:
+            request[TOKEN] = token  # verified: the rate limit may key on it
         if access is Access.NONE and request.path != "/ws":  # the socket may send it first
             raise Unauthorized("this server needs 'Authorization: Bearer <token>'")
         if request.method in WRITE_METHODS and access < Access.FULL:

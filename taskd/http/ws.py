@@ -347,9 +347,11 @@ async def close(ws: web.WebSocketResponse, request: web.Request, code: int, mess
         transport.abort()
 
 
-async def _first_message_auth(ws: web.WebSocketResponse, auth: Auth) -> bool:
+async def _first_message_auth(ws: web.WebSocketResponse, auth: Auth, who: str) -> bool:
     """Accept ``{"type": "auth", "token": "..."}`` as the first message (browsers cannot
-    set headers on a WebSocket, and a query parameter ends up in access logs)."""
+    set headers on a WebSocket, and a query parameter ends up in access logs). Wrong
+    tokens count against ``who`` like the API's, so the socket is no way around the
+    failure throttle."""
     try:
         async with asyncio.timeout(AUTH_TIMEOUT_S):
             msg = await ws.receive()
@@ -362,7 +364,11 @@ async def _first_message_auth(ws: web.WebSocketResponse, auth: Auth) -> bool:
     except orjson.JSONDecodeError:
         return False
     token = data.get("token") if isinstance(data, dict) and data.get("type") == "auth" else None
-    access = auth.check(token) if isinstance(token, str) else None
+    if not isinstance(token, str) or auth.failures.wait(who) > 0:
+        return False
+    access = auth.check(token)
+    if access is None:
+        auth.failures.take(who)
     return access is not None and access >= Access.READ
 
 
@@ -388,7 +394,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         if request.get(ACCESS, Access.NONE) is Access.NONE and not await _first_message_auth(
-            ws, hub.auth
+            ws, hub.auth, "a:" + (request.remote or "?")
         ):
             await close(ws, request, WSCloseCode.POLICY_VIOLATION, b"authentication required")
             return ws

@@ -23,10 +23,12 @@ from aiohttp.test_utils import TestClient
 
 from taskd.embedded import EmbeddedRedis
 from taskd.http.app import ROUTES
+from taskd.model import make_spec
 from taskd.store import Store
 from tests.chaos.harness import http
 from tests.chaos.proxy import LatencyProxy
 from tests.conftest import eventually
+from tests.handlertools import finished, running_pool, settings_at
 from tests.procs import REPO, DaemonProcess, free_port
 from tests.test_http_support import serve_app
 
@@ -380,3 +382,59 @@ async def test_rediss_with_an_acl_user_works_and_verifies_the_server(
 async def _call(method: str, url: str, token: str | None, body: Any = None) -> Any:
     """An HTTP request with an optional bearer token (urllib in a thread)."""
     return await http(method, url, body, headers=bearer(token) if token else None)
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "a@example.com, v0@evil.example",  # getaddresses would send to both
+        "undisclosed: a@example.com, b@evil.example;",  # group syntax
+        ["a@example.com", "x@example.com, y@evil.example"],
+    ],
+)
+async def test_email_recipients_are_validated_as_they_will_be_sent(
+    client: Client, store: Store, queue: str, to: Any
+) -> None:
+    """One string that hides several addresses is refused, so the 100-recipient limit and
+    the address checks hold for exactly the envelope that would be sent."""
+    body = {"task_type": "email", "queue": queue, "payload": {"to": to, "subject": "s"}}
+    reply = await client.post("/api/tasks", json=body, headers=bearer(FULL))
+    assert reply.status == 422, await reply.text()
+    assert (await store.stats(queue))["total"] == 0
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x0b", "\x0c", "\x85", "\u2028", "\u2029", "\x1b"])
+async def test_email_subject_control_characters_are_refused_at_submit(
+    client: Client, store: Store, queue: str, char: str
+) -> None:
+    """NUL, VT, FF, NEL, line/paragraph separators and ESC never reach a header: 422."""
+    payload = {"to": "a@example.com", "subject": f"hello{char}world"}
+    body = {"task_type": "email", "queue": queue, "payload": payload}
+    reply = await client.post("/api/tasks", json=body, headers=bearer(FULL))
+    assert reply.status == 422, await reply.text()
+    assert (await reply.json())["error"]["details"]["field"] == "payload.subject"
+
+
+async def test_handler_os_errors_show_no_absolute_server_path(
+    store: Store, queue: str, tmp_path: Path
+) -> None:
+    """A file task failing on the file system reports the path relative to the data dir."""
+    settings = settings_at(tmp_path)
+    settings.files_root.mkdir(parents=True)
+    (settings.files_root / "in.csv").write_text("a,b\n1,2\n")
+    (settings.files_root / "blocker").write_text("a file where a folder must go")
+    async with running_pool(store, queue, settings):
+        ((task, _),) = await store.submit(
+            [
+                make_spec(
+                    "file_conversion",
+                    {"source": "in.csv", "target": "blocker/out.json"},
+                    queue=queue,
+                    max_retries=0,
+                )
+            ]
+        )
+        done = await finished(store, task.id)
+    assert done.error
+    assert str(tmp_path) not in done.error
+    assert "files/blocker" in done.error

@@ -5,7 +5,9 @@ into logs, error bodies or diagnostics - also over an ACL user and ``rediss://``
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
+import os
 import re
 import shutil
 import signal
@@ -21,14 +23,17 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from taskd import config
 from taskd.embedded import EmbeddedRedis
+from taskd.errors import ConfigError
+from taskd.handlers.artifacts import artifact_path
 from taskd.http.app import ROUTES
 from taskd.model import make_spec
 from taskd.store import Store
 from tests.chaos.harness import http
 from tests.chaos.proxy import LatencyProxy
 from tests.conftest import eventually
-from tests.handlertools import finished, running_pool, settings_at
+from tests.handlertools import call, finished, running_pool, settings_at
 from tests.procs import REPO, DaemonProcess, free_port
 from tests.test_http_support import serve_app
 
@@ -438,3 +443,74 @@ async def test_handler_os_errors_show_no_absolute_server_path(
     assert done.error
     assert str(tmp_path) not in done.error
     assert "files/blocker" in done.error
+
+
+_TERMINAL_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+@pytest.mark.slow
+async def test_cli_escapes_control_characters_of_task_names(
+    redis_url: str, queue: str, tmp_path: Path
+) -> None:
+    """`taskd get` and `taskd list` show ESC sequences and bidi overrides as escapes."""
+    name = "evil\x1b]0;owned\x07\x1b[2J\u202egnp.exe\x9b31m"
+    daemon = DaemonProcess(tmp_path / "d", "--redis-url", redis_url, "--queues", queue)
+    try:
+        await daemon.ready()
+        body = {"task_type": "data_processing", "queue": queue, "name": name}
+        created = await _call(
+            "POST", f"{daemon.url}/api/tasks", None, body | {"payload": {"records": 1}}
+        )
+        assert created.status == 201, created.body
+        task_id = created.body["id"]
+        env = {"TASKD_URL": daemon.url}
+        for args in (("get", task_id), ("list", "--queue", queue)):
+            out = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "taskd", *args],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ) | env,
+                timeout=60,
+                check=True,
+            )
+            assert not _TERMINAL_UNSAFE.search(out.stdout), (args, out.stdout)
+            assert "\\x1b" in out.stdout, args
+    finally:
+        daemon.close()
+
+
+async def test_report_csv_neutralises_formula_cells(tmp_path: Path) -> None:
+    """Text cells starting with =, +, -, @ (and tab/CR) get a leading quote; numbers,
+    negative ones too, stay numbers."""
+    settings = settings_at(tmp_path)
+    records = [
+        {"name": '=HYPERLINK("http://evil.example","x")', "amount": -5},
+        {"name": "+1+cmd|' /C calc'!A0", "amount": 3},
+        {"name": "-2", "amount": 1},
+        {"name": "@SUM(1)", "amount": 2},
+        {"name": "plain", "amount": 0},
+    ]
+    result, ctx, _ = await call(
+        "report_generation", {"records": records, "formats": ["csv"]}, settings
+    )
+    path = artifact_path(settings, ctx.task_id, "report.csv")
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    names = [r["name"] for r in rows]
+    assert all(not n.startswith(("=", "+", "-", "@")) for n in names), names
+    assert '\'=HYPERLINK("http://evil.example","x")' in names
+    assert "plain" in names
+    assert "-5" in [r["amount"] for r in rows]
+    assert result["artifacts"][0]["name"] == "report.csv"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis//:S3cret-pw@127.0.0.1:6379/0", "redis:/u:S3cret-pw@host:6379", "u:S3cret-pw@host"],
+)
+def test_config_errors_mask_passwords_of_malformed_urls(url: str, tmp_path: Path) -> None:
+    """A Redis URL without a proper scheme is refused without echoing its password."""
+    with pytest.raises(ConfigError) as refused:
+        config.load(None, {"HOME": str(tmp_path), "REDIS_URL": url}, {})
+    assert "S3cret-pw" not in str(refused.value)
+    assert "***" in str(refused.value)

@@ -514,3 +514,24 @@ def test_config_errors_mask_passwords_of_malformed_urls(url: str, tmp_path: Path
         config.load(None, {"HOME": str(tmp_path), "REDIS_URL": url}, {})
     assert "S3cret-pw" not in str(refused.value)
     assert "***" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:7f00:1::]:8000/",  # 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::]/latest/meta-data/",  # 6to4 of 169.254.169.254
+        "http://[2002:c0a8:101::1]/",  # 6to4 of 192.168.1.1
+        "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a00:1]/",  # NAT64 of 10.0.0.1
+        "http://[::127.0.0.1]/",  # IPv4-compatible loopback
+    ],
+)
+async def test_ssrf_guard_refuses_ipv4_embedded_in_ipv6(
+    client: Client, store: Store, queue: str, url: str
+) -> None:
+    """6to4, NAT64 and IPv4-compatible literals are judged by the IPv4 address they reach."""
+    body = {"task_type": "api_call", "queue": queue, "payload": {"url": url}}
+    reply = await client.post("/api/tasks", json=body, headers=bearer(FULL))
+    assert reply.status == 422, await reply.text()
+    assert (await store.stats(queue))["total"] == 0

@@ -30,6 +30,8 @@ ENV_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
     "server.max_body_bytes": ("TASKD_MAX_BODY_BYTES",),
     "server.allowed_origins": ("TASKD_ALLOWED_ORIGINS",),
     "server.allowed_hosts": ("TASKD_ALLOWED_HOSTS",),
+    "server.max_connections": ("TASKD_MAX_CONNECTIONS",),
+    "server.header_timeout_s": ("TASKD_HEADER_TIMEOUT_S",),
     "server.max_ws_clients": ("TASKD_MAX_WS_CLIENTS",),
     "server.ws_queued_bytes": ("TASKD_WS_QUEUED_BYTES",),
     "server.rate_limit_per_s": ("TASKD_RATE_LIMIT_PER_S",),

@@ -144,6 +144,10 @@ class ServerSettings:
     request_timeout_s: float = field(default=1.0, metadata=_spec(gt=0))
     # WebSocket clients at once (more get 503), and bytes queued to all of them together:
     # past it, a client with unsent data is dropped (1013) rather than buffered further.
+    # Open connections at once (more get 503 and are closed), and seconds a connection
+    # may take to send its first request's headers (then 408 and closed).
+    max_connections: int = field(default=1024, metadata=_spec(lo=1))
+    header_timeout_s: float = field(default=10.0, metadata=_spec(gt=0))
     max_ws_clients: int = field(default=1000, metadata=_spec(lo=1))
     ws_queued_bytes: int = field(default=64 * 1024 * 1024, metadata=_spec(lo=1))
 

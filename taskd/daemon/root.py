@@ -30,6 +30,7 @@ from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import ConfigError, RedisUnavailable
 from taskd.http.app import SERVICES, AppState, build_app
 from taskd.http.guard import MIN_TOKEN_LEN, is_loopback, weak_tokens
+from taskd.http.listener import Gate, GuardedSite
 from taskd.model import parse_rate
 from taskd.store import Store
 
@@ -196,11 +197,11 @@ class Daemon:
         )
         runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)
+        server = self.settings.server
+        gate = Gate(server.max_connections, server.header_timeout_s)
+        site = GuardedSite(runner, server.host, server.port, gate)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
+        self.port = site.port
         return runner
 
     def _describe_redis(self, url: str) -> str:

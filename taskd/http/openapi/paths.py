@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from taskd.engine.registry import Registry
-from taskd.http import openapi_dashboard, queues
-from taskd.http.schemas import component_schemas, ref
+from taskd.http.openapi.common import (
+    BODY,
+    READ,
+    TASK_ID,
+    WRITE,
+    json_body,
+    operation,
+    param,
+    ref,
+    request_body,
+)
 from taskd.model import (
     QUEUE_NAME,
     STATUS_NAMES,
 )
 
-JSON: Final = "application/json"
 _STATUS_LIST = f"^(|({'|'.join(STATUS_NAMES)})(,({'|'.join(STATUS_NAMES)}))*)$"
 
 WS_DESCRIPTION: Final = """\
@@ -38,71 +45,10 @@ first-message authentication closes with 1008.
 """
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _error(description: str, *headers: str) -> dict[str, Any]:
-    response = _json(ref("Error"), description)
-    if headers:
-        response["headers"] = {h: {"schema": {"type": "string"}, "required": True} for h in headers}
-    return response
-
-
-ERRORS: Final = {
-    "400": _error("Malformed JSON body"),
-    "401": _error("Missing or invalid bearer token", "WWW-Authenticate"),
-    "403": _error("The token may only read, or the browser origin is not allowed"),
-    "404": _error("No such task (or it expired), or no such queue"),
-    "409": _error("The task's status does not allow this"),
-    "413": _error("Body larger than server.max_body_bytes"),
-    "422": _error("A value is invalid; details.field names it"),
-    "429": _error("Too many writes from this client", "Retry-After"),
-    "503": _error("Redis is unavailable; retry later", "Retry-After"),
-}
-
-
-def _responses(ok: dict[str, Any], *errors: str) -> dict[str, Any]:
-    return ok | {code: {"$ref": f"#/components/responses/E{code}"} for code in errors}
-
-
 def _operation(
-    op_id: str,
-    summary: str,
-    tag: str,
-    ok: dict[str, Any],
-    errors: tuple[str, ...],
-    **extra: Any,
+    op_id: str, summary: str, tag: str, ok: dict[str, Any], errors: tuple[str, ...], **extra: Any
 ) -> dict[str, Any]:
-    return {
-        "operationId": op_id,
-        "summary": summary,
-        "tags": [tag],
-        "responses": _responses(ok, *errors),
-        **extra,
-    }
-
-
-_READ = ("401", "403", "503")
-_WRITE = ("401", "403", "429", "503")
-_BODY = ("400", "413", "422")
-_TASK_ID = {
-    "name": "task_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-    "description": "The task's id (32 hex digits).",
-}
-
-
-def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": where,
-        "required": where == "path",
-        "schema": schema,
-        "description": description,
-    }
+    return operation(op_id, summary, tag, ok, *errors, **extra)
 
 
 def _envelope(key: str, item: str) -> dict[str, Any]:
@@ -118,17 +64,17 @@ def _list_parameters() -> list[dict[str, Any]]:
     limit = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
     queue = {"type": "string", "pattern": f"^$|{QUEUE_NAME.pattern}"}
     return [
-        _param("limit", "query", limit, "Page size."),
-        _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page."),
-        _param(
+        param("limit", "query", limit, "Page size."),
+        param("cursor", "query", {"type": "string"}, "next_cursor of the previous page."),
+        param(
             "status",
             "query",
             {"type": "string", "pattern": _STATUS_LIST},
             "One status, or several separated by commas (empty: any).",
         ),
-        _param("task_type", "query", {"type": "string"}, "Only this type (empty: any)."),
-        _param("queue", "query", queue, "Only tasks of this queue (empty: every queue)."),
-        _param(
+        param("task_type", "query", {"type": "string"}, "Only this type (empty: any)."),
+        param("queue", "query", queue, "Only tasks of this queue (empty: every queue)."),
+        param(
             "q",
             "query",
             {"type": "string", "maxLength": 200},
@@ -137,13 +83,9 @@ def _list_parameters() -> list[dict[str, Any]]:
     ]
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {JSON: {"schema": schema}}}
-
-
 def _tasks_path() -> dict[str, Any]:
     """/api/tasks: list (GET) and submit one (POST)."""
-    located = _json(ref("Task"), "") | {
+    located = json_body(ref("Task"), "") | {
         "headers": {"Location": {"required": True, "schema": {"type": "string"}}}
     }
     created = {
@@ -151,15 +93,15 @@ def _tasks_path() -> dict[str, Any]:
         "200": located | {"description": "Its unique key names a live task: that one"},
     }
     key = {"type": "string", "minLength": 1, "maxLength": 200}
-    idempotency = _param("Idempotency-Key", "header", key, "Same as unique_key in the body.")
-    listed = {"200": _json(ref("TaskList"), "One page")}
+    idempotency = param("Idempotency-Key", "header", key, "Same as unique_key in the body.")
+    listed = {"200": json_body(ref("TaskList"), "One page")}
     return {
         "get": _operation(
             "listTasks",
             "List tasks, newest first",
             "tasks",
             listed,
-            ("422", *_READ),
+            ("422", *READ),
             parameters=_list_parameters(),
         ),
         "post": _operation(
@@ -167,8 +109,8 @@ def _tasks_path() -> dict[str, Any]:
             "Submit a task",
             "tasks",
             created,
-            (*_BODY, *_WRITE),
-            requestBody=_body(ref("TaskCreate")),
+            (*BODY, *WRITE),
+            requestBody=request_body(ref("TaskCreate")),
             parameters=[idempotency],
         ),
     }
@@ -184,10 +126,10 @@ def _collection_paths() -> dict[str, Any]:
         "properties": {"tasks": many},
     }
     batch = {
-        "201": _json(ref("BatchResult"), "Created"),
-        "200": _json(ref("BatchResult"), "All of them existed already"),
+        "201": json_body(ref("BatchResult"), "Created"),
+        "200": json_body(ref("BatchResult"), "All of them existed already"),
     }
-    overview = {"200": _json(ref("Overview"), "The overview")}
+    overview = {"200": json_body(ref("Overview"), "The overview")}
     return {
         "/api/tasks": _tasks_path(),
         "/api/tasks/batch": {
@@ -196,8 +138,8 @@ def _collection_paths() -> dict[str, Any]:
                 "Submit up to 1,000 tasks at once (all valid or none submitted)",
                 "tasks",
                 batch,
-                (*_BODY, *_WRITE),
-                requestBody=_body({"anyOf": [wrapped, many]}),
+                (*BODY, *WRITE),
+                requestBody=request_body({"anyOf": [wrapped, many]}),
             )
         },
         "/api/tasks/stats/overview": {
@@ -206,7 +148,7 @@ def _collection_paths() -> dict[str, Any]:
                 "Counts per status, throughput and depth per priority",
                 "tasks",
                 overview,
-                _READ,
+                READ,
             )
         },
     }
@@ -214,16 +156,16 @@ def _collection_paths() -> dict[str, Any]:
 
 def _item_paths() -> dict[str, Any]:
     """One task: read, delete, cancel, retry."""
-    task = _json(ref("Task"), "The task")
-    conflicts = ("404", "409", *_WRITE)
+    task = json_body(ref("Task"), "The task")
+    conflicts = ("404", "409", *WRITE)
     cancelled = {
         "200": task | {"description": "Cancelled"},
         "202": task | {"description": "Running: the worker will stop it"},
     }
     return {
         "/api/tasks/{task_id}": {
-            "parameters": [_TASK_ID],
-            "get": _operation("getTask", "One task", "tasks", {"200": task}, ("404", *_READ)),
+            "parameters": [TASK_ID],
+            "get": _operation("getTask", "One task", "tasks", {"200": task}, ("404", *READ)),
             "delete": _operation(
                 "deleteTask",
                 "Delete a finished task",
@@ -233,7 +175,7 @@ def _item_paths() -> dict[str, Any]:
             ),
         },
         "/api/tasks/{task_id}/cancel": {
-            "parameters": [_TASK_ID],
+            "parameters": [TASK_ID],
             "post": _operation(
                 "cancelTask",
                 "Cancel a waiting task, or ask a running one to stop",
@@ -243,7 +185,7 @@ def _item_paths() -> dict[str, Any]:
             ),
         },
         "/api/tasks/{task_id}/retry": {
-            "parameters": [_TASK_ID],
+            "parameters": [TASK_ID],
             "post": _operation(
                 "retryTask",
                 "Send a failed or cancelled task back to pending",
@@ -263,8 +205,8 @@ def _system_paths() -> dict[str, Any]:
                 "listWorkers",
                 "Live worker consumers",
                 "system",
-                {"200": _json(_envelope("workers", "Worker"), "Workers")},
-                _READ,
+                {"200": json_body(_envelope("workers", "Worker"), "Workers")},
+                READ,
             )
         },
         "/api/task-types": {
@@ -272,8 +214,8 @@ def _system_paths() -> dict[str, Any]:
                 "listTaskTypes",
                 "Registered task types",
                 "system",
-                {"200": _json(_envelope("task_types", "TaskType"), "Types")},
-                _READ,
+                {"200": json_body(_envelope("task_types", "TaskType"), "Types")},
+                READ,
             )
         },
         "/api/openapi.json": {
@@ -281,7 +223,7 @@ def _system_paths() -> dict[str, Any]:
                 "openapi",
                 "This description",
                 "system",
-                {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                {"200": json_body({"type": "object"}, "OpenAPI 3.1")},
                 ("401", "403"),
             )
         },
@@ -290,9 +232,9 @@ def _system_paths() -> dict[str, Any]:
 
 def _queue_paths() -> dict[str, Any]:
     """Queues: list, one, and the controls every daemon obeys (pause, resume, purge)."""
-    name = _param("name", "path", {"type": "string", "pattern": QUEUE_NAME.pattern}, "Queue.")
-    one = {"200": _json(ref("Queue"), "The queue")}
-    control = ("404", "422", *_WRITE)
+    name = param("name", "path", {"type": "string", "pattern": QUEUE_NAME.pattern}, "Queue.")
+    one = {"200": json_body(ref("Queue"), "The queue")}
+    control = ("404", "422", *WRITE)
 
     def post(op_id: str, summary: str, ok: dict[str, Any], *errors: str, **extra: Any) -> Any:
         op = _operation(op_id, summary, "queues", ok, (*errors, *control), **extra)
@@ -301,10 +243,10 @@ def _queue_paths() -> dict[str, Any]:
     purge = post(
         "purgeQueue",
         "Cancel every waiting task of the queue (running ones finish)",
-        {"200": _json(ref("Purged"), 'Cancelled; needs {"confirm": true}')},
+        {"200": json_body(ref("Purged"), 'Cancelled; needs {"confirm": true}')},
         "400",
         "413",
-        requestBody=_body(ref("PurgeRequest")),
+        requestBody=request_body(ref("PurgeRequest")),
     )
     return {
         "/api/queues": {
@@ -312,13 +254,13 @@ def _queue_paths() -> dict[str, Any]:
                 "listQueues",
                 "Every queue: counts, ready depth, throughput, paused, serving daemons",
                 "queues",
-                {"200": _json(ref("QueueList"), "Queues")},
-                _READ,
+                {"200": json_body(ref("QueueList"), "Queues")},
+                READ,
             )
         },
         "/api/queues/{name}": {
             "parameters": [name],
-            "get": _operation("getQueue", "One queue", "queues", one, ("404", "422", *_READ)),
+            "get": _operation("getQueue", "One queue", "queues", one, ("404", "422", *READ)),
         },
         "/api/queues/{name}/pause": post(
             "pauseQueue", "Stop every daemon from starting the queue's tasks", one
@@ -330,14 +272,14 @@ def _queue_paths() -> dict[str, Any]:
 
 def _websocket_path() -> dict[str, Any]:
     ws_params = [
-        _param(
+        param(
             "since", "query", {"type": "string"}, "last_event_id (or an event id) to resume after."
         ),
-        _param("token", "query", {"type": "string"}, "Bearer token."),
+        param("token", "query", {"type": "string"}, "Bearer token."),
     ]
     responses = {
         "101": {"description": "Switching protocols"},
-        "400": _error("Not a WebSocket upgrade request"),
+        "400": json_body(ref("Error"), "Not a WebSocket upgrade request"),
     }
     return {
         "get": _operation(
@@ -353,8 +295,8 @@ def _websocket_path() -> dict[str, Any]:
 
 def _probe_paths() -> dict[str, Any]:
     """Health, readiness, metrics, docs and the WebSocket."""
-    health = _json(ref("Health"), "Healthy")
-    not_ready = _json(ref("Health"), "Not ready") | {
+    health = json_body(ref("Health"), "Healthy")
+    not_ready = json_body(ref("Health"), "Not ready") | {
         "headers": {"Retry-After": {"schema": {"type": "string"}}}
     }
 
@@ -396,33 +338,6 @@ def _probe_paths() -> dict[str, Any]:
     }
 
 
-def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict[str, Any]:
-    """The whole description; ``auth_required`` adds the bearer requirement."""
-    description = (
-        "A real-time task queue on Redis Streams. Errors are always "
-        '`{"error": {"code", "message", "details"}}`. Paths also answer with a trailing '
-        "slash.\n\n## WebSocket `/ws`\n\n" + WS_DESCRIPTION
-    )
-    spec: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {"title": "taskd", "version": version, "description": description},
-        "tags": [{"name": n} for n in ("tasks", "queues", "events", "system")],
-        "paths": _collection_paths()
-        | _item_paths()
-        | _queue_paths()
-        | _system_paths()
-        | _probe_paths()
-        | openapi_dashboard.paths(),
-        "components": {
-            "schemas": component_schemas(registry) | queues.schemas() | openapi_dashboard.schemas(),
-            "responses": {f"E{code}": response for code, response in ERRORS.items()},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
-    if auth_required:
-        for path, item in spec["paths"].items():
-            if path.startswith("/api") or path == "/ws":
-                for method, op in item.items():
-                    if method != "parameters":
-                        op["security"] = [{"bearer": []}]
-    return spec
+def paths() -> dict[str, Any]:
+    """Every path of the core API."""
+    return _collection_paths() | _item_paths() | _queue_paths() | _system_paths() | _probe_paths()

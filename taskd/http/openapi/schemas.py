@@ -6,9 +6,10 @@ submit schema is built from the registry, so it names exactly the registered tas
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from taskd.engine.registry import Registry
+from taskd.http.openapi.common import INT, STR, TIME, obj, ref
 from taskd.model import (
     MAX_NAME_LEN,
     MAX_PRIORITY,
@@ -17,13 +18,6 @@ from taskd.model import (
     QUEUE_NAME,
     STATUS_NAMES,
 )
-
-TIME = {"type": ["string", "null"], "format": "date-time"}
-
-
-def ref(name: str) -> dict[str, str]:
-    """A reference to a component schema."""
-    return {"$ref": "#/components/schemas/" + name}
 
 
 def _task_schema() -> dict[str, Any]:
@@ -86,15 +80,6 @@ def _row_schema() -> dict[str, Any]:
     }
     row["required"] = [*row["required"], "payload_truncated", "result_truncated"]
     return row
-
-
-def obj(properties: dict[str, Any], *required: str, **extra: Any) -> dict[str, Any]:
-    """An object schema."""
-    return {"type": "object", "required": list(required), "properties": properties, **extra}
-
-
-INT: Final = {"type": "integer"}
-STR: Final = {"type": "string"}
 
 
 def _submit_fields(registry: Registry) -> dict[str, Any]:
@@ -238,4 +223,36 @@ def component_schemas(registry: Registry) -> dict[str, Any]:
         "Worker": worker,
         "TaskType": task_type,
         "Health": health,
+    }
+
+
+def queue_schemas() -> dict[str, Any]:
+    """The OpenAPI component schemas of the queue routes' bodies."""
+    number = {"type": "number", "minimum": 0}
+    counts = obj(dict.fromkeys((*STATUS_NAMES, "total"), INT), *STATUS_NAMES, "total")
+    throughput = obj(
+        {"completed_per_s": number, "failed_per_s": number, "window_s": number},
+        "completed_per_s",
+        "failed_per_s",
+        "window_s",
+        description="Measured by this process from every daemon's events; window_s is "
+        "60 unless the process started less than a minute ago.",
+    )
+    fields = {
+        "name": STR,
+        "paused": {"type": "boolean"},
+        "counts": counts,
+        "depth_by_priority": {
+            "type": "object",
+            "additionalProperties": INT,
+            "description": "Ready tasks not yet fetched, per priority 1-10.",
+        },
+        "throughput": throughput,
+        "workers": INT | {"minimum": 0, "description": "Live daemons that serve the queue."},
+    }
+    return {
+        "Queue": obj(fields, *fields),
+        "QueueList": obj({"queues": {"type": "array", "items": ref("Queue")}}, "queues"),
+        "PurgeRequest": obj({"confirm": {"const": True}}, "confirm", additionalProperties=False),
+        "Purged": obj({"queue": STR, "purged": INT | {"minimum": 0}}, "queue", "purged"),
     }

@@ -14,6 +14,7 @@ from taskd.engine.relay import raise_if_cancelling
 from taskd.errors import RedisUnavailable
 from taskd.http import api, bulk, dashboard, docs, inspection, ops, queues, ws
 from taskd.http.guard import Auth, HostCheck, RateLimiter
+from taskd.http.methods import MethodTable
 from taskd.http.metrics import Metrics
 from taskd.http.middleware import Guard, errors
 from taskd.http.openapi import build_spec
@@ -105,6 +106,7 @@ def build_app(state: AppState) -> web.Application:
         server.allowed_origins,
         server.request_timeout_s,
         hosts,
+        MethodTable((method, path) for method, path, _ in ROUTES),
     )
     app = web.Application(
         middlewares=[errors, guard.middleware], client_max_size=server.max_body_bytes

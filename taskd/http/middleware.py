@@ -29,6 +29,7 @@ from taskd.http.guard import (
     origin_allowed,
 )
 from taskd.http.guard import retry_after as retry_after_header
+from taskd.http.methods import MethodTable
 from taskd.http.shapes import json_response
 
 log = structlog.get_logger("taskd.http")
@@ -67,6 +68,12 @@ class Forbidden(HTTPProblem):
     code = "forbidden"
 
 
+class KeyConflict(HTTPProblem):
+    """The Idempotency-Key header and the body's unique_key disagree."""
+
+    code = "idempotency_conflict"
+
+
 class MisdirectedHost(HTTPProblem):
     """A ``Host`` this open server does not answer to (a DNS rebinding attempt)."""
 
@@ -94,6 +101,7 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
+    KeyConflict: 409,
     MisdirectedHost: 421,
     TaskNotFound: 404,
     WrongState: 409,
@@ -148,6 +156,8 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     if status == 405:
         message = f"method not allowed; use {exc.headers.get('Allow', 'another method')}"
     headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+    if status == 204:  # OPTIONS: no body
+        return web.Response(status=204, headers=headers)
     return json_response(error_body(code, message), status=status, headers=headers)
 
 
@@ -217,9 +227,11 @@ class Guard:
         allowed_origins: tuple[str, ...],
         deadline_s: float,
         hosts: HostCheck | None = None,
+        methods: MethodTable | None = None,
     ) -> None:
         self.auth = auth
         self.hosts = hosts
+        self.methods = methods
         self.limiter = limiter
         self.allowed_origins = allowed_origins
         self.deadline_s = deadline_s
@@ -238,6 +250,7 @@ class Guard:
             and "Access-Control-Request-Method" in (request.headers)
         ):
             return self._preflight(origin or "")
+        self._check_method(request)
         if cors and origin is not None:
             request[CORS_ORIGIN] = origin
         if protected:
@@ -256,6 +269,18 @@ class Guard:
             await request.read()  # over client_max_size: 413, before any work is done
         async with asyncio.timeout(self.deadline_s):
             return await handler(request)
+
+    def _check_method(self, request: web.Request) -> None:
+        """OPTIONS answers 204 with the path's methods; another method it lacks, 405."""
+        allowed = self.methods.allowed(request.path) if self.methods is not None else None
+        if allowed is None or request.method in allowed[:-1]:
+            return
+        allow = ", ".join(allowed)
+        if request.method == "OPTIONS":
+            raise web.HTTPNoContent(headers={"Allow": allow})
+        refused = web.HTTPMethodNotAllowed(request.method, allowed[:-1])
+        refused.headers["Allow"] = allow
+        raise refused
 
     def _check_host(self, request: web.Request) -> None:
         if self.hosts is None:

@@ -6,7 +6,8 @@ fuzz test holds the running server to, so it has to be exact. Where things live:
 - :mod:`.common`: media type, references, parameters, operations, shared error answers;
 - :mod:`.schemas`: the bodies; the submit schema is generated from the registry, so each
   task type's payload schema is the one that validates submissions;
-- :mod:`.paths`: the core API (tasks, queues, system, probes, the WebSocket);
+- :mod:`.paths`: the core API (tasks, queues, system, probes);
+- :mod:`.websocket`: ``/ws`` and its messages (``x-websocket``: not a REST operation);
 - :mod:`.dashboard`: what the dashboard needs beyond it (lease, history, artifacts, bulk).
 
 A new route's documentation goes into the module of its part, and :func:`build_spec`
@@ -18,9 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from taskd.engine.registry import Registry
+from taskd.http.openapi import websocket
 from taskd.http.openapi.common import ERRORS
 from taskd.http.openapi.dashboard import dashboard_paths, dashboard_schemas
-from taskd.http.openapi.paths import WS_DESCRIPTION, paths
+from taskd.http.openapi.paths import paths
 from taskd.http.openapi.schemas import component_schemas, queue_schemas
 
 __all__ = ["build_spec"]
@@ -31,22 +33,26 @@ def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict
     description = (
         "A real-time task queue on Redis Streams. Errors are always "
         '`{"error": {"code", "message", "details"}}`. Paths also answer with a trailing '
-        "slash.\n\n## WebSocket `/ws`\n\n" + WS_DESCRIPTION
+        "slash.\n\n## WebSocket `/ws`\n\n" + websocket.DESCRIPTION
     )
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "taskd", "version": version, "description": description},
         "tags": [{"name": n} for n in ("tasks", "queues", "events", "system")],
         "paths": paths() | dashboard_paths(),
+        "x-websocket": websocket.extension(),
         "components": {
-            "schemas": component_schemas(registry) | queue_schemas() | dashboard_schemas(),
+            "schemas": component_schemas(registry)
+            | queue_schemas()
+            | dashboard_schemas()
+            | websocket.schemas(),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
     if auth_required:
         for path, item in spec["paths"].items():
-            if path.startswith("/api") or path == "/ws":
+            if path.startswith("/api"):
                 for method, op in item.items():
                     if method != "parameters":
                         op["security"] = [{"bearer": []}]

@@ -8,7 +8,7 @@ is listed.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from taskd.http.openapi.common import (
     BODY,
@@ -25,24 +25,9 @@ from taskd.model import (
     QUEUE_NAME,
     STATUS_NAMES,
 )
+from taskd.paging import PATTERN as CURSOR_PATTERN
 
 _STATUS_LIST = f"^(|({'|'.join(STATUS_NAMES)})(,({'|'.join(STATUS_NAMES)}))*)$"
-
-WS_DESCRIPTION: Final = """\
-Connect to `ws://<host>/ws` (optionally `?since=<last_event_id>`; with auth, an
-`Authorization: Bearer` header, `?token=`, or `{"type": "auth", "token": "..."}` as the
-first message). The server sends JSON text messages:
-
-* `{"type": "snapshot", "reason", "stats", "tasks": [newest 100], "last_event_id"}` first;
-* `{"type": "events", "events": [{"event_id", "queue", "kind", "ts", "task"}],
-  "last_event_id"}` batches, at most about ten per second, latest state per task;
-* `{"type": "resumed", "replayed", "last_event_id"}` after replaying history for `since`
-  (too old: a fresh snapshot with `"reason": "since_too_old"` instead);
-* `{"type": "stats", "stats"}` when the overview changes, at most about once a second.
-
-A client that falls behind is closed with 1013 and may reconnect with `since`; a failed
-first-message authentication closes with 1008.
-"""
 
 
 def _operation(
@@ -65,7 +50,12 @@ def _list_parameters() -> list[dict[str, Any]]:
     queue = {"type": "string", "pattern": f"^$|{QUEUE_NAME.pattern}"}
     return [
         param("limit", "query", limit, "Page size."),
-        param("cursor", "query", {"type": "string"}, "next_cursor of the previous page."),
+        param(
+            "cursor",
+            "query",
+            {"type": "string", "pattern": f"^$|{CURSOR_PATTERN}"},
+            "next_cursor of the previous page (empty: the first page).",
+        ),
         param(
             "status",
             "query",
@@ -91,9 +81,20 @@ def _tasks_path() -> dict[str, Any]:
     created = {
         "201": located | {"description": "Created"},
         "200": located | {"description": "Its unique key names a live task: that one"},
+        "409": json_body(
+            ref("Error"),
+            "The Idempotency-Key header and the body's unique_key differ (code "
+            "idempotency_conflict); nothing was submitted",
+        ),
     }
     key = {"type": "string", "minLength": 1, "maxLength": 200}
-    idempotency = param("Idempotency-Key", "header", key, "Same as unique_key in the body.")
+    idempotency = param(
+        "Idempotency-Key",
+        "header",
+        key,
+        "The same as unique_key in the body. Send either, or both with the same value: "
+        "different values are refused with 409.",
+    )
     listed = {"200": json_body(ref("TaskList"), "One page")}
     return {
         "get": _operation(
@@ -270,31 +271,8 @@ def _queue_paths() -> dict[str, Any]:
     }
 
 
-def _websocket_path() -> dict[str, Any]:
-    ws_params = [
-        param(
-            "since", "query", {"type": "string"}, "last_event_id (or an event id) to resume after."
-        ),
-        param("token", "query", {"type": "string"}, "Bearer token."),
-    ]
-    responses = {
-        "101": {"description": "Switching protocols"},
-        "400": json_body(ref("Error"), "Not a WebSocket upgrade request"),
-    }
-    return {
-        "get": _operation(
-            "events",
-            "WebSocket event stream (see the description above)",
-            "events",
-            responses,
-            ("401", "403", "422"),
-            parameters=ws_params,
-        )
-    }
-
-
 def _probe_paths() -> dict[str, Any]:
-    """Health, readiness, metrics, docs and the WebSocket."""
+    """Health, readiness, metrics and docs."""
     health = json_body(ref("Health"), "Healthy")
     not_ready = json_body(ref("Health"), "Not ready") | {
         "headers": {"Retry-After": {"schema": {"type": "string"}}}
@@ -334,7 +312,6 @@ def _probe_paths() -> dict[str, Any]:
                 (),
             )
         },
-        "/ws": _websocket_path(),
     }
 
 

@@ -6,9 +6,12 @@ submit schema is built from the registry, so it names exactly the registered tas
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from taskd.engine.registry import Registry
+from taskd.engine import payload_schema
+from taskd.engine.registry import Registry, TaskType
+from taskd.errors import ValidationError
 from taskd.http.openapi.common import INT, STR, TIME, obj, ref
 from taskd.model import (
     MAX_NAME_LEN,
@@ -82,6 +85,12 @@ def _row_schema() -> dict[str, Any]:
     return row
 
 
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null: null means "the default", as the server reads it."""
+    kind = schema["type"]
+    return schema | {"type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
+
+
 def _submit_fields(registry: Registry) -> dict[str, Any]:
     return {
         "task_type": STR
@@ -89,7 +98,7 @@ def _submit_fields(registry: Registry) -> dict[str, Any]:
             "enum": [t.name for t in registry],
             "description": "A registered type (GET /api/task-types).",
         },
-        "name": STR | {"minLength": 1, "maxLength": MAX_NAME_LEN},
+        "name": _nullable(STR | {"minLength": 1, "maxLength": MAX_NAME_LEN}),
         "priority": INT
         | {
             "minimum": MIN_PRIORITY,
@@ -97,52 +106,63 @@ def _submit_fields(registry: Registry) -> dict[str, Any]:
             "default": 5,
             "description": "10 is the most urgent.",
         },
-        "payload": {
-            "type": "object",
-            "default": {},
-            "description": "Input of the task type (see its example).",
-        },
+        "payload": {"type": ["object", "null"], "default": {}},
         "queue": STR | {"pattern": QUEUE_NAME.pattern, "default": "default"},
-        "delay_s": {"type": "number", "minimum": 0, "maximum": 365 * 86400},
-        "run_at": STR | {"format": "date-time"},
-        "max_retries": INT | {"minimum": 0, "maximum": 1000},
-        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400},
-        "unique_key": STR
-        | {
-            "minLength": 1,
-            "maxLength": MAX_UNIQUE_KEY_LEN,
-            "description": "Idempotency key: a live task with the same "
-            "key is returned instead of a new one.",
-        },
+        "delay_s": _nullable({"type": "number", "minimum": 0, "maximum": 365 * 86400}),
+        "run_at": _nullable(STR | {"format": "date-time"}),
+        "max_retries": _nullable(INT | {"minimum": 0, "maximum": 1000}),
+        "timeout_s": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400}),
+        "unique_key": _nullable(
+            STR
+            | {
+                "minLength": 1,
+                "maxLength": MAX_UNIQUE_KEY_LEN,
+                "description": "Idempotency key: a live task with the same key is returned "
+                "instead of a new one (see the Idempotency-Key header).",
+            }
+        ),
     }
 
 
-def _payload_variants(registry: Registry) -> list[dict[str, Any]]:
-    """Per task type with a payload schema, that schema; other types accept any object."""
-    typed = [t for t in registry if t.schema]
-    if not typed:
-        return []
-    variants: list[dict[str, Any]] = [
-        {"properties": {"task_type": {"const": t.name}, "payload": t.schema}} for t in typed
-    ]
-    others = [t.name for t in registry if not t.schema]
-    if others:
-        variants.append({"properties": {"task_type": {"enum": others}}})
-    return variants
+def variant_name(task_type: str) -> str:
+    """The component name of one task type's submit schema (``TaskCreate_email``)."""
+    return "TaskCreate_" + re.sub(r"[^A-Za-z0-9._-]", "_", task_type)
+
+
+def _variant(registry: Registry, task_type: TaskType) -> dict[str, Any]:
+    """The submit schema of one type: its payload is the type's own schema, the very one
+    that validates submissions (any object when the type declares none)."""
+    fields = _submit_fields(registry)
+    fields["task_type"] = {"const": task_type.name}
+    payload = task_type.schema or {"type": "object"}
+    # null is read as {}: allowed exactly when {} is (the type's schema decides).
+    variants = [payload, {"type": "null"}] if _accepts_empty(payload) else [payload]
+    fields["payload"] = {"anyOf": variants, "default": {}, "description": task_type.description}
+    example = {"task_type": task_type.name, "payload": task_type.example or {}}
+    schema = obj(fields, "task_type", additionalProperties=False, example=example)
+    # Either a delay or a start time (a null one counts as absent).
+    schema["not"] = {
+        "required": ["delay_s", "run_at"],
+        "properties": {"delay_s": {"type": "number"}, "run_at": {"type": "string"}},
+    }
+    return schema
+
+
+def _accepts_empty(schema: dict[str, Any]) -> bool:
+    try:
+        payload_schema.validate(schema, {}, "payload")
+    except ValidationError:
+        return False
+    return True
 
 
 def _create_schema(registry: Registry) -> dict[str, Any]:
-    example = {
-        "name": "Test Task",
-        "task_type": "data_processing",
-        "priority": 5,
-        "payload": {"records": 1000},
+    """One of the per-type schemas, chosen by task_type (a client generator's union)."""
+    mapping = {t.name: ref(variant_name(t.name))["$ref"] for t in registry}
+    return {
+        "oneOf": [{"$ref": target} for target in mapping.values()],
+        "discriminator": {"propertyName": "task_type", "mapping": mapping},
     }
-    schema = obj(_submit_fields(registry), "task_type", additionalProperties=False, example=example)
-    schema["not"] = {"required": ["delay_s", "run_at"]}
-    if variants := _payload_variants(registry):
-        schema["anyOf"] = variants
-    return schema
 
 
 def _overview_schema() -> dict[str, Any]:
@@ -209,6 +229,7 @@ def component_schemas(registry: Registry) -> dict[str, Any]:
         "Error": obj({"error": error}, "error"),
         "Task": _task_schema(),
         "TaskCreate": _create_schema(registry),
+        **{variant_name(t.name): _variant(registry, t) for t in registry},
         "TaskRow": _row_schema(),
         "TaskList": obj(
             {

@@ -54,7 +54,9 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/healthz", ops.healthz),
     ("GET", "/readyz", ops.readyz),
     ("GET", "/metrics", ops.metrics),
-    ("GET", "/docs", ops.docs),
+    ("GET", "/docs", docs.page),
+    ("GET", "/docs/{name}", docs.asset),
+    ("GET", "/favicon.ico", dashboard.favicon),
     ("GET", "/", dashboard.index),
     ("GET", "/assets/{name}", dashboard.asset),
 )
@@ -120,8 +122,9 @@ def build_app(state: AppState) -> web.Application:
     spec = build_spec(state.registry, auth_required=auth.required, version=__version__)
     app[STATE] = state
     app[dashboard.ASSETS] = dashboard.load_assets()
+    app[docs.SWAGGER] = docs.load_swagger()
     app[queues.RATES] = rates
-    app[SERVICES] = Services(hub=hub, metrics=metrics, openapi=spec, docs_html=docs.render(spec))
+    app[SERVICES] = Services(hub=hub, metrics=metrics, openapi=spec)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         if path.startswith("/api/"):

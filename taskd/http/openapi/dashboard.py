@@ -134,6 +134,46 @@ def _dashboard_paths() -> dict[str, Any]:
                 "system",
                 {"200": text_body(("text/html",), "The page")},
                 "404",
+                "421",
+            )
+        },
+        "/docs": {
+            "get": operation(
+                "docs",
+                "This reference, interactive (Swagger UI, served by taskd itself)",
+                "system",
+                {"200": text_body(("text/html",), "The page")},
+                "404",
+                "421",
+            )
+        },
+        "/docs/{name}": {
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "A file of Swagger UI (swagger-ui-bundle.js, swagger-ui.css).",
+                }
+            ],
+            "get": operation(
+                "docsAsset",
+                "A script or style sheet of the reference page",
+                "system",
+                {"200": text_body(("text/javascript", "text/css"), "The file")},
+                "404",
+                "421",
+            ),
+        },
+        "/favicon.ico": {
+            "get": operation(
+                "favicon",
+                "The icon (SVG), for pages that name none",
+                "system",
+                {"200": text_body(("image/svg+xml",), "The icon")},
+                "404",
+                "421",
             )
         },
         "/assets/{name}": {
@@ -144,6 +184,7 @@ def _dashboard_paths() -> dict[str, Any]:
                 "system",
                 {"200": text_body(("text/javascript", "text/css", "image/svg+xml"), "The file")},
                 "404",
+                "421",
             ),
         },
     }

@@ -283,7 +283,9 @@ def _probe_paths() -> dict[str, Any]:
 
     return {
         "/healthz": {
-            "get": _operation("healthz", "The process is alive", "system", {"200": health}, ())
+            "get": _operation(
+                "healthz", "The process is alive", "system", {"200": health}, ("421",)
+            )
         },
         "/readyz": {
             "get": _operation(
@@ -291,7 +293,7 @@ def _probe_paths() -> dict[str, Any]:
                 "Redis reachable, workers and event relay running",
                 "system",
                 {"200": health, "503": not_ready},
-                (),
+                ("421",),
             )
         },
         "/metrics": {
@@ -300,16 +302,7 @@ def _probe_paths() -> dict[str, Any]:
                 "Prometheus metrics",
                 "system",
                 {"200": text("text/plain", "Text format")},
-                ("503",),
-            )
-        },
-        "/docs": {
-            "get": _operation(
-                "docs",
-                "This reference as HTML",
-                "system",
-                {"200": text("text/html", "The page")},
-                (),
+                ("421", "503"),
             )
         },
     }

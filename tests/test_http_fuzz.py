@@ -104,4 +104,4 @@ def test_every_response_conforms_to_the_description(
     case: schemathesis.Case[Any], fuzzed: Daemon
 ) -> None:
     """Generated requests get documented statuses, types, headers and bodies; never 5xx."""
-    case.call_and_validate(base_url=fuzzed.url, checks=CHECKS_ALL, timeout=10)
+    case.call_and_validate(base_url=fuzzed.url, checks=CHECKS_ALL, timeout=30)

@@ -142,14 +142,16 @@ class ServerSettings:
     rate_limit_per_s: float = field(default=100.0, metadata=_spec(lo=0))  # 0 = off
     shutdown_grace_s: float = field(default=30.0, metadata=_spec(lo=0))
     request_timeout_s: float = field(default=1.0, metadata=_spec(gt=0))
-    # WebSocket clients at once (more get 503), and bytes queued to all of them together:
-    # past it, a client with unsent data is dropped (1013) rather than buffered further.
     # Open connections at once (more get 503 and are closed), and seconds a connection
     # may take to send its first request's headers (then 408 and closed).
     max_connections: int = field(default=1024, metadata=_spec(lo=1))
     header_timeout_s: float = field(default=10.0, metadata=_spec(gt=0))
+    # WebSocket clients at once (more get 503), and bytes queued to all of them together:
+    # past it, a client with unsent data is dropped (1013) rather than buffered further.
     max_ws_clients: int = field(default=1000, metadata=_spec(lo=1))
     ws_queued_bytes: int = field(default=64 * 1024 * 1024, metadata=_spec(lo=1))
+    # `taskd worker` only: port of its /healthz, /readyz, /metrics listener (0 = none)
+    health_port: int = field(default=0, metadata=_spec(lo=0, hi=65535))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,7 +167,8 @@ class RedisSettings:
 class WorkerSettings:
     """How many tasks run at once, which handler modules to load, which queues to serve."""
 
-    count: int = field(default=4, metadata=_spec(lo=1, hi=10000))
+    # 0: an API-only node (`taskd serve --workers 0`) that runs no tasks
+    count: int = field(default=4, metadata=_spec(lo=0, hi=10000))
     handlers: tuple[str, ...] = field(default=(), metadata=_spec(check=_module_names))
     prefetch: int = field(default=0, metadata=_spec(lo=0))  # 0 = same as count
     queues: tuple[str, ...] = field(default=("default",), metadata=_spec(check=_queue_names))

@@ -611,6 +611,8 @@ class WorkerPool:
             "pid": os.getpid(),
             "concurrency": self.config.concurrency,
             "queues": list(self.config.queues),
+            # Read by other nodes' submit check (taskd.engine.known): which types run here.
+            "task_types": [t.name for t in self.registry],
             "started_at": time.time(),
         }
         while not self._closing:

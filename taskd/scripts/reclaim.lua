@@ -5,6 +5,7 @@
 
   KEYS[1]  ready stream    KEYS[2]  stats hash    KEYS[3]  events stream
   KEYS[4]  finished zset   KEYS[5]  dead zset     KEYS[6]  depth hash
+  KEYS[7]  history hash    KEYS[8]  history index zset (see record_history)
 
   ARGV[1]  group    ARGV[2]  claiming consumer    ARGV[3]  min idle ms (the lease)
   ARGV[4]  XAUTOCLAIM cursor    ARGV[5]  COUNT    ARGV[6]  task key prefix
@@ -49,7 +50,7 @@ for _, entry in ipairs(claimed[2]) do
   local id = entry_task_id(entry[2])
   local key = prefix .. id
   redis.call('XACK', stream, group, sid)
-  local task = load_task(key, {'sid', 'cancel'})
+  local task = load_task(key, {'sid', 'cancel', 'task_type'})
   if task and task.sid == sid and (task.status == 'pending' or task.status == 'processing') then
     local reason = 'worker lost: ' .. (task.worker or '?') .. ' stopped renewing its lease'
     if task.status == 'processing' and task.cancel == '1' then
@@ -59,6 +60,9 @@ for _, entry in ipairs(claimed[2]) do
       redis.call('ZADD', dead, int(now), id)
       redis.call('HINCRBY', stats, 'failed_total', 1)
       failed[#failed + 1] = id
+      local counts = {}
+      history_add(counts, task.task_type or '', FAILED, 1)
+      record_history(KEYS[7], KEYS[8], now, counts)
     else
       -- A pending status here means delivered but never started: hand back, no attempt used.
       local new_sid = redis.call('XADD', stream, '*', 'id', id)

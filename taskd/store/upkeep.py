@@ -51,7 +51,16 @@ class UpkeepOps(StoreBase):
             calls.append(
                 (
                     "reclaim",
-                    [k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth],
+                    [
+                        k.stream(priority),
+                        k.stats,
+                        k.events,
+                        k.finished,
+                        k.dead,
+                        k.depth,
+                        k.history,
+                        k.history_index,
+                    ],
                     [
                         GROUP,
                         consumer,

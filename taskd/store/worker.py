@@ -131,6 +131,7 @@ class WorkerOps(StoreBase):
                     task, result = done[i]
                     script_keys += [k.task(task.id), k.stream(task.priority)]
                     args += [task.attempt, task.sid, result]
+                script_keys += [k.history, k.history_index]
                 calls.append(("complete", script_keys, args))
             replies = await self._pipelined(calls)
         for indexes, reply in zip(by_queue.values(), replies, strict=True):
@@ -152,6 +153,8 @@ class WorkerOps(StoreBase):
                         k.finished,
                         k.delayed,
                         k.dead,
+                        k.history,
+                        k.history_index,
                     ],
                     args=[
                         GROUP,

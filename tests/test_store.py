@@ -10,7 +10,8 @@ from taskd.errors import StaleAttempt, TaskNotFound, WrongState
 from taskd.model import Status, make_spec
 from taskd.paging import Cursor
 from taskd.store import Store
-from taskd.store.tasks import FIRST_CHUNK, SUBMIT_CHUNK, _chunked
+from taskd.store.enqueue import FIRST_CHUNK, SUBMIT_CHUNK
+from taskd.store.enqueue import chunked as _chunked
 from tests.conftest import eventually
 
 

@@ -154,6 +154,15 @@ class WorkerPool:
         """How many tasks this pool may hold at once (running + prefetched)."""
         return self.config.concurrency + self.config.prefetch
 
+    def running_handlers(self) -> list[tuple[str, str]]:
+        """(task type, handler module) of every handler running now (for the loop-lag hint)."""
+        found = []
+        for run in self._running.values():
+            handler = self.registry.get(run.task.task_type)
+            module = getattr(handler.func, "__module__", "") if handler else ""
+            found.append((run.task.task_type, module or ""))
+        return found
+
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and run tasks until ``stop`` is set, then shut down gracefully."""
         self._executor = ThreadPoolExecutor(self.config.concurrency, "taskd-handler")

@@ -36,7 +36,7 @@ from taskd.engine.context import Context
 from taskd.engine.fetcher import Fetcher
 from taskd.engine.inline import InContext
 from taskd.engine.registry import Registry, TaskType
-from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
+from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound, describe
 from taskd.log import bind_task_fields, enabled
 from taskd.model import Task
 from taskd.store import Store
@@ -519,7 +519,8 @@ class WorkerPool:
         except Fail as exc:
             return Outcome("fail", error=str(exc) or "failed")
         except BaseException as exc:
-            return Outcome("retry", error=f"{type(exc).__name__}: {exc}")
+            base = ctx.settings.data_dir if ctx.settings is not None else None
+            return Outcome("retry", error=describe(exc, base))
 
     async def _finish(self, task: Task, outcome: Outcome, duration_s: float) -> None:
         """Write the outcome, retrying while Redis is briefly away; free the slot."""

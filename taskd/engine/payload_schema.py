@@ -209,8 +209,8 @@ def known_keys(descriptions: Mapping[str, str]) -> dict[str, Any]:
     validator cannot do well: a misspelt optional key (``operation`` for ``operations``)
     would otherwise be ignored and the task would run with defaults.
     """
-    # No "type": the API takes a null payload as {} and its description must agree.
     return {
+        "type": "object",
         "additionalProperties": False,
         "properties": {name: {"description": text} for name, text in descriptions.items()},
     }

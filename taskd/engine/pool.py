@@ -36,7 +36,7 @@ from taskd.engine.context import Context
 from taskd.engine.fetcher import Fetcher
 from taskd.engine.inline import InContext
 from taskd.engine.registry import Registry, TaskType
-from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound
+from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound, describe
 from taskd.log import bind_task_fields, enabled
 from taskd.model import Task
 from taskd.store import Store
@@ -153,6 +153,15 @@ class WorkerPool:
     def capacity(self) -> int:
         """How many tasks this pool may hold at once (running + prefetched)."""
         return self.config.concurrency + self.config.prefetch
+
+    def running_handlers(self) -> list[tuple[str, str]]:
+        """(task type, handler module) of every handler running now (for the loop-lag hint)."""
+        found = []
+        for run in self._running.values():
+            handler = self.registry.get(run.task.task_type)
+            module = getattr(handler.func, "__module__", "") if handler else ""
+            found.append((run.task.task_type, module or ""))
+        return found
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and run tasks until ``stop`` is set, then shut down gracefully."""
@@ -510,7 +519,8 @@ class WorkerPool:
         except Fail as exc:
             return Outcome("fail", error=str(exc) or "failed")
         except BaseException as exc:
-            return Outcome("retry", error=f"{type(exc).__name__}: {exc}")
+            base = ctx.settings.data_dir if ctx.settings is not None else None
+            return Outcome("retry", error=describe(exc, base))
 
     async def _finish(self, task: Task, outcome: Outcome, duration_s: float) -> None:
         """Write the outcome, retrying while Redis is briefly away; free the slot."""

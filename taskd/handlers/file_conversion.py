@@ -44,7 +44,7 @@ from taskd.handlers.sandbox import (
 )
 
 CHUNK_BYTES = 1 << 16
-PROGRESS_EVERY = 5_000
+PROGRESS_EVERY = 1_000  # records between updates: a few ms, where crunching threads take turns
 MAX_COLUMNS = 10_000
 ERROR_MODES: Final = ("strict", "replace")
 EXAMPLE: Final = {"source": "orders.csv", "target": "orders.jsonl.gz", "infer_types": True}

@@ -13,7 +13,7 @@ from typing import Any, Self
 
 from taskd import config
 from taskd.errors import TaskdError, ValidationError
-from taskd.model import FINISHED, Status, Task, TaskSpec, make_spec
+from taskd.model import DEFAULT_PRIORITY, FINISHED, Status, Task, TaskSpec, make_spec
 from taskd.paging import Cursor
 from taskd.store import Store
 
@@ -130,7 +130,7 @@ class Client:
         payload: Mapping[str, Any] | None = None,
         *,
         name: str | None = None,
-        priority: int = 5,
+        priority: int = DEFAULT_PRIORITY,
         queue: str = "default",
         delay_s: float | None = None,
         run_at: datetime | str | None = None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from taskd.errors import RedisUnavailable
-from taskd.keys import PRIORITIES
+from taskd.keys import HANDBACK, PRIORITIES
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -134,10 +134,13 @@ class Supervisor:
         trimmed = await self.store.trim(queue)
         if expired or trimmed:
             log.debug("housekeeping", queue=queue, expired=expired, trimmed=trimmed)
-        lease_ms = self.config.lease_s * 1000
+        lease_ms = int(self.config.lease_s * 1000)
         for name, (pending, idle_ms) in (await self.store.consumers(queue)).items():
-            if name == self.consumer or pending or idle_ms < lease_ms:
+            if name in (self.consumer, HANDBACK) or pending or idle_ms < lease_ms:
                 continue
-            if not await self.store.is_alive(name):
-                await self.store.delete_consumer(queue, name)
+            # The look above is only a filter: the script checks again and deletes in one
+            # step, so a consumer that fetched since (a paused daemon resuming) is kept.
+            if not await self.store.is_alive(name) and await self.store.delete_consumer(
+                queue, name, lease_ms
+            ):
                 log.info("consumer_removed", consumer=name, queue=queue)

@@ -7,6 +7,9 @@ from importlib import resources
 SCRIPT_NAMES = (
     "enqueue",
     "fetch",
+    "begin",
+    "renew",
+    "drop_consumer",
     "complete",
     "fail",
     "progress",

@@ -198,8 +198,9 @@ class TaskOps(StoreBase):
                         k.delayed,
                         k.stream(task.priority),
                         k.depth,
+                        k.front,
                     ],
-                    args=[self.events_maxlen, keys.CANCEL_CHANNEL],
+                    args=[self.events_maxlen, keys.CANCEL_CHANNEL, GROUP],
                 )
             )
 

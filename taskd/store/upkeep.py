@@ -51,7 +51,7 @@ class UpkeepOps(StoreBase):
             calls.append(
                 (
                     "reclaim",
-                    [k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth],
+                    [k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth, k.front],
                     [
                         GROUP,
                         consumer,
@@ -127,14 +127,15 @@ class UpkeepOps(StoreBase):
         async with translated():
             return bool(await self.redis.exists(keys.worker_info(consumer)))
 
-    async def delete_consumer(self, queue: str, consumer: str) -> None:
-        """Remove a consumer from every stream's group (only once it holds nothing)."""
+    async def delete_consumer(self, queue: str, consumer: str, min_idle_ms: int = 0) -> bool:
+        """Remove a consumer from a queue's group if it holds nothing and was idle at least
+        ``min_idle_ms``, checked and deleted in one script; True when removed."""
+        k = self.keys(queue)
         async with translated():
-            for stream in self.keys(queue).streams.values():
-                try:
-                    await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
-                except rexc.ResponseError:
-                    continue
+            removed = await self._scripts["drop_consumer"](
+                keys=list(k.streams.values()), args=[GROUP, consumer, min_idle_ms]
+            )
+        return bool(removed)
 
     async def schedule_seen(self, queue: str, name: str) -> int | None:
         """The last occurrence (ms) a schedule enqueued, or None before its first start."""

@@ -44,6 +44,7 @@ class Fetcher:
         rate_limits: Sequence[tuple[str, float, int]] = (),
         block_ms: int = 500,
         single_node: bool = True,
+        task_types: Sequence[str] | None = None,
     ) -> None:
         self.store = store
         self.consumer = consumer
@@ -52,6 +53,8 @@ class Fetcher:
         self.single_node = single_node
         self.paused: set[str] = set()
         self._limits = {name: limits_json(name, rate_limits) for name, _ in self.queues}
+        # Tasks of other types are handed back for a worker that runs them (None: any).
+        self._types = "" if task_types is None else orjson.dumps(sorted(task_types)).decode()
         self._drained: set[str] = set()
         self._capped = any(cap is not None for _, cap in self.queues)
         # Straight to the blocking read when drained: no caps to honour, one read spans all.
@@ -88,7 +91,9 @@ class Fetcher:
             take = self._take(name, cap, room - len(started), held_by_queue)
             if take <= 0:
                 continue
-            fetched = await self.store.reserve_ready(name, self.consumer, take, self._limits[name])
+            fetched = await self.store.reserve_ready(
+                name, self.consumer, take, self._limits[name], types=self._types
+            )
             started += fetched.tasks
             held_by_queue[name] += len(fetched.tasks)
             self._drained.discard(name)
@@ -135,7 +140,7 @@ class Fetcher:
         for name, entries in delivered.items():
             take = max(0, self._take(name, caps.get(name), room - len(started), held_by_queue))
             fetched = await self.store.reserve_ready(
-                name, self.consumer, take, self._limits[name], entries
+                name, self.consumer, take, self._limits[name], entries, self._types
             )
             started += fetched.tasks
         return started

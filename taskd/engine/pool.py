@@ -89,6 +89,7 @@ class WorkerPool:
             rate_limits=config.rate_limits,
             block_ms=config.block_ms,
             single_node=not store.cluster,
+            task_types=[t.name for t in registry],
         )
         # Reserved tasks wait most-urgent first, so a priority-10 task fetched behind
         # reserved low ones overtakes them (FIFO within a level by fetch order).
@@ -190,6 +191,9 @@ class WorkerPool:
         return {
             "concurrency": self.config.concurrency,
             "queues": list(self.config.queues),
+            # What this worker runs: a task no live worker of its queue runs fails (the
+            # supervisor), one that another runs waits for it at the front.
+            "task_types": sorted(t.name for t in self.registry),
             "held": len(self.held),
             "running": running,
             "reserved": max(0, len(self.held) - running - finishing),

@@ -17,7 +17,10 @@
                                      every task hash lives in this script's slot)
   ARGV[6]  rate limits as JSON {scope: [interval ms, tolerance ms]}, scope 'queue' or
            'type:<task type>'; '' when none
-  ARGV[7..]  pre-delivered entries as triples: stream position (1 = KEYS[7]), entry id,
+  ARGV[7]  task types this consumer runs, as a JSON list; '' when it runs any. A task of
+           another type is handed back to the front (not reserved, no attempt used), where
+           a worker that runs it takes it first.
+  ARGV[8..]  pre-delivered entries as triples: stream position (1 = KEYS[7]), entry id,
              task id
 
   Reply: {1 if the queue is paused else 0, {one flat HGETALL array per reserved task}}.
@@ -42,7 +45,12 @@ local now = now_ms()
 local now_text = int(now)
 local started = {}
 local deferred = 0
-local first_delivered = 7
+local first_delivered = 8
+local runs = nil
+if ARGV[7] ~= '' then
+  runs = {}
+  for _, name in ipairs(cjson.decode(ARGV[7])) do runs[name] = true end
+end
 
 -- true to start now, or the ms at which the task's reserved slot comes.
 local function admit(key, task_type, reserved)
@@ -72,6 +80,10 @@ local function reserve(stream, sid, id)
   local task = from_flat(flat)
   if task.status ~= 'pending' or task.sid ~= sid then
     redis.call('XACK', stream, group, sid)
+    return false
+  end
+  if runs and not runs[task.task_type] then
+    hand_back(stream, group, front, sid, id, task.priority, now)
     return false
   end
   local admitted = admit(key, task.task_type, task.rl)

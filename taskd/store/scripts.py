@@ -10,6 +10,7 @@ SCRIPT_NAMES = (
     "begin",
     "renew",
     "drop_consumer",
+    "fail_unrunnable",
     "complete",
     "fail",
     "progress",

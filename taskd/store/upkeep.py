@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 import redis.exceptions as rexc
 
 from taskd import keys
@@ -126,6 +127,25 @@ class UpkeepOps(StoreBase):
         """True while the consumer's heartbeat record exists."""
         async with translated():
             return bool(await self.redis.exists(keys.worker_info(consumer)))
+
+    async def fail_unrunnable(
+        self, queue: str, task_types: Sequence[str], limit: int = 1000
+    ) -> list[str]:
+        """Fail handed-back tasks of ``queue`` whose type is not in ``task_types`` (what
+        its live workers run); returns their ids."""
+        k = self.keys(queue)
+        async with translated():
+            failed = await self._scripts["fail_unrunnable"](
+                keys=[k.front, k.stats, k.events, k.finished, k.dead, *k.streams.values()],
+                args=[
+                    GROUP,
+                    k.task_prefix,
+                    self.events_maxlen,
+                    orjson.dumps(sorted(task_types)).decode(),
+                    limit,
+                ],
+            )
+        return [str(i) for i in failed]
 
     async def delete_consumer(self, queue: str, consumer: str, min_idle_ms: int = 0) -> bool:
         """Remove a consumer from a queue's group if it holds nothing and was idle at least

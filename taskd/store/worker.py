@@ -41,6 +41,7 @@ class WorkerOps(StoreBase):
         count: int,
         limits: str = "",
         delivered: Sequence[tuple[int, str, str]] = (),
+        types: str = "",
     ) -> Fetched:
         """Reserve the ``delivered`` entries, then ready tasks, up to ``count`` in all,
         without blocking; delivered entries beyond ``count`` go back to the front.
@@ -48,7 +49,8 @@ class WorkerOps(StoreBase):
         Reserved tasks are held by ``consumer`` but not started: :meth:`begin_many`
         starts them. ``limits`` is the queue's rate limits as fetch.lua's JSON;
         ``delivered`` are (stream position, entry id, task id) triples from
-        :meth:`wait_ready`.
+        :meth:`wait_ready`. ``types`` is the JSON list of task types ``consumer`` runs
+        ('' for any): tasks of other types are handed back to the front, not reserved.
         """
         if queue not in self._ready_queues:
             await self.ensure_queue(queue)
@@ -63,7 +65,15 @@ class WorkerOps(StoreBase):
             *k.streams_by_urgency,
             k.front,
         ]
-        args: list[Any] = [GROUP, consumer, count, self.events_maxlen, k.task_prefix, limits]
+        args: list[Any] = [
+            GROUP,
+            consumer,
+            count,
+            self.events_maxlen,
+            k.task_prefix,
+            limits,
+            types,
+        ]
         for triple in delivered:
             args += triple
         try:

@@ -13,7 +13,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -39,6 +39,7 @@ class Lease:
         on_cancel: Callable[[str], None],
         on_lost: Callable[[str], None],
         info: Callable[[], dict[str, Any]],
+        queues: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.consumer = consumer
@@ -47,6 +48,7 @@ class Lease:
         self._on_cancel = on_cancel
         self._on_lost = on_lost
         self._info = info
+        self._queues = list(queues)
         self.closing = False
         self._static = {
             "consumer": consumer,
@@ -74,7 +76,9 @@ class Lease:
         """One renewal: act on the cancel requests and lost holdings it reports."""
         # An entry in this consumer's name that it has not held for half a lease is an
         # orphan (held ones are renewed every third of one; a fetch in flight is younger).
-        renewal = await self.store.renew(self.consumer, self._held(), int(self.lease_s * 500))
+        renewal = await self.store.renew(
+            self.consumer, self._held(), int(self.lease_s * 500), self._queues
+        )
         for task_id in renewal.cancels:
             self._on_cancel(task_id)
         for task_id in renewal.lost:

@@ -125,6 +125,7 @@ class WorkerPool:
             on_cancel=self._request_cancel,
             on_lost=self._lost,
             info=self._heartbeat_info,
+            queues=self.fetcher.queue_names(),
         )
         self.started = asyncio.Event()
 

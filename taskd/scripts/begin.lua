@@ -24,8 +24,12 @@ local reply, begun = {}, 0
 for i = 0, (#ARGV - 3) / 2 - 1 do
   local task_key, stream = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
   local attempt, sid = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-  local task = load_task(task_key, {'sid', 'cancel', 'started_at'})
-  if not task then
+  -- One read of what the decision needs (the hot path: every task passes here).
+  local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'worker', 'cancel',
+    'started_at', 'id')
+  local task = {status = state[1], attempt = state[2], sid = state[3], worker = state[4],
+    cancel = state[5], started_at = state[6], id = state[7]}
+  if not task.status then
     reply[#reply + 1] = CODE.NOTFOUND
   elseif task.attempt ~= attempt or task.sid ~= sid or task.worker ~= consumer then
     reply[#reply + 1] = CODE.STALE
@@ -46,7 +50,7 @@ for i = 0, (#ARGV - 3) / 2 - 1 do
       'updated_at', now_text)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'started', 'ts', now_text,
       'id', task.id, 'status', 'processing', 'progress', '0', 'started_at', now_text,
-      'updated_at', now_text, 'worker', consumer, 'attempt', attempt)
+      'updated_at', now_text)
     begun = begun + 1
     reply[#reply + 1] = now_text
   end

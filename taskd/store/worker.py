@@ -227,19 +227,21 @@ class WorkerOps(StoreBase):
                 )
             )
 
-    async def renew(self, consumer: str, held: Sequence[Task], orphan_ms: int) -> Renewal:
+    async def renew(
+        self, consumer: str, held: Sequence[Task], orphan_ms: int, queues: Sequence[str] = ()
+    ) -> Renewal:
         """Renew the leases of held tasks (one renew.lua per queue, one round trip).
 
         Also learns which held tasks were asked to cancel (the publish may have missed
         this worker) or are no longer its own, and hands back entries in ``consumer``'s
-        name idle over ``orphan_ms`` that it does not hold (a fetch whose reply was lost).
+        name idle over ``orphan_ms`` that it does not hold (a fetch whose reply was lost),
+        in the queues it consumes (``queues``) and those of held tasks.
         """
         by_queue: dict[str, list[Any]] = {}
         for task in held:
             by_queue.setdefault(task.queue, []).extend((task.priority, task.sid, task.id))
-        queues = set(by_queue) | self._ready_queues
         calls: list[Call] = []
-        for queue in sorted(queues):
+        for queue in sorted(set(by_queue) | set(queues)):
             k = self.keys(queue)
             script_keys = [*k.streams.values(), k.stats, k.events, k.front]
             args = [GROUP, consumer, orphan_ms, k.task_prefix, self.events_maxlen]

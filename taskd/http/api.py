@@ -15,9 +15,10 @@ from aiohttp import web
 
 from taskd.engine.relay import overview
 from taskd.errors import ValidationError
-from taskd.http.middleware import BadRequest
-from taskd.http.shapes import json_response
+from taskd.http.middleware import BadRequest, KeyConflict
+from taskd.http.shapes import json_response, task_rows
 from taskd.http.state import SERVICES, STATE, AppState
+from taskd.intake import checked_spec
 from taskd.model import (
     DEFAULT_PRIORITY,
     MAX_UNIQUE_KEY_LEN,
@@ -26,7 +27,7 @@ from taskd.model import (
     Status,
     Task,
     TaskSpec,
-    make_spec,
+    int_from_text,
 )
 from taskd.paging import Cursor
 
@@ -71,10 +72,14 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
     unique_key = item.get("unique_key")
     if idempotency_key is not None:
         if unique_key is not None and unique_key != idempotency_key:
-            raise ValidationError("unique_key", "differs from the Idempotency-Key header")
+            raise KeyConflict(
+                "the Idempotency-Key header and unique_key name different keys; send one, "
+                "or the same in both"
+            )
         unique_key = idempotency_key
-    tasks = state.settings.tasks
-    spec = make_spec(
+    return checked_spec(
+        state.registry,
+        state.settings,
         item.get("task_type"),
         item.get("payload"),
         name=item.get("name"),
@@ -85,15 +90,7 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         max_retries=item.get("max_retries"),
         timeout_s=item.get("timeout_s"),
         unique_key=unique_key,
-        default_max_retries=tasks.max_retries,
-        default_timeout_s=tasks.timeout_s,
-        max_payload_bytes=state.settings.server.max_body_bytes,
     )
-    # A type this node does not register (one a worker node runs) is checked by
-    # known_types; its payload by that worker's handler when it runs.
-    if spec.task_type in state.registry and state.registry.checks_payload(spec.task_type):
-        state.registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
-    return spec
 
 
 async def check_type(state: AppState, spec: TaskSpec) -> None:
@@ -177,13 +174,7 @@ async def get_task(request: web.Request) -> web.Response:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ValidationError("limit", "must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError("limit", f"must be from 1 to {MAX_LIMIT}")
-    return limit
+    return int_from_text("limit", raw, 1, MAX_LIMIT)
 
 
 def _filter(query: Any) -> Callable[[Task], bool] | None:
@@ -223,7 +214,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "tasks": [t.to_api() for t in tasks],
+            "tasks": task_rows(tasks),
             "next_cursor": nxt.encode() if nxt is not None else None,
         }
     )

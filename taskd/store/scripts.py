@@ -21,8 +21,8 @@ SCRIPT_NAMES = (
     "release",
     "expire",
     "trim",
+    "verify_depth",
     "purge",
-    "schedule_mark",
     "delete",
 )
 

@@ -202,7 +202,12 @@ for i = first_delivered, #ARGV, 3 do
     put_back(stream, sid, id)
   else
     local priority = 11 - position
-    delivered[priority] = (delivered[priority] or 0) + 1
+    -- In the counter while its task is pending under it (else whoever changed that, e.g.
+    -- a cancel, already counted it out).
+    local state = redis.call('HMGET', prefix .. id, 'status', 'sid')
+    if state[1] == 'pending' and state[2] == sid then
+      delivered[priority] = (delivered[priority] or 0) + 1
+    end
     if #started >= count then
       -- Beyond the room (one read delivers one entry per level): first in line still.
       if not hand_back(stream, group, front, sid, id, priority, now) then

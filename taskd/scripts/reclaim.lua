@@ -53,8 +53,15 @@ end
 
 -- Back to the front of its level (the entry is claimed, so it cannot be gone).
 local function requeue(key, task, sid)
+  if task.status == 'pending' then  -- never reserved: it only waits again
+    -- One a blocking read delivered (in the depth counter) moves to the front (not in it).
+    if not redis.call('ZSCORE', front, task.id) then
+      redis.call('HINCRBY', depth, task.priority, -1)
+    end
+    hand_back(stream, group, front, sid, task.id, task.priority, now)
+    return
+  end
   hand_back(stream, group, front, sid, task.id, task.priority, now)
-  if task.status == 'pending' then return end  -- never reserved: it only waits again
   requeued[#requeued + 1] = task.id
   local reason = 'worker lost: ' .. (task.worker or '?') .. ' stopped renewing its lease'
   local was = task.status

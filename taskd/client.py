@@ -17,7 +17,7 @@ from taskd.engine.known import KnownTypes
 from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
 from taskd.intake import checked_spec
-from taskd.model import FINISHED, Status, Task, TaskSpec
+from taskd.model import DEFAULT_PRIORITY, FINISHED, Status, Task, TaskSpec
 from taskd.paging import Cursor
 from taskd.store import Store
 
@@ -161,7 +161,7 @@ class Client:
         payload: Mapping[str, Any] | None = None,
         *,
         name: str | None = None,
-        priority: int = 5,
+        priority: int = DEFAULT_PRIORITY,
         queue: str = "default",
         delay_s: float | None = None,
         run_at: datetime | str | None = None,

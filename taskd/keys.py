@@ -10,6 +10,8 @@ taskd:{q}:task:<id>             hash    the task's fields (see taskd.model.Task)
 taskd:{q}:stream:<p>            stream  ready tasks of priority p (1-10); group ``taskd``
 taskd:{q}:delayed               zset    scheduled and retrying task ids, score = due ms
 taskd:{q}:depth                 hash    priority -> entries waiting undelivered in its stream
+taskd:{q}:front                 zset    handed-back task ids, taken before their level's
+                                        stream; score = (10 - priority) * 1e13 + ms
 taskd:{q}:paused                string  present while the queue is paused (not fetched)
 taskd:{q}:ratelimit             hash    rate-limit scope -> theoretical arrival time ms
 taskd:{q}:schedule:<name>       string  last occurrence (ms) a schedule reached (run or first seen)
@@ -37,6 +39,9 @@ GROUP = "taskd"
 QUEUES = "taskd:queues"
 WORKERS = "taskd:workers"
 CANCEL_CHANNEL = "taskd:cancel"
+#: The group consumer that holds handed-back entries (reclaimed, released, or delivered
+#: beyond a fetch's room) until a fetch takes them from the front zset.
+HANDBACK = "taskd:front"
 PRIORITIES = tuple(range(MIN_PRIORITY, MAX_PRIORITY + 1))
 
 
@@ -54,6 +59,7 @@ class Keys:
         "depth",
         "events",
         "finished",
+        "front",
         "history",
         "history_index",
         "index",
@@ -75,6 +81,7 @@ class Keys:
         self.unique_prefix = f"{self.tag}:unique:"
         self.delayed = f"{self.tag}:delayed"
         self.depth = f"{self.tag}:depth"
+        self.front = f"{self.tag}:front"
         self.paused = f"{self.tag}:paused"
         self.ratelimit = f"{self.tag}:ratelimit"
         self.index = f"{self.tag}:index"

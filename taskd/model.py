@@ -22,6 +22,7 @@ from taskd.errors import ValidationError
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10
+DEFAULT_PRIORITY: Final = 5  # of a task submitted without one
 DEFAULT_QUEUE = "default"
 MAX_NAME_LEN = 200
 MAX_UNIQUE_KEY_LEN = 200
@@ -35,6 +36,10 @@ class Status(StrEnum):
 
     PENDING = "pending"
     SCHEDULED = "scheduled"
+    #: Held by a worker (in its prefetch buffer) but not started: cancelled at once when
+    #: asked, handed back on shutdown without using an attempt, never a busy slot.
+    RESERVED = "reserved"
+    #: A handler is running now.
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -49,8 +54,6 @@ class Status(StrEnum):
 
 STATUS_NAMES = tuple(s.value for s in Status)
 FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-CANCELLABLE = frozenset({Status.PENDING, Status.SCHEDULED, Status.RETRYING, Status.PROCESSING})
-RETRYABLE_BY_HAND = frozenset({Status.FAILED, Status.CANCELLED})
 
 
 def parse_queue_spec(spec: str) -> tuple[str, int | None]:
@@ -195,7 +198,7 @@ class Task:
             name=get("name", ""),
             task_type=get("task_type", ""),
             queue=get("queue", DEFAULT_QUEUE),
-            priority=int(get("priority") or 5),
+            priority=int(get("priority") or DEFAULT_PRIORITY),
             payload=orjson.loads(payload) if payload else {},
             status=_STATUSES.get(status) or Status(status),  # unknown: ValueError
             progress=int(get("progress") or 0),
@@ -281,7 +284,7 @@ def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
     payload: Any = None,
     *,
     name: Any = None,
-    priority: Any = 5,
+    priority: Any = DEFAULT_PRIORITY,
     queue: Any = DEFAULT_QUEUE,
     delay_s: Any = None,
     run_at: Any = None,

@@ -31,11 +31,12 @@ async def running_pool(
     sweep_interval_s: float = 0.05,
     retention_s: float = 3600.0,
     supervise: bool = True,
+    consumer: str = "",
     **pool_options: Any,
 ) -> AsyncIterator[WorkerPool]:
     """A pool (and supervisor) consuming ``queue`` until the block exits."""
     stop = asyncio.Event()
-    consumer = f"test:{queue}:{next(_consumers)}"
+    consumer = consumer or f"test:{queue}:{next(_consumers)}"
     options: dict[str, Any] = {
         "concurrency": 4,
         "backoff_base_s": 0.01,

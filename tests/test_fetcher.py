@@ -10,8 +10,8 @@ from taskd.store import Store
 
 
 async def test_a_wake_up_starts_the_whole_burst_not_one_task(store: Store, queue: str) -> None:
-    """The blocking read that wakes an idle pool delivers one entry; the start call behind
-    it fills the room, so a batch submitted to an idle pool starts in one round trip."""
+    """The blocking read that wakes an idle pool delivers one entry; the reserve call
+    behind it fills the room, so a batch submitted to an idle pool is taken in one trip."""
     fetcher = Fetcher(store, f"test:{queue}:fetcher", [queue], block_ms=50)
     assert await fetcher.fetch(8, []) == []  # nothing yet: the queue is now known empty
     fetcher.block_ms = 10_000
@@ -19,11 +19,12 @@ async def test_a_wake_up_starts_the_whole_burst_not_one_task(store: Store, queue
     submitted = await store.submit([make_spec("t", {"i": i}, queue=queue) for i in range(5)])
     started = await asyncio.wait_for(waiting, 10)
     assert sorted(t.id for t in started) == sorted(t.id for t, _ in submitted)
-    assert {t.status for t in started} == {Status.PROCESSING}
-    assert (await store.stats(queue))["processing"] == 5
+    assert {t.status for t in started} == {Status.RESERVED}
+    assert (await store.stats(queue))["reserved"] == 5
 
 
 async def test_a_wake_up_never_starts_more_than_the_room(store: Store, queue: str) -> None:
+    """A wake-up whose burst exceeds the room reserves only the room; the rest stay ready."""
     fetcher = Fetcher(store, f"test:{queue}:fetcher", [queue], block_ms=50)
     assert await fetcher.fetch(3, []) == []
     fetcher.block_ms = 10_000
@@ -31,4 +32,18 @@ async def test_a_wake_up_never_starts_more_than_the_room(store: Store, queue: st
     await store.submit([make_spec("t", {"i": i}, queue=queue) for i in range(7)])
     assert len(await asyncio.wait_for(waiting, 10)) == 3
     stats = await store.stats(queue)
-    assert (stats["processing"], stats["pending"]) == (3, 4)
+    assert (stats["reserved"], stats["pending"]) == (3, 4)
+
+
+async def test_a_wake_up_over_several_levels_takes_only_the_room(store: Store, queue: str) -> None:
+    """A blocking read that delivers one entry of each of ten levels at once takes only as
+    many as the pool has room for, the most urgent; the others stay ready."""
+    fetcher = Fetcher(store, f"test:{queue}:fetcher", [queue], block_ms=50)
+    assert await fetcher.fetch(3, []) == []  # the queue is now known empty
+    await store.submit([make_spec("t", queue=queue, priority=p) for p in range(1, 11)])
+    taken = await fetcher.fetch(3, [])
+    assert sorted(t.priority for t in taken) == [8, 9, 10]
+    stats = await store.stats(queue)
+    assert stats["pending"] == 7
+    rest = await fetcher.fetch(10, [])
+    assert sorted(t.priority for t in rest) == list(range(1, 8))

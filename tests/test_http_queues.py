@@ -20,6 +20,7 @@ from taskd.http.state import STATE
 from taskd.model import STATUS_NAMES, Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
+from tests.enginetools import complete, take
 from tests.pooltools import running_pool
 from tests.test_http_support import registry_with, serve_app
 
@@ -280,8 +281,8 @@ async def test_a_stream_trimmed_empty_shows_no_phantom_ready_tasks(
     group lag still counts the deleted ones), housekeeping leaves depth at 0 and
     /api/queues and the queue's own page show no ready task."""
     await _submit(store, queue, 3)
-    for task in await store.fetch(queue, "c", 10):
-        await store.complete(task, None)
+    for task in await take(store, queue, "c", 10):
+        await complete(store, task, None)
     await _submit(store, queue, 4)
     assert await store.purge(queue) == 4
     housekeeping = Supervisor(store, "s", SupervisorConfig())

@@ -18,6 +18,7 @@ from taskd.errors import Fail, Retry, WrongState
 from taskd.model import FINISHED, Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
+from tests.enginetools import take
 from tests.pooltools import registry_of, running_pool
 
 TENANT: ContextVar[str] = ContextVar("tenant", default="none")
@@ -505,7 +506,8 @@ async def test_a_cancel_in_progress_at_shutdown_still_ends_cancelled(
 
 
 async def test_events_one_per_transition_and_progress(store: Store, queue: str) -> None:
-    """The events stream records created, started, progress and completed, in order."""
+    """The events stream records created, reserved, started, progress and completed, in
+    order."""
 
     async def step(ctx: Context, payload: dict[str, Any]) -> None:
         await ctx.progress(30, "a")
@@ -518,6 +520,7 @@ async def test_events_one_per_transition_and_progress(store: Store, queue: str) 
     kinds = [(e.kind, e.task["progress"]) for e in events if e.task["id"] == task.id]
     assert kinds == [
         ("created", "0"),
+        ("reserved", "0"),
         ("started", "0"),
         ("progress", "30"),
         ("progress", "60"),
@@ -530,7 +533,7 @@ async def test_dead_consumer_removed_after_its_entries_are_reclaimed(
 ) -> None:
     """A consumer that died holding a task loses it to reclaim, then leaves the group."""
     await store.submit([make_spec("t", queue=queue)])
-    (held,) = await store.fetch(queue, "ghost:1:0", 1)
+    (held,) = await take(store, queue, "ghost:1:0", 1)
     supervisor = Supervisor(
         store, "sup:1:0", SupervisorConfig(lease_s=0.05, queues=(queue,), housekeeping_every=1)
     )

@@ -14,6 +14,7 @@ from taskd.engine.context import Context
 from taskd.model import Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
+from tests.enginetools import take
 from tests.pooltools import registry_of, running_pool
 from tests.procs import DaemonProcess
 
@@ -112,7 +113,7 @@ async def test_purge_cancels_every_waiting_task(store: Store, queue: str) -> Non
     stats = await store.stats(queue)
     assert (stats["pending"], stats["scheduled"], stats["cancelled"]) == (0, 0, 35)
     assert sum((await store.depth_by_priority(queue)).values()) == 0
-    assert await store.fetch(queue, "c", 10) == []
+    assert await take(store, queue, "c", 10) == []
 
 
 @pytest.mark.slow
@@ -205,12 +206,12 @@ async def test_pause_holds_a_task_delivered_to_a_waiting_worker(store: Store, qu
     ((task, _),) = await store.submit([make_spec("t", queue=queue)])
     delivered = await waiting
     assert delivered[queue]
-    fetched = await store.start_ready(queue, "c", 0, "", delivered[queue])
+    fetched = await store.reserve_ready(queue, "c", 0, "", delivered[queue])
     assert fetched.paused
     assert fetched.tasks == []
     assert (await store.get(task.id)).status == Status.PENDING
     await store.resume(queue)
-    (started,) = await store.fetch(queue, "c", 1)
+    (started,) = await take(store, queue, "c", 1)
     assert started.id == task.id
 
 

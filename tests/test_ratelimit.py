@@ -8,6 +8,7 @@ from taskd.engine.fetcher import limits_json
 from taskd.model import Task, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
+from tests.enginetools import take
 
 
 async def _start_all(store: Store, queue: str, limits: str, count: int) -> list[Task]:
@@ -16,7 +17,7 @@ async def _start_all(store: Store, queue: str, limits: str, count: int) -> list[
 
     async def more() -> bool:
         await store.promote(queue)
-        started.extend(await store.fetch(queue, "c", 50, limits=limits))
+        started.extend(await take(store, queue, "c", 50, limits=limits))
         return len(started) >= count
 
     await eventually(more, timeout_s=20, interval_s=0.002)

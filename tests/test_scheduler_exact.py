@@ -19,6 +19,7 @@ from taskd.config.schedule import Schedule
 from taskd.engine.scheduler import Scheduler
 from taskd.store import Store
 from tests.conftest import eventually
+from tests.enginetools import complete, take
 from tests.procs import DaemonProcess
 
 PERIOD_MS = 2000  # long enough for a few round trips inside one occurrence's window
@@ -90,8 +91,8 @@ def _schedule(queue: str) -> Schedule:
 
 async def _finish_and_expire(store: Store, queue: str) -> None:
     """Run every ready task to completion and expire it (its unique key dies with it)."""
-    for task in await store.fetch(queue, "c", 100):
-        await store.complete(task, None)
+    for task in await take(store, queue, "c", 100):
+        await complete(store, task, None)
     await store.expire(queue, retention_ms=0)
 
 

@@ -13,7 +13,9 @@ from taskd.paging import Cursor
 from taskd.store import Store
 from taskd.store.enqueue import FIRST_CHUNK, SUBMIT_CHUNK
 from taskd.store.enqueue import chunked as _chunked
+from taskd.store.replies import ReplyCode
 from tests.conftest import eventually
+from tests.enginetools import complete, take
 
 
 async def test_submit_returns_pending_tasks_with_fields(store: Store, queue: str) -> None:
@@ -35,7 +37,7 @@ async def test_fetch_is_strict_priority_then_fifo(store: Store, queue: str) -> N
         for i, p in enumerate([1, 5, 10, 5, 1, 10, 3])
     ]
     await store.submit(specs)
-    tasks = await store.fetch(queue, "c", 7)
+    tasks = await take(store, queue, "c", 7)
     assert [(t.priority, t.payload["i"]) for t in tasks] == [
         (10, 2),
         (10, 5),
@@ -64,7 +66,7 @@ async def test_a_batch_over_several_chunks_keeps_order_and_unique_keys(
     assert not repeat[1]
     assert repeat[0].id == first[0].id
     assert (await store.stats(queue))["total"] == n - 1
-    fetched = await store.fetch(queue, "c", n)
+    fetched = await take(store, queue, "c", n)
     assert [t.id for t in fetched] == [t.id for t, created in results if created]
 
 
@@ -85,17 +87,17 @@ async def test_unique_key_dedup_under_concurrent_submits(store: Store, queue: st
 async def test_stale_attempt_completion_is_refused(store: Store, queue: str) -> None:
     """A completion from an attempt that was reclaimed is refused and changes nothing."""
     await store.submit([make_spec("t", queue=queue, max_retries=3)])
-    (held,) = await store.fetch(queue, "dead-worker", 1)
+    (held,) = await take(store, queue, "dead-worker", 1)
     reclaimed = await store.reclaim(queue, held.priority, "sup", 0, "0-0")
     assert reclaimed.requeued == [held.id]
-    (again,) = await store.fetch(queue, "live-worker", 1)
+    (again,) = await take(store, queue, "live-worker", 1)
     assert again.attempt == held.attempt + 1
     with pytest.raises(StaleAttempt):
-        await store.complete(held, {"late": True})
+        await complete(store, held, {"late": True})
     with pytest.raises(StaleAttempt):
         await store.fail(held, "late", "retry")
-    assert await store.progress(held, 50, "late") == 0
-    await store.complete(again, {"ok": True})
+    assert await store.progress(held, 50, "late") == ReplyCode.STALE
+    await complete(store, again, {"ok": True})
     final = await store.get(held.id)
     assert final.status == Status.COMPLETED
     assert final.result == {"ok": True}
@@ -105,7 +107,7 @@ async def test_stale_attempt_completion_is_refused(store: Store, queue: str) -> 
 async def test_reclaim_past_max_retries_fails_as_worker_lost(store: Store, queue: str) -> None:
     """A task whose holder dies more often than max_retries allows fails as worker lost."""
     await store.submit([make_spec("t", queue=queue, max_retries=0)])
-    (held,) = await store.fetch(queue, "dead-worker", 1)
+    (held,) = await take(store, queue, "dead-worker", 1)
     result = await store.reclaim(queue, held.priority, "sup", 0, "0-0")
     assert result.failed == [held.id]
     task = await store.get(held.id)
@@ -117,7 +119,7 @@ async def test_reclaim_past_max_retries_fails_as_worker_lost(store: Store, queue
 async def test_reclaim_skips_entries_inside_their_lease(store: Store, queue: str) -> None:
     """Entries idle for less than the lease are left with their holder."""
     await store.submit([make_spec("t", queue=queue)])
-    (held,) = await store.fetch(queue, "live", 1)
+    (held,) = await take(store, queue, "live", 1)
     result = await store.reclaim(queue, held.priority, "sup", 60_000, "0-0")
     assert result.requeued == []
     assert result.failed == []
@@ -127,7 +129,7 @@ async def test_reclaim_skips_entries_inside_their_lease(store: Store, queue: str
 async def test_reclaim_reports_entries_deleted_while_pending(store: Store, queue: str) -> None:
     """XAUTOCLAIM's deleted-entry ids are reported, not crashed on (Redis >= 7)."""
     await store.submit([make_spec("t", queue=queue)])
-    (held,) = await store.fetch(queue, "dead", 1)
+    (held,) = await take(store, queue, "dead", 1)
     await store.redis.xdel(store.keys(queue).stream(held.priority), held.sid)
     result = await store.reclaim(queue, held.priority, "sup", 0, "0-0")
     assert result.deleted == [held.sid]
@@ -136,7 +138,7 @@ async def test_reclaim_reports_entries_deleted_while_pending(store: Store, queue
 async def test_reclaim_cursor_covers_a_long_pending_list(store: Store, queue: str) -> None:
     """Following the cursor reclaims every entry of a pending list longer than COUNT."""
     await store.submit([make_spec("t", queue=queue) for _ in range(250)])
-    held = await store.fetch(queue, "dead", 250)
+    held = await take(store, queue, "dead", 250)
     assert len(held) == 250
     cursor, requeued = "0-0", []
     for _ in range(10):
@@ -152,7 +154,7 @@ async def test_cancel_pending_is_immediate_and_skipped_by_fetch(store: Store, qu
     """A cancelled pending task is never started."""
     ((task, _),) = await store.submit([make_spec("t", queue=queue)])
     assert await store.cancel(task.id) == "cancelled"
-    assert await store.fetch(queue, "c", 10) == []
+    assert await take(store, queue, "c", 10) == []
     assert (await store.get(task.id)).status == Status.CANCELLED
     with pytest.raises(WrongState):
         await store.cancel(task.id)
@@ -161,12 +163,12 @@ async def test_cancel_pending_is_immediate_and_skipped_by_fetch(store: Store, qu
 async def test_retry_by_hand_requeues_failed_task(store: Store, queue: str) -> None:
     """retry() sends a failed task back to pending with attempts reset; it runs again."""
     await store.submit([make_spec("t", queue=queue, max_retries=0)])
-    (held,) = await store.fetch(queue, "c", 1)
+    (held,) = await take(store, queue, "c", 1)
     assert await store.fail(held, "boom", "retry") == "failed"
     again = await store.retry(held.id)
     assert again.status == Status.PENDING
     assert again.retry_count == 0
-    (second,) = await store.fetch(queue, "c", 1)
+    (second,) = await take(store, queue, "c", 1)
     assert second.id == held.id
     assert second.attempt == 2
     with pytest.raises(WrongState):
@@ -180,13 +182,13 @@ async def test_delayed_task_promoted_only_when_due(store: Store, queue: str) -> 
     moved, wait_ms = await store.promote(queue)
     assert moved == 0
     assert 0 < wait_ms <= 300
-    assert await store.fetch(queue, "c", 1) == []
+    assert await take(store, queue, "c", 1) == []
 
     async def promoted() -> bool:
         return (await store.promote(queue))[0] == 1
 
     await eventually(promoted)
-    (started,) = await store.fetch(queue, "c", 1)
+    (started,) = await take(store, queue, "c", 1)
     assert started.id == task.id
     assert started.started_at is not None
     assert task.run_at is not None
@@ -220,8 +222,8 @@ async def test_listing_pages_newest_first_without_gaps(store: Store, queue: str)
 async def test_expire_removes_every_key_of_finished_tasks(store: Store, queue: str) -> None:
     """After retention, a finished task leaves no key behind and counters drop."""
     await store.submit([make_spec("t", queue=queue, unique_key=f"u{i}") for i in range(5)])
-    for task in await store.fetch(queue, "c", 5):
-        await store.complete(task, None)
+    for task in await take(store, queue, "c", 5):
+        await complete(store, task, None)
     assert await store.expire(queue, retention_ms=0) == 5
     k = store.keys(queue)
     leftovers = [key async for key in store.redis.scan_iter(match=f"{k.tag}:task:*")]
@@ -237,14 +239,14 @@ async def test_expire_removes_every_key_of_finished_tasks(store: Store, queue: s
 async def test_trim_keeps_pending_entries(store: Store, queue: str) -> None:
     """Trimming removes acknowledged entries but never one that is still pending."""
     await store.submit([make_spec("t", queue=queue) for _ in range(20)])
-    tasks = await store.fetch(queue, "c", 20)
+    tasks = await take(store, queue, "c", 20)
     for task in tasks[:15]:
-        await store.complete(task, None)
+        await complete(store, task, None)
     stream = store.keys(queue).stream(5)
     assert await store.trim(queue) == 15
     assert await store.redis.xlen(stream) == 5
     for task in tasks[15:]:
-        await store.complete(task, None)
+        await complete(store, task, None)
     assert await store.trim(queue) == 5
 
 
@@ -254,7 +256,7 @@ async def test_scripts_reload_after_script_flush(store: Store, queue: str) -> No
     ((task, created),) = await store.submit([make_spec("t", queue=queue)])
     assert created
     await store.redis.script_flush()
-    (held,) = await store.fetch(queue, "c", 1)
+    (held,) = await take(store, queue, "c", 1)
     await store.redis.script_flush()
     assert await store.complete_many([(held, b"1")]) == ["completed"]
     assert (await store.get(task.id)).status == Status.COMPLETED
@@ -269,7 +271,7 @@ async def test_a_long_batch_survives_forgotten_scripts(store: Store, queue: str)
     assert [task.id for task, _ in results] == [s.id for s in specs]
     assert all(created for _, created in results)
     assert (await store.stats(queue))["pending"] == len(specs)
-    fetched = await store.fetch(queue, "c", len(specs) + 10)
+    fetched = await take(store, queue, "c", len(specs) + 10)
     assert [t.payload["i"] for t in fetched] == list(range(len(specs)))
 
 
@@ -298,12 +300,12 @@ async def test_hand_retry_of_a_deferred_task_honours_the_limit(store: Store, que
             ]
         )
     )
-    (started,) = await store.fetch(queue, "c", 10, limits=limits)
+    (started,) = await take(store, queue, "c", 10, limits=limits)
     assert started.id == first.id
     assert (await store.get(second.id)).status == Status.SCHEDULED  # deferred ~10 s
     await store.cancel(second.id)
     await store.retry(second.id)
-    assert await store.fetch(queue, "c", 10, limits=limits) == []
+    assert await take(store, queue, "c", 10, limits=limits) == []
     assert (await store.get(second.id)).status == Status.SCHEDULED
 
 
@@ -328,18 +330,12 @@ async def test_verify_depth_counts_entries_a_blocking_read_delivered(
     ((task, _),) = await store.submit([make_spec("t", queue=queue)])
     delivered = await store.wait_ready([queue], "c", 1000)
     assert await store.verify_depth(queue) == {}
-    (started,) = (await store.start_ready(queue, "c", 0, "", delivered[queue])).tasks
+    (started,) = (await store.reserve_ready(queue, "c", 1, "", delivered[queue])).tasks
     assert started.id == task.id
     assert await store.verify_depth(queue) == {}
     assert (await store.depth_by_priority(queue))[5] == 0
 
 
-@pytest.mark.xfail(
-    reason="issue 14 item 3(b): fetch.lua zeroes an exhausted level's counter while an "
-    "entry delivered by another consumer's blocking read is still counted in it; fetch.lua "
-    "then counts that entry out again (the fetch/cancel rework for the reserved state)",
-    strict=False,
-)
 async def test_an_exhausted_level_keeps_the_count_of_an_entry_delivered_elsewhere(
     store: Store, queue: str
 ) -> None:
@@ -348,18 +344,12 @@ async def test_an_exhausted_level_keeps_the_count_of_an_entry_delivered_elsewher
     await store.ensure_queue(queue)
     await store.submit([make_spec("t", queue=queue) for _ in range(2)])
     delivered = await store.wait_ready([queue], "c1", 1000)
-    assert len(await store.fetch(queue, "c2", 10)) == 1
+    assert len(await take(store, queue, "c2", 10)) == 1
     ((late, _),) = await store.submit([make_spec("t", queue=queue)])
-    assert len((await store.start_ready(queue, "c1", 0, "", delivered[queue])).tasks) == 1
-    assert [t.id for t in await store.fetch(queue, "c2", 10)] == [late.id]
+    assert len((await store.reserve_ready(queue, "c1", 1, "", delivered[queue])).tasks) == 1
+    assert [t.id for t in await take(store, queue, "c2", 10)] == [late.id]
 
 
-@pytest.mark.xfail(
-    reason="issue 14 item 3(b): cancel.lua and fetch.lua both count out a task cancelled "
-    "between a blocking read delivering it and fetch.lua starting it (the fetch/cancel "
-    "rework for the reserved state)",
-    strict=False,
-)
 async def test_a_cancel_between_delivery_and_start_counts_the_task_out_once(
     store: Store, queue: str
 ) -> None:
@@ -369,5 +359,5 @@ async def test_a_cancel_between_delivery_and_start_counts_the_task_out_once(
     (first, _), _ = await store.submit([make_spec("t", queue=queue) for _ in range(2)])
     delivered = await store.wait_ready([queue], "c", 1000)
     await store.cancel(first.id)
-    assert (await store.start_ready(queue, "c", 0, "", delivered[queue])).tasks == []
+    assert (await store.reserve_ready(queue, "c", 0, "", delivered[queue])).tasks == []
     assert await store.redis.hget(store.keys(queue).depth, "5") == "1"

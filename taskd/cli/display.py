@@ -15,7 +15,7 @@ import orjson
 
 from taskd.model import STATUS_NAMES
 
-UNFINISHED: Final = ("pending", "scheduled", "retrying", "processing")
+UNFINISHED: Final = ("pending", "scheduled", "retrying", "reserved", "processing")
 MAX_CELL: Final = 40
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from taskd.config.cron import Cron
 from taskd.errors import ConfigError, ValidationError
-from taskd.model import QUEUE_NAME, TASK_TYPE_NAME
+from taskd.model import DEFAULT_PRIORITY, QUEUE_NAME, TASK_TYPE_NAME
 
 NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 KEYS = {"name", "task_type", "payload", "cron", "every_s", "queue", "priority"}
@@ -30,7 +30,7 @@ class Schedule:
     cron: str | None = None
     every_s: float | None = None
     queue: str = "default"
-    priority: int = 5
+    priority: int = DEFAULT_PRIORITY
 
     def latest_ms(self, now_ms: int) -> int:
         """The most recent occurrence at or before ``now_ms`` (epoch milliseconds)."""
@@ -99,7 +99,7 @@ def _one(entry: dict[str, Any]) -> Schedule:
     queue = entry.get("queue", "default")
     if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
         raise ValidationError("queue", "bad queue name")
-    priority = entry.get("priority", 5)
+    priority = entry.get("priority", DEFAULT_PRIORITY)
     if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
         raise ValidationError("priority", "must be an integer from 1 to 10")
     return Schedule(

@@ -35,7 +35,6 @@ def _spec(
     return {"lo": lo, "hi": hi, "gt": gt, "choices": choices, "check": check, "secret": secret}
 
 
-_QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _URL_SCHEMES: Final = (
     "redis",
     "rediss",

@@ -17,7 +17,7 @@ from taskd.model import Task
 if TYPE_CHECKING:
     from taskd.store import Store
 
-ProgressSink = Callable[[Task, int, str], Awaitable[int]]
+ProgressSink = Callable[[Task, int, str], Awaitable[object]]
 
 
 class Context:

@@ -44,6 +44,7 @@ class Fetcher:
         rate_limits: Sequence[tuple[str, float, int]] = (),
         block_ms: int = 500,
         single_node: bool = True,
+        task_types: Sequence[str] | None = None,
     ) -> None:
         self.store = store
         self.consumer = consumer
@@ -52,40 +53,47 @@ class Fetcher:
         self.single_node = single_node
         self.paused: set[str] = set()
         self._limits = {name: limits_json(name, rate_limits) for name, _ in self.queues}
+        # Tasks of other types are handed back for a worker that runs them (None: any).
+        self._types = "" if task_types is None else orjson.dumps(sorted(task_types)).decode()
         self._drained: set[str] = set()
         self._capped = any(cap is not None for _, cap in self.queues)
         # Straight to the blocking read when drained: no caps to honour, one read spans all.
         self._wait_directly = not self._capped and (single_node or len(self.queues) == 1)
 
     async def fetch(self, room: int, held: Iterable[Task]) -> list[Task]:
-        """Start up to ``room`` tasks; block a while when there is nothing to start."""
+        """Reserve up to ``room`` tasks; block a while when there is nothing to take."""
+        held_by_queue = Counter(task.queue for task in held) if self._capped else Counter()
         if self._all_drained():
             # Every queue was empty at the last look: wait for new entries directly (a
             # blocking read returns at once when some arrived meanwhile); an idle pool
             # then costs one blocking read per wake-up, not a look first.
-            return await self._wait(self.queue_names(), room)
-        started, waitable = await self._start_each(room, held)
+            return await self._wait(self.queue_names(), room, held_by_queue)
+        started, waitable = await self._start_each(room, held_by_queue)
         if started:
             return started
         if not waitable:  # all paused or capped: look again shortly
             await asyncio.sleep(min(self.block_ms, 200) / 1000)
             return []
-        return await self._wait(waitable, room)
+        return await self._wait(waitable, room, held_by_queue)
 
-    async def _start_each(self, room: int, held: Iterable[Task]) -> tuple[list[Task], list[str]]:
-        """One non-blocking start per queue, most preferred first; returns (started,
+    def _take(self, name: str, cap: int | None, room: int, held_by_queue: Counter[str]) -> int:
+        """How many tasks of one queue may be reserved now (per-queue caps apply)."""
+        return room if cap is None else min(room, cap - held_by_queue[name])
+
+    async def _start_each(
+        self, room: int, held_by_queue: Counter[str]
+    ) -> tuple[list[Task], list[str]]:
+        """One non-blocking reserve per queue, most preferred first; returns (reserved,
         queues to wait on)."""
-        # Per-queue holdings matter only for caps; skip the count on the hot path otherwise.
-        held_by_queue = Counter(task.queue for task in held) if self._capped else Counter()
         started: list[Task] = []
         waitable: list[str] = []
         for name, cap in self.queues:
-            take = room - len(started)
-            if cap is not None:
-                take = min(take, cap - held_by_queue[name])
+            take = self._take(name, cap, room - len(started), held_by_queue)
             if take <= 0:
                 continue
-            fetched = await self.store.start_ready(name, self.consumer, take, self._limits[name])
+            fetched = await self.store.reserve_ready(
+                name, self.consumer, take, self._limits[name], types=self._types
+            )
             started += fetched.tasks
             held_by_queue[name] += len(fetched.tasks)
             self._drained.discard(name)
@@ -103,33 +111,43 @@ class Fetcher:
         last look and nothing has been delivered since."""
         return self._wait_directly and all(name in self._drained for name, _ in self.queues)
 
-    async def _wait(self, waitable: list[str], room: int) -> list[Task]:
+    async def _wait(
+        self, waitable: list[str], room: int, held_by_queue: Counter[str]
+    ) -> list[Task]:
         if not self.single_node and len(waitable) > 1:
             delivered = await self.store.wait_ready(waitable[:1], self.consumer, 100)
         else:
             delivered = await self.store.wait_ready(waitable, self.consumer, self.block_ms)
-        if delivered:
-            self._drained.clear()  # more may have arrived than one read delivers
-        # The read delivers one entry, but a burst of submissions has usually put more
-        # behind it: the same start call fills the room (no per-queue caps apply here).
-        return await self._start_delivered(delivered, 0 if self._capped else room)
+        # After a wake-up more may have arrived than one read delivers; after a quiet
+        # wait, tasks handed back meanwhile (which wake no blocking read) wait in the
+        # front zset: either way the next pass looks before it blocks again.
+        self._drained.clear()
+        # The read delivers one entry per level, but a burst of submissions has usually
+        # put more behind it: the same reserve call fills the room, and no more.
+        return await self._start_delivered(delivered, room, held_by_queue)
 
     async def _start_delivered(
-        self, delivered: dict[str, list[tuple[int, str, str]]], room: int = 0
+        self,
+        delivered: dict[str, list[tuple[int, str, str]]],
+        room: int,
+        held_by_queue: Counter[str],
     ) -> list[Task]:
-        """Start the entries a blocking read delivered, queue by queue, with more ready
-        ones up to ``room`` tasks in all."""
+        """Reserve the entries a blocking read delivered, queue by queue, with more ready
+        ones, up to ``room`` tasks in all (and each queue's cap); delivered entries beyond
+        that go back to the front of their level."""
         started: list[Task] = []
+        caps = dict(self.queues)
         for name, entries in delivered.items():
-            fetched = await self.store.start_ready(
-                name, self.consumer, room - len(started), self._limits[name], entries
+            take = max(0, self._take(name, caps.get(name), room - len(started), held_by_queue))
+            fetched = await self.store.reserve_ready(
+                name, self.consumer, take, self._limits[name], entries, self._types
             )
             started += fetched.tasks
         return started
 
-    async def fetch_urgent(self, above: int, held: Iterable[Task]) -> list[Task] | None:
-        """Block a while for tasks of priority > ``above`` and start them; None when no
-        queue may take more now (all paused or capped)."""
+    async def fetch_urgent(self, above: int, held: Iterable[Task], room: int) -> list[Task] | None:
+        """Block a while for tasks of priority > ``above`` and reserve them (one per
+        level at most); None when no queue may take more now (all paused or capped)."""
         held_by_queue = Counter(task.queue for task in held)
         names = [
             name
@@ -141,7 +159,8 @@ class Fetcher:
         if not self.single_node:
             names = names[:1]  # one blocking read cannot span cluster nodes
         delivered = await self.store.wait_ready(names, self.consumer, self.block_ms, above=above)
-        return await self._start_delivered(delivered)
+        room = min(room, sum(map(len, delivered.values())))  # only what was delivered
+        return await self._start_delivered(delivered, room, held_by_queue)
 
     def queue_names(self) -> list[str]:
         """Names of the consumed queues, most preferred first."""

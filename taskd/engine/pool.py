@@ -1,24 +1,22 @@
-"""The worker pool: one fetcher feeding N runner coroutines, with leases and cancellation.
+"""The worker pool: one fetcher feeding N runner coroutines through a prefetch buffer.
 
-The fetcher starts at most ``concurrency + prefetch`` tasks at a time, so a task of
+The fetcher reserves at most ``concurrency + prefetch`` tasks at a time, so a task of
 priority 10 submitted behind a long backlog never waits for the backlog; while the pool
-is full, a watcher takes such a task in ahead of the prefetched ones, so it waits only for
-the next free runner. Each runner runs its handlers itself, each in a context of its own
-(taskd.engine.inline). Successes are written in the background, batched with those finishing
-meanwhile and alongside the fetcher's round trips, so runners never idle through a write.
-Every held entry's lease is renewed well inside ``lease_s``; a task that outlives its
-timeout, or whose handler ignores cancellation, is abandoned and failed so the pool
-keeps its size.
+is full, a watcher takes such a task in ahead of the reserved ones, so it waits only for
+the next free runner. A reserved task is held but not started: a runner starts it
+(reserved -> processing, one atomic call that also checks it is still this worker's) the
+moment it takes it from the buffer, so ``processing`` counts only running handlers and a
+cancel of a buffered task is immediate. One attempt's supervision lives in
+taskd.engine.attempt, writing outcomes in taskd.engine.outcome, leases, heartbeat and
+cancel requests in taskd.engine.lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import itertools
 import os
-import random
 import socket
 import time
 from collections import Counter
@@ -31,14 +29,14 @@ import orjson
 import structlog
 
 from taskd.config import Settings
-from taskd.engine.coalesce import Coalescer
-from taskd.engine.context import Context
+from taskd.engine.attempt import Attempts, AttemptSettings, Run, elapsed
 from taskd.engine.fetcher import Fetcher
-from taskd.engine.inline import InContext
-from taskd.engine.registry import Registry, TaskType
-from taskd.errors import Fail, RedisUnavailable, Retry, StaleAttempt, TaskNotFound, describe
-from taskd.log import bind_task_fields, enabled
-from taskd.model import Task
+from taskd.engine.lease import Lease
+from taskd.engine.outcome import Kind, Outcome, OutcomeWriter
+from taskd.engine.registry import Registry
+from taskd.errors import RedisUnavailable
+from taskd.log import enabled
+from taskd.model import Status, Task
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -62,37 +60,6 @@ class PoolConfig:
     rate_limits: tuple[tuple[str, float, int], ...] = ()  # (scope, per second, burst)
 
 
-@dataclass(slots=True)
-class _Run:
-    """One attempt a runner is executing: what the pool needs to stop it from outside."""
-
-    task: Task
-    runner: asyncio.Task[Any]
-    started: float
-    stop: str = ""  # why the pool cancelled the handler: cancel | timeout | shutdown
-    cancels: int = 0  # cancel() calls on the runner, undone once the handler is left
-    in_handler: bool = True
-    abandoned: bool = False
-    timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How one attempt ended, before it is written to Redis."""
-
-    kind: str  # completed | retry | fail | cancel | release
-    result: Any = None
-    error: str = ""
-    delay_s: float | None = None
-
-
-def backoff_s(retry_count: int, base_s: float, max_s: float) -> float:
-    """Exponential back-off with jitter in [d/2, d], d = min(max, base * 2**n)."""
-    ceiling = min(max_s, base_s * float(2 ** min(retry_count, 32)))
-    jitter: float = random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
-    return ceiling / 2 + jitter
-
-
 def consumer_name(n: int = 0) -> str:
     """Stable, unique consumer name of this process: ``host:pid:n``."""
     return f"{socket.gethostname()}:{os.getpid()}:{n}"
@@ -114,10 +81,7 @@ class WorkerPool:
         self.registry = registry
         self.consumer = consumer
         self.config = config
-        self.held: dict[str, Task] = {}
-        self._fetched_at: dict[str, float] = {}
-        #: Called with (task type, outcome status, run time in s) after each attempt.
-        self.finished_hooks: list[Callable[[str, str, float], None]] = []
+        self.held: dict[str, Task] = {}  # reserved, running or finishing, by task id
         self.fetcher = Fetcher(
             store,
             consumer,
@@ -125,39 +89,70 @@ class WorkerPool:
             rate_limits=config.rate_limits,
             block_ms=config.block_ms,
             single_node=not store.cluster,
+            task_types=[t.name for t in registry],
         )
-        # Prefetched tasks wait most-urgent first, so a priority-10 task fetched behind
-        # prefetched low ones overtakes them (FIFO within a level by fetch order).
+        # Reserved tasks wait most-urgent first, so a priority-10 task fetched behind
+        # reserved low ones overtakes them (FIFO within a level by fetch order).
         self._ready: asyncio.PriorityQueue[tuple[int, int, Task | None]] = asyncio.PriorityQueue()
         self._order = itertools.count()
-        self._running: dict[str, _Run] = {}
         self._runners: set[asyncio.Task[None]] = set()
-        self._base_context = contextvars.copy_context()  # (re)set by run()
+        self._taken: set[str] = set()  # ids a runner took from the buffer, not yet running
+        self._early_cancels: set[str] = set()  # cancel requests for those
         self._room = asyncio.Event()
-        self._finishing = 0  # held tasks whose outcome is being written
-        self._buffer_changed = asyncio.Event()
-        self._buffered: Counter[int] = Counter()  # priority -> prefetched tasks waiting
-        self._writing: set[asyncio.Future[Any]] = set()  # writes retried or written for others
         self._room.set()
+        self._buffer_changed = asyncio.Event()
+        self._buffered: Counter[int] = Counter()  # priority -> reserved tasks waiting
         self._shutting_down = False
-        self._closing = False
-        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop  # set by run(): the pool may be built off-loop
-        self._debug = False
-        self._completions: Coalescer[tuple[Task, bytes], str] = Coalescer(store.complete_many)
+        self.writer = OutcomeWriter(
+            store,
+            consumer,
+            lease_s=config.lease_s,
+            backoff=(config.backoff_base_s, config.backoff_max_s),
+            on_free=self._free,
+        )
+        self.attempts = Attempts(
+            AttemptSettings(consumer, config.progress_interval_s, config.cancel_grace_s, settings),
+            store,
+            self._report_progress,
+            self._abandoned,
+        )
+        self.lease = Lease(
+            store,
+            consumer,
+            config.lease_s,
+            held=lambda: list(self.held.values()),
+            on_cancel=self._request_cancel,
+            on_lost=self._lost,
+            info=self._heartbeat_info,
+            queues=self.fetcher.queue_names(),
+        )
         self.started = asyncio.Event()
-        self.completed = 0
-        self.failed = 0
 
     @property
     def capacity(self) -> int:
-        """How many tasks this pool may hold at once (running + prefetched)."""
+        """How many tasks this pool may hold at once (running + reserved)."""
         return self.config.concurrency + self.config.prefetch
+
+    @property
+    def completed(self) -> int:
+        """Successes this pool wrote."""
+        return self.writer.completed
+
+    @property
+    def failed(self) -> int:
+        """Tasks this pool failed for good."""
+        return self.writer.failed
+
+    @property
+    def finished_hooks(self) -> list[Callable[[str, str, float], None]]:
+        """Called with (task type, outcome status, run time in s) after each attempt."""
+        return self.writer.finished_hooks
 
     def running_handlers(self) -> list[tuple[str, str]]:
         """(task type, handler module) of every handler running now (for the loop-lag hint)."""
         found = []
-        for run in self._running.values():
+        for run in self.attempts.running.values():
             handler = self.registry.get(run.task.task_type)
             module = getattr(handler.func, "__module__", "") if handler else ""
             found.append((run.task.task_type, module or ""))
@@ -165,15 +160,22 @@ class WorkerPool:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and run tasks until ``stop`` is set, then shut down gracefully."""
-        self._executor = ThreadPoolExecutor(self.config.concurrency, "taskd-handler")
+        executor = ThreadPoolExecutor(self.config.concurrency, "taskd-handler")
+        self.attempts.executor = executor
         self._loop = asyncio.get_running_loop()
-        self._debug = enabled("debug")
-        self._base_context = contextvars.copy_context()  # each handler runs in a copy
+        self.attempts.config = AttemptSettings(
+            self.consumer,
+            self.config.progress_interval_s,
+            self.config.cancel_grace_s,
+            self.settings,
+            enabled("debug"),
+        )
+        self.attempts.base_context = contextvars.copy_context()  # each handler runs in a copy
         try:
             async with asyncio.TaskGroup() as group:
                 background = [
-                    group.create_task(self._renew_loop()),
-                    group.create_task(self._cancel_listener()),
+                    group.create_task(self.lease.renew_loop()),
+                    group.create_task(self.lease.cancel_listener()),
                 ]
                 for _ in range(self.config.concurrency):
                     self._add_runner()
@@ -181,17 +183,34 @@ class WorkerPool:
                 self.started.set()
                 await fetcher
                 await self._shutdown()
-                self._closing = True  # loops also check this: redis-py may swallow a cancel
+                self.lease.closing = True  # loops check it too: redis-py may swallow a cancel
                 for job in background:
                     job.cancel()
         finally:
             for job in self._runners:  # only left when run() itself was cancelled
                 job.cancel()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(wait=False, cancel_futures=True)
             try:
                 await self.store.unregister(self.consumer)
             except RedisUnavailable:
                 log.warning("unregister_failed", consumer=self.consumer)
+
+    def _heartbeat_info(self) -> dict[str, Any]:
+        running = len(self.attempts.running)
+        finishing = self.writer.finishing
+        return {
+            "concurrency": self.config.concurrency,
+            "queues": list(self.config.queues),
+            # What this worker runs: read by other nodes' submit check (taskd.engine.known);
+            # a handed-back task no live worker of its queue runs fails (the supervisor).
+            "task_types": sorted(t.name for t in self.registry),
+            "held": len(self.held),
+            "running": running,
+            "reserved": max(0, len(self.held) - running - finishing),
+            "finishing": finishing,  # of those held, done and being written
+            "completed": self.writer.completed,
+            "failed": self.writer.failed,
+        }
 
     def _add_runner(self) -> None:
         job = self._loop.create_task(self._runner())
@@ -213,24 +232,20 @@ class WorkerPool:
             _, _, waiting = self._ready.get_nowait()
             if waiting is not None:
                 self._buffered[waiting.priority] -= 1
-                await self._finish(waiting, Outcome("release"), 0.0)
+                if self.held.get(waiting.id) is waiting:
+                    await self.writer.finish(waiting, Outcome(Kind.RELEASE), 0.0)
         for _ in self._runners:  # each runner ends at its next take from the buffer
             self._ready.put_nowait((LAST, next(self._order), None))
-        if self._running:
+        if self.attempts.running:
             grace_s = self.config.shutdown_grace_s
-            log.info("shutdown_waiting", running=len(self._running), grace_s=grace_s)
+            log.info("shutdown_waiting", running=len(self.attempts.running), grace_s=grace_s)
             await asyncio.wait(set(self._runners), timeout=grace_s)
-            for run in list(self._running.values()):
-                self._stop_run(run, "shutdown")
+            self.attempts.stop_all()
         # Runners whose handler ignores the cancel are abandoned after cancel_grace_s and
         # leave the set; the others end once their outcome is written.
         while live := [job for job in self._runners if not job.done()]:
             await asyncio.wait(live, timeout=self.config.cancel_grace_s)
-        # Successes still being written (a retry after a failed write may add more).
-        while self._writing or self._completions.pending:
-            await self._completions.drained()
-            await asyncio.gather(*list(self._writing), return_exceptions=True)
-            await asyncio.sleep(0)
+        await self.writer.drain()
 
     async def _fetch_loop(self, stop: asyncio.Event) -> None:
         stop_wakes_fetcher = asyncio.ensure_future(self._set_room_on(stop))
@@ -247,11 +262,11 @@ class WorkerPool:
         await watcher  # its blocking read ends within block_ms; what it got goes back
 
     async def _watch_urgent(self, stop: asyncio.Event) -> None:
-        """While the pool is full, take in tasks more urgent than a prefetched one.
+        """While the pool is full, take in tasks more urgent than a reserved one.
 
         The fetcher refills the buffer only when a slot frees, so without this a
         priority-10 task submitted to a saturated pool would wait behind a whole buffer of
-        prefetched low-priority tasks; with it, it waits only for the next free runner.
+        reserved low-priority tasks; with it, it waits only for the next free runner.
         The buffer may grow by at most ``prefetch`` this way.
         """
         if self.config.prefetch <= 0:
@@ -259,33 +274,30 @@ class WorkerPool:
         while not stop.is_set():
             self._buffer_changed.clear()
             above = self._least_urgent_buffered()
-            overflow = len(self.held) - self._finishing - self.capacity
+            overflow = len(self.held) - self.writer.finishing - self.capacity
             if above is None or above >= 10 or overflow < 0 or overflow >= self.config.prefetch:
                 await self._buffer_changed.wait()
                 continue
+            room = self.config.prefetch - overflow
             try:
-                tasks = await self.fetcher.fetch_urgent(above, self.held.values())
+                tasks = await self.fetcher.fetch_urgent(above, self.held.values(), room)
             except RedisUnavailable:
                 await _first(asyncio.sleep(1.0), stop.wait())
                 continue
             if tasks is None:  # every queue paused or capped: wait for the buffer to move
                 await self._buffer_changed.wait()
                 continue
-            if stop.is_set():
-                for task in tasks:
-                    await self._finish(task, Outcome("release"), 0.0)
-                return
             self._buffer(tasks)
+            if stop.is_set():
+                return  # the shutdown hands the buffer back
 
     def _least_urgent_buffered(self) -> int | None:
-        """The lowest priority among prefetched tasks not yet running (None if none)."""
+        """The lowest priority among reserved tasks not yet taken (None if none)."""
         return min((p for p, n in self._buffered.items() if n > 0), default=None)
 
     def _buffer(self, tasks: list[Task]) -> None:
-        now = time.monotonic()
         for task in tasks:
             self.held[task.id] = task
-            self._fetched_at[task.id] = now
             self._ready.put_nowait((-task.priority, next(self._order), task))
             self._buffered[task.priority] += 1
 
@@ -299,7 +311,7 @@ class WorkerPool:
             # A task whose handler has returned frees its slot for fetching at once: the
             # refill goes out while the outcome is written, so the next task (and a more
             # urgent one that arrived meanwhile) is in the buffer when the runner is free.
-            room = self.capacity - len(self.held) + self._finishing
+            room = self.capacity - len(self.held) + self.writer.finishing
             if room <= 0:
                 self._room.clear()
                 self._buffer_changed.set()  # full: the urgent watcher looks at the buffer
@@ -309,13 +321,15 @@ class WorkerPool:
                 tasks = await self.fetcher.fetch(room, self.held.values())
                 failures = 0
             except RedisUnavailable as exc:
+                # The call may have been applied: what it reserved in this consumer's
+                # name is handed back by the next lease renewal (renew.lua's orphans).
                 failures += 1
                 delay = min(5.0, 0.1 * 2**failures)
                 log.warning("fetch_failed", error=str(exc), retry_in_s=round(delay, 2))
                 await _first(asyncio.sleep(delay), stop.wait())
                 continue
             self._buffer(tasks)
-            if tasks and not stop.is_set():  # (once stopped, no runner may start these)
+            if tasks and not stop.is_set():  # (once stopped, the shutdown hands them back)
                 # Let the runners take their share of the batch before the room is measured
                 # again: the next fetch then asks for what they freed meanwhile, not for a
                 # sliver that would hold up the fetch behind it.
@@ -329,319 +343,111 @@ class WorkerPool:
             if task is None:
                 return
             self._buffered[task.priority] -= 1
-            if not await self._execute(task, me):
-                return  # abandoned in a handler; a new runner has taken this one's place
+            if self.held.get(task.id) is not task:
+                continue  # dropped while reserved: cancelled, or no longer this worker's
+            self._taken.add(task.id)
+            try:
+                if not await self._execute(task, me):
+                    return  # abandoned in a handler; a new runner has taken this one's place
+            finally:
+                self._taken.discard(task.id)
+                self._early_cancels.discard(task.id)
 
     async def _execute(self, task: Task, runner: asyncio.Task[None]) -> bool:
-        """Run one task and see its outcome written or on its way; False when the handler
-        was abandoned (it ignored cancellation), so this runner must end."""
-        started = time.monotonic()
-        # A task that waited in the buffer for half a lease may belong to another worker by
-        # now (this process was frozen: SIGSTOP, a long GC): do not redo its work.
-        waited = started - self._fetched_at.get(task.id, started)
-        if waited > self.config.lease_s / 2 and not await self._still_held(task):
+        """Start one reserved task, run it, and see its outcome written or on its way;
+        False when the handler was abandoned (it ignored cancellation), so this runner
+        must end."""
+        if not await self._begin(task):
             return True
+        started = time.monotonic()
         handler = self.registry.get(task.task_type)
-        outcome: Outcome | None
         gave_turn = True  # whether running this task let the event loop run others
-        if handler is None:
-            error = f"no handler registered for task type {task.task_type!r}"
-            outcome = Outcome("fail", error=error)
+        outcome: Outcome | None
+        if task.id in self._early_cancels:
+            outcome = Outcome(Kind.CANCEL, error="cancelled on request")
         elif self._shutting_down:
-            outcome = Outcome("release")
+            outcome = Outcome(Kind.RELEASE)
+        elif handler is None:
+            error = f"no handler registered for task type {task.task_type!r}"
+            outcome = Outcome(Kind.FAIL, error=error)
         else:
-            outcome, gave_turn = await self._supervise(task, handler, runner, started)
-            if outcome is None:
-                return False
-        self._finishing += 1
-        self._room.set()
+            outcome, gave_turn = await self.attempts.supervise(task, handler, runner, started)
+        if outcome is None:
+            return False
         duration_s = time.monotonic() - started
-        if outcome.kind == "completed":
+        if outcome.kind == Kind.COMPLETED:
             try:
                 result = orjson.dumps(outcome.result)
             except TypeError as exc:
-                outcome = Outcome("fail", error=f"result is not JSON-serialisable: {exc}")
+                outcome = Outcome(Kind.FAIL, error=f"result is not JSON-serialisable: {exc}")
             else:
                 # The runner moves on at once: a success is written in the background, with
-                # others finishing now, so a runner never idles through a round trip.
-                self._complete_soon(task, result, duration_s)
+                # others finishing now and the next starts, so a runner never idles
+                # through a round trip of its own.
+                self.writer.complete_soon(task, result, duration_s)
+                self._room.set()
                 if not gave_turn:
                     # The handler never waited: give the loop a turn before the next task,
                     # so a run of instant tasks cannot starve the fetcher, leases or the API.
                     await asyncio.sleep(0)
                 return True
-        await self._finish_counted(task, outcome, duration_s)
+        finishing = asyncio.ensure_future(self.writer.finish(task, outcome, duration_s))
+        self._room.set()  # counted as finishing: the fetcher may refill its slot
+        await finishing
         return True
 
-    def _complete_soon(self, task: Task, result: bytes, duration_s: float) -> None:
-        done = functools.partial(self._on_completed, task, result, duration_s)
-        self._completions.add((task, result), done)
+    async def _begin(self, task: Task) -> bool:
+        """Start a reserved task (reserved -> processing); False when it must not run:
+        shutdown hands it back, and one cancelled or reclaimed meanwhile is dropped."""
+        if self._shutting_down:
+            await self.writer.finish(task, Outcome(Kind.RELEASE), 0.0)
+            return False
+        if await self.writer.begin(task) is None:
+            self._free(task)
+            return False
+        task.status = Status.PROCESSING
+        return True
 
-    def _on_completed(
-        self, task: Task, result: bytes, duration_s: float, written: str | BaseException
-    ) -> None:
-        if isinstance(written, RedisUnavailable | asyncio.CancelledError):
-            # The slow path retries while Redis is away.
-            outcome = Outcome("completed", orjson.loads(result))
-            self._finish_in_background(task, outcome, duration_s)
-            return
-        self._finishing -= 1
-        if isinstance(written, BaseException):
-            log.error("completion_write_failed", error=str(written), task_id=task.id)
-        elif written == "completed":
-            self.completed += 1
-            self._finished(task, "completed", duration_s, "")
-        else:
-            stale = written == "stale"
-            reason = StaleAttempt(task.id, task.attempt) if stale else TaskNotFound(task.id)
-            log.warning("stale_attempt_refused", reason=str(reason), task_id=task.id)
-        self._free(task)
-
-    def _finish_in_background(self, task: Task, outcome: Outcome, duration_s: float) -> None:
-        """Write an outcome off the runner (a success whose write failed, an abandoned
-        handler's); shutdown waits for it."""
-        writer = asyncio.ensure_future(self._finish_counted(task, outcome, duration_s))
-        self._writing.add(writer)
-        writer.add_done_callback(self._writing.discard)
-
-    async def _finish_counted(self, task: Task, outcome: Outcome, duration_s: float) -> None:
-        """:meth:`_finish` for a task counted in ``_finishing`` since its handler returned."""
-        try:
-            await self._finish(task, outcome, duration_s)
-        finally:
-            self._finishing -= 1
-
-    async def _still_held(self, task: Task) -> bool:
-        try:
-            held = await self.store.is_held(task)
-        except RedisUnavailable:
-            held = True  # cannot tell: run it; the attempt fence still guards the result
-        if not held:
-            log.warning("prefetched_task_lost", task_id=task.id, attempt=task.attempt)
-            self.held.pop(task.id, None)
-            self._fetched_at.pop(task.id, None)
-            self._room.set()
-        return held
-
-    async def _supervise(
-        self, task: Task, handler: TaskType, runner: asyncio.Task[None], started: float
-    ) -> tuple[Outcome | None, bool]:
-        """Run the handler in this runner under its timeout, in a context of its own (see
-        taskd.engine.inline): its outcome (None when it ignored cancellation and was abandoned)
-        and whether it ever waited."""
-        ctx = Context(
-            task,
-            self._report_progress,
-            interval_s=self.config.progress_interval_s,
-            loop=self._loop,
-            settings=self.settings,
-            store=self.store,
-        )
-        run = _Run(task, runner, started)
-        self._running[task.id] = run
-        run.timer = self._loop.call_later(task.timeout_s, self._stop_run, run, "timeout")
-        outcome = None
-        driven = InContext(self._base_context.copy(), self._invoke(handler, ctx, task))
-        try:
-            outcome = await driven
-        except asyncio.CancelledError:
-            if not run.stop:
-                raise  # the runner itself is cancelled: run() is being torn down
-        finally:
-            run.in_handler = False
-            if run.timer is not None:
-                run.timer.cancel()
-            for _ in range(run.cancels):
-                runner.uncancel()
-            if self._running.get(task.id) is run:
-                del self._running[task.id]
-        if run.abandoned:
-            return None, True
-        if run.stop == "timeout" or outcome is None:
-            outcome = _stopped_outcome(run)
-        return outcome, driven.suspended
-
-    def _stop_run(self, run: _Run, why: str) -> None:
-        """Cancel a running handler. A cancel request leaves the timeout armed; a timeout
-        or shutdown abandons the handler if it is still inside after ``cancel_grace_s``."""
-        if not run.in_handler or (why == "cancel" and run.stop):
-            return
-        run.stop = why
-        run.cancels += 1
-        run.runner.cancel()
-        if why != "cancel":
-            if run.timer is not None:
-                run.timer.cancel()
-            run.timer = self._loop.call_later(self.config.cancel_grace_s, self._abandon, run)
-
-    def _abandon(self, run: _Run) -> None:
-        """The handler ignored its cancellation: write its outcome for it and put a new
+    def _abandoned(self, run: Run, outcome: Outcome) -> None:
+        """A handler ignored its cancellation: write its outcome for it and put a new
         runner in its place, so the pool keeps its size."""
-        if not run.in_handler:
-            return
-        task = run.task
-        log.error(
-            "handler_ignored_cancellation",
-            grace_s=self.config.cancel_grace_s,
-            task_id=task.id,
-            task_type=task.task_type,
-            attempt=task.attempt,
-        )
-        run.abandoned = True
-        if self._running.get(task.id) is run:
-            del self._running[task.id]
         self._runners.discard(run.runner)
-        self._finishing += 1
+        self.writer.finish_in_background(run.task, outcome, elapsed(run))
         self._room.set()
-        self._finish_in_background(task, _stopped_outcome(run), time.monotonic() - run.started)
         if not self._shutting_down:
             self._add_runner()
 
-    async def _invoke(self, handler: TaskType, ctx: Context, task: Task) -> Outcome:
-        # This coroutine runs in its own copy of the context (InContext): the binding ends
-        # with it.
-        bind_task_fields(task.id, task.task_type, task.attempt)
-        if self._debug:
-            log.debug("task_started", worker=self.consumer)
-        try:
-            if handler.is_async:
-                result = await handler.func(ctx, task.payload)
-            else:
-                call = contextvars.copy_context().run
-                result = await self._loop.run_in_executor(
-                    self._executor, call, handler.func, ctx, task.payload
-                )
-            return Outcome("completed", result=result)
-        except asyncio.CancelledError:
-            raise
-        except Retry as exc:
-            return Outcome("retry", error=str(exc), delay_s=exc.delay_s)
-        except Fail as exc:
-            return Outcome("fail", error=str(exc) or "failed")
-        except BaseException as exc:
-            base = ctx.settings.data_dir if ctx.settings is not None else None
-            return Outcome("retry", error=describe(exc, base))
-
-    async def _finish(self, task: Task, outcome: Outcome, duration_s: float) -> None:
-        """Write the outcome, retrying while Redis is briefly away; free the slot."""
-        try:
-            for attempt in range(1, 1000):
-                try:
-                    status = await self._write(task, outcome)
-                    break
-                except RedisUnavailable:
-                    if attempt * 0.5 > self.config.lease_s:
-                        status = "abandoned"  # the lease expired; another worker takes it
-                        break
-                    await asyncio.sleep(0.5)
-            self._finished(task, status, duration_s, outcome.error)
-        except (StaleAttempt, TaskNotFound) as exc:
-            log.warning("stale_attempt_refused", reason=str(exc), task_id=task.id)
-        finally:
-            self._free(task)
-
-    def _finished(self, task: Task, status: str, duration_s: float, error: str) -> None:
-        for hook in self.finished_hooks:
-            hook(task.task_type, status, duration_s)
-        if enabled("info"):
-            log.info(
-                "task_finished",
-                outcome=status,
-                duration_ms=round(duration_s * 1000, 2),
-                error=error or None,
-                task_id=task.id,
-                task_type=task.task_type,
-                attempt=task.attempt,
-            )
-
     def _free(self, task: Task) -> None:
         """The task's slot is free: forget it and let the fetcher refill."""
-        self.held.pop(task.id, None)
-        self._fetched_at.pop(task.id, None)
+        if self.held.get(task.id) is task:
+            del self.held[task.id]
         self._room.set()
 
-    async def _write(self, task: Task, outcome: Outcome) -> str:
-        if outcome.kind == "completed":
-            try:
-                result = orjson.dumps(outcome.result)
-            except TypeError as exc:
-                error = f"result is not JSON-serialisable: {exc}"
-                return await self.store.fail(task, error, "fail")
-            written = await self._completions.submit((task, result))
-            if written == "stale":
-                raise StaleAttempt(task.id, task.attempt)
-            if written == "missing":
-                raise TaskNotFound(task.id)
-            self.completed += 1
-            return "completed"
-        if outcome.kind == "release":
-            return await self.store.release(task)
-        delay = outcome.delay_s
-        if delay is None:
-            delay = backoff_s(
-                task.retry_count, self.config.backoff_base_s, self.config.backoff_max_s
-            )
-        status = await self.store.fail(task, outcome.error, outcome.kind, int(delay * 1000))
-        if status == "failed":
-            self.failed += 1
-        return status
-
-    async def _report_progress(self, task: Task, percent: int, message: str) -> int:
+    async def _report_progress(self, task: Task, percent: int, message: str) -> str:
         reply = await self.store.progress(task, percent, message)
-        if reply == 2:
+        if reply == "cancel":
             self._request_cancel(task.id)
         return reply
 
     def _request_cancel(self, task_id: str) -> None:
-        run = self._running.get(task_id)
-        if run is not None and not run.stop:
-            self._stop_run(run, "cancel")
-            log.info("task_cancel_requested", task_id=task_id)
+        """A cancel request (published, or seen at renewal): stop the running handler, or
+        drop a reserved task still in the buffer (cancel.lua has already cancelled it)."""
+        if self.attempts.request_cancel(task_id):
+            return
+        if task_id in self._taken:
+            self._early_cancels.add(task_id)  # being started: it must not run
+            return
+        task = self.held.get(task_id)
+        if task is not None and task.status == Status.RESERVED:
+            self._free(task)
 
-    async def _cancel_listener(self) -> None:
-        while not self._closing:
-            requests = self.store.cancel_requests()
-            try:
-                while not self._closing:
-                    task_id = await requests.get()
-                    if task_id is not None:
-                        self._request_cancel(task_id)
-            except RedisUnavailable:
-                await asyncio.sleep(1.0)
-            finally:
-                await requests.close()
-
-    async def _renew_loop(self) -> None:
-        """Renew leases and the heartbeat every third of the lease."""
-        interval = self.config.lease_s / 3
-        info = {
-            "consumer": self.consumer,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "concurrency": self.config.concurrency,
-            "queues": list(self.config.queues),
-            # Read by other nodes' submit check (taskd.engine.known): which types run here.
-            "task_types": [t.name for t in self.registry],
-            "started_at": time.time(),
-        }
-        while not self._closing:
-            try:
-                await self.store.renew(self.consumer, list(self.held.values()))
-                await self.store.heartbeat(
-                    self.consumer,
-                    info
-                    | {
-                        "held": len(self.held),
-                        "finishing": self._finishing,  # of those, done and being written
-                        "completed": self.completed,
-                        "failed": self.failed,
-                        "heartbeat_at": time.time(),
-                    },
-                    ttl_s=self.config.lease_s,
-                )
-            except RedisUnavailable as exc:
-                log.warning("lease_renewal_failed", error=str(exc))
-            await asyncio.sleep(interval)
+    def _lost(self, task_id: str) -> None:
+        """The renewal found a held task no longer this worker's: a reserved one leaves
+        the buffer; a running one finishes and its late outcome is refused (fencing)."""
+        task = self.held.get(task_id)
+        if task is not None and task.status == Status.RESERVED and task_id not in self._taken:
+            log.warning("reserved_task_lost", task_id=task_id, attempt=task.attempt)
+            self._free(task)
 
 
 async def _first(*aws: Any) -> None:
@@ -652,12 +458,3 @@ async def _first(*aws: Any) -> None:
     finally:
         for job in jobs:
             job.cancel()
-
-
-def _stopped_outcome(run: _Run) -> Outcome:
-    """The outcome of a handler the pool cancelled (or abandoned) for ``run.stop``."""
-    if run.stop == "timeout":
-        return Outcome("retry", error=f"timed out after {run.task.timeout_s:g}s")
-    if run.stop == "cancel":
-        return Outcome("cancel", error="cancelled on request")
-    return Outcome("release")

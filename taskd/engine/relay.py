@@ -75,11 +75,6 @@ def resolve_position(position: Position, queues: list[str]) -> Position:
     return {q: position.get(q, default) for q in queues}
 
 
-def is_after(event: Event, position: Position) -> bool:
-    """True when the event lies beyond the position's id for its queue."""
-    return stream_id_key(event.event_id) > stream_id_key(position.get(event.queue, "0-0"))
-
-
 def merge_positions(a: Position, b: Position) -> Position:
     """Per queue, the further of two positions."""
     merged = dict(a)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from taskd.errors import RedisUnavailable
-from taskd.keys import PRIORITIES
+from taskd.keys import HANDBACK, PRIORITIES
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -94,6 +94,7 @@ class Supervisor:
         if now - self._last_reclaim >= min(max(self.config.lease_s / 4, 0.02), 5.0):
             self._last_reclaim = now
             await self.reclaim(queues)
+            await self.fail_unrunnable(queues)
         self.sweeps += 1
         return wait
 
@@ -111,6 +112,24 @@ class Supervisor:
                 log.error("task_lost", task_id=task_id, queue=queue, reason="worker lost")
             for entry_id in result.deleted:
                 log.warning("reclaimed_entry_deleted", entry_id=entry_id, queue=queue)
+
+    async def fail_unrunnable(self, queues: list[str]) -> None:
+        """Fail handed-back tasks whose type no live worker of their queue runs.
+
+        A worker never runs a type it lacks: it hands such a task back to the front of its
+        level, where one that runs it takes it. Only when no live worker of the queue
+        lists the type (heartbeats carry ``task_types``) does the task fail. A queue with
+        no live worker, or one whose heartbeat lists no types (an older build, which
+        fails such tasks itself), is left alone.
+        """
+        workers = await self.store.workers()
+        for queue in queues:
+            serving = [w for w in workers if queue in _queue_names(w.get("queues"))]
+            if not serving or any(not isinstance(w.get("task_types"), list) for w in serving):
+                continue
+            types = {str(t) for w in serving for t in w["task_types"]}
+            for task_id in await self.store.fail_unrunnable(queue, sorted(types)):
+                log.error("task_unrunnable", task_id=task_id, queue=queue)
 
     async def expire(self, queue: str) -> int:
         """Delete finished tasks past retention, batch after batch until caught up.
@@ -136,10 +155,20 @@ class Supervisor:
             log.debug("housekeeping", queue=queue, expired=expired, trimmed=trimmed)
         for priority, (found, now) in (await self.store.verify_depth(queue)).items():
             log.warning("depth_corrected", queue=queue, priority=priority, found=found, now=now)
-        lease_ms = self.config.lease_s * 1000
+        lease_ms = int(self.config.lease_s * 1000)
         for name, (pending, idle_ms) in (await self.store.consumers(queue)).items():
-            if name == self.consumer or pending or idle_ms < lease_ms:
+            if name in (self.consumer, HANDBACK) or pending or idle_ms < lease_ms:
                 continue
-            if not await self.store.is_alive(name):
-                await self.store.delete_consumer(queue, name)
+            # The look above is only a filter: the script checks again and deletes in one
+            # step, so a consumer that fetched since (a paused daemon resuming) is kept.
+            if not await self.store.is_alive(name) and await self.store.delete_consumer(
+                queue, name, lease_ms
+            ):
                 log.info("consumer_removed", consumer=name, queue=queue)
+
+
+def _queue_names(specs: object) -> set[str]:
+    """Queue names of a heartbeat's ``queues`` (specs like ``"emails:4"``)."""
+    if not isinstance(specs, list):
+        return set()
+    return {str(spec).partition(":")[0] for spec in specs}

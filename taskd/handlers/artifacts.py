@@ -9,7 +9,6 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Final
 
@@ -83,12 +82,3 @@ def list_artifacts(settings: Settings | None, task_id: str) -> list[dict[str, An
         for p in sorted(folder.iterdir())
         if p.is_file() and ARTIFACT_NAME.fullmatch(p.name)
     ]
-
-
-def delete_artifacts(settings: Settings | None, task_id: str) -> bool:
-    """Remove a task's artifacts (for retention); True when there were any."""
-    folder = task_dir(settings, task_id)
-    if not folder.is_dir():
-        return False
-    shutil.rmtree(folder)
-    return True

@@ -20,6 +20,7 @@ from taskd.http.shapes import json_response, task_rows
 from taskd.http.state import SERVICES, STATE, AppState
 from taskd.intake import checked_spec
 from taskd.model import (
+    DEFAULT_PRIORITY,
     MAX_UNIQUE_KEY_LEN,
     QUEUE_NAME,
     STATUS_NAMES,
@@ -82,7 +83,7 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         item.get("task_type"),
         item.get("payload"),
         name=item.get("name"),
-        priority=item.get("priority", 5),
+        priority=item.get("priority", DEFAULT_PRIORITY),
         queue=item.get("queue", "default"),
         delay_s=item.get("delay_s"),
         run_at=item.get("run_at"),

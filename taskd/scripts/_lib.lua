@@ -92,9 +92,39 @@ local function emit(events, maxlen, kind, task_key, now)
   return emit_task(events, maxlen, kind, load_task(task_key) or {id = '', status = ''}, now)
 end
 
+-- The one table of reply codes; taskd/store/replies.py mirrors it and maps each to its
+-- exception. Scripts fail with ``fail_with(CODE.X, detail)`` (an error reply
+-- 'TASKD_X detail'); batch scripts answer an item that cannot be done with ``CODE.X``
+-- itself in that item's place.
+local CODE = {
+  STALE = 'TASKD_STALE',        -- the attempt is no longer the one held (fencing)
+  NOTFOUND = 'TASKD_NOTFOUND',  -- no such task
+  STATE = 'TASKD_STATE',        -- not allowed in the task's status
+}
+
 -- Fail with a code that taskd.store translates into an exception.
 local function fail_with(code, detail)
-  return redis.error_reply('TASKD_' .. code .. ' ' .. detail)
+  if string.sub(code, 1, 6) ~= 'TASKD_' then code = 'TASKD_' .. code end  -- 'STATE' too
+  return redis.error_reply(code .. ' ' .. detail)
+end
+
+-- Handed-back entries wait in the front zset, most urgent level first, FIFO within one.
+-- The group consumer HANDBACK holds their entries meanwhile (taskd.keys.HANDBACK).
+local FRONT_BAND = 1e13
+local HANDBACK = 'taskd:front'
+
+local function front_score(priority, now)
+  return (10 - tonumber(priority)) * FRONT_BAND + now
+end
+
+-- Put a delivered entry back at the front of its level: its place in line is kept, and
+-- the next fetch of any worker takes it before the level's stream. False when the entry
+-- is gone from the stream (deleted), so the caller must queue the task anew.
+local function hand_back(stream, group, front, sid, task_id, priority, now)
+  local claimed = redis.call('XCLAIM', stream, group, HANDBACK, 0, sid, 'JUSTID')
+  if #claimed == 0 then return false end
+  redis.call('ZADD', front, 'NX', front_score(priority, now), task_id)
+  return true
 end
 
 --[[

@@ -1,23 +1,25 @@
 --[[
-  Cancel a task: at once when it waits (pending, scheduled, retrying); cooperatively when it
-  runs (flag it and publish its id so the holding worker cancels the handler).
+  Cancel a task: at once when it waits (pending, scheduled, retrying) or is reserved by a
+  worker that has not started it; cooperatively when it runs (flag it and publish its id
+  so the holding worker cancels the handler; the holder also sees the flag at its next
+  lease renewal, should the publish not reach it).
 
   KEYS[1]  task hash     KEYS[2]  stats hash     KEYS[3]  events stream
   KEYS[4]  finished zset KEYS[5]  delayed zset   KEYS[6]  ready stream of its priority
-  KEYS[7]  depth hash
+  KEYS[7]  depth hash    KEYS[8]  front zset
 
-  ARGV[1]  events MAXLEN    ARGV[2]  cancel pub/sub channel
+  ARGV[1]  events MAXLEN    ARGV[2]  cancel pub/sub channel    ARGV[3]  group
 
   Reply: 'cancelled' or 'cancelling' (processing; the worker will confirm).
   Events: cancelled, or cancel_requested.
   Errors: TASKD_NOTFOUND, TASKD_STATE <status> (already finished).
 ]]
 local task_key, stats, events, finished, delayed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local stream, depth = KEYS[6], KEYS[7]
-local maxlen, channel = ARGV[1], ARGV[2]
+local stream, depth, front = KEYS[6], KEYS[7], KEYS[8]
+local maxlen, channel, group = ARGV[1], ARGV[2], ARGV[3]
 
 local task = load_task(task_key, {'sid'})
-if not task then return fail_with('NOTFOUND', task_key) end
+if not task then return fail_with(CODE.NOTFOUND, task_key) end
 local status = task.status
 local now = now_ms()
 
@@ -27,14 +29,25 @@ if status == 'processing' then
   redis.call('PUBLISH', channel, task.id)
   return 'cancelling'
 end
-if status ~= 'pending' and status ~= 'scheduled' and status ~= 'retrying' then
-  return fail_with('STATE', status)
+if status ~= 'pending' and status ~= 'scheduled' and status ~= 'retrying'
+    and status ~= 'reserved' then
+  return fail_with(CODE.STATE, status)
 end
 
-if status == 'pending' and task.sid and task.sid ~= '' then
-  -- Undelivered: remove the entry so no worker ever sees it. (If a blocking read already
-  -- delivered it, fetch finds the task cancelled and acknowledges the entry.)
-  if redis.call('XDEL', stream, task.sid) == 1 then
+local sid = task.sid or ''
+if status == 'reserved' then
+  -- Held but not started: the holder's begin is refused from now on; the publish lets
+  -- it drop the task from its buffer at once.
+  redis.call('XACK', stream, group, sid)
+  redis.call('PUBLISH', channel, task.id)
+elseif status == 'pending' and sid ~= '' then
+  -- Remove the entry so no worker ever sees it. Depth counts undelivered entries and
+  -- ones a blocking read delivered that fetch.lua has not taken (it skips this one now),
+  -- not the front's.
+  local at_front = redis.call('ZREM', front, task.id) == 1
+  local delivered = at_front or #redis.call('XPENDING', stream, group, sid, sid, 1) > 0
+  if delivered then redis.call('XACK', stream, group, sid) end
+  if redis.call('XDEL', stream, sid) == 1 and not at_front then
     redis.call('HINCRBY', depth, task.priority, -1)
   end
 end

@@ -9,15 +9,16 @@
   ARGV[1]  group    ARGV[2]  events MAXLEN
   then 3 values per task: attempt, stream entry id, result (JSON)
 
-  Reply: one status per task: 'completed', 'stale' (the attempt is not the one held: the
-         caller was presumed dead and the task moved on; nothing is written for it) or
-         'missing' (no such task).
+  Reply: one status per task: 'completed' (also when this attempt's completion was
+         written before and the reply lost), CODE.STALE (the attempt is not the one held:
+         the caller was presumed dead and the task moved on; nothing is written for it) or
+         CODE.NOTFOUND (no such task).
   Events: completed (one per completed task; with error '' when an earlier attempt's
           error was cleared).
 ]]
 -- ``items``: {task hash, its ready stream, attempt, stream entry id, result JSON} each.
--- Returns per item 'completed', 'stale' (not the attempt held: nothing written) or
--- 'missing'. One XACK per stream and one ZADD for the batch.
+-- Returns per item 'completed', CODE.STALE (not the attempt held: nothing written) or
+-- CODE.NOTFOUND. One XACK per stream and one ZADD for the batch.
 local function complete_tasks(stats, events, finished, maxlen, group, now, items, counts)
   local reply, acks, finished_args, done = {}, {}, {}, 0
   local now_text = int(now)
@@ -26,9 +27,13 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
     local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel',
       'task_type', 'started_at', 'error')
     if not state[1] then
-      reply[#reply + 1] = 'missing'
-    elseif state[1] ~= 'processing' or state[2] ~= attempt or state[3] ~= sid then
-      reply[#reply + 1] = 'stale'
+      reply[#reply + 1] = CODE.NOTFOUND
+    elseif state[2] ~= attempt or state[3] ~= sid then
+      reply[#reply + 1] = CODE.STALE
+    elseif state[1] == 'completed' then
+      reply[#reply + 1] = 'completed'  -- written before; that reply was lost
+    elseif state[1] ~= 'processing' then
+      reply[#reply + 1] = CODE.STALE
     else
       acks[stream] = acks[stream] or {}
       table.insert(acks[stream], sid)

@@ -18,9 +18,9 @@ local maxlen = ARGV[1]
 
 local state = redis.call('HMGET', task_key, 'status', 'id', 'unique_key')
 local status, id, unique_key = state[1], state[2], state[3]
-if not status then return fail_with('NOTFOUND', task_key) end
+if not status then return fail_with(CODE.NOTFOUND, task_key) end
 if status ~= 'completed' and status ~= 'failed' and status ~= 'cancelled' then
-  return fail_with('STATE', status)
+  return fail_with(CODE.STATE, status)
 end
 
 local now = now_ms()

@@ -11,7 +11,8 @@
   ARGV[5]  mode: 'retry' (retry if attempts remain), 'fail' (never retry), 'cancel'
   ARGV[6]  back-off delay in ms (mode 'retry')    ARGV[7]  events MAXLEN
 
-  Reply: the new status ('retrying', 'failed' or 'cancelled').
+  Reply: the new status ('retrying', 'failed' or 'cancelled'); writing the same attempt's
+         end again (its reply was lost) answers the status the first write set.
   Events: retrying, failed or cancelled.
   Errors: TASKD_NOTFOUND, TASKD_STALE (see complete.lua).
 ]]
@@ -21,10 +22,14 @@ local group, attempt, sid, err, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[
 local delay_ms, maxlen = tonumber(ARGV[6]), ARGV[7]
 
 local task = load_task(task_key, {'sid', 'cancel', 'task_type'})
-if not task then return fail_with('NOTFOUND', task_key) end
-if task.status ~= 'processing' or task.attempt ~= attempt or task.sid ~= sid then
-  return fail_with('STALE', task.id .. ' ' .. attempt)
+if not task then return fail_with(CODE.NOTFOUND, task_key) end
+if task.attempt ~= attempt or task.sid ~= sid then
+  return fail_with(CODE.STALE, task.id .. ' ' .. attempt)
 end
+if task.status == 'retrying' or task.status == 'failed' or task.status == 'cancelled' then
+  return task.status  -- this attempt's end was written before; that reply was lost
+end
+if task.status ~= 'processing' then return fail_with(CODE.STALE, task.id .. ' ' .. attempt) end
 
 local retries, max_retries = tonumber(task.retry_count), tonumber(task.max_retries)
 local now = now_ms()

@@ -12,7 +12,7 @@ import redis.exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 
 from taskd import keys
-from taskd.errors import TaskdError, WrongState
+from taskd.errors import TaskdError
 from taskd.keys import GROUP, Keys
 from taskd.store.connect import MIN_VERSIONS, _clients
 from taskd.store.scripts import SCRIPT_NAMES, load_script_source
@@ -270,10 +270,7 @@ class StoreBase:
         try:
             return await self._scripts[script](**kw)
         except rexc.ResponseError as exc:
-            code, _, detail = str(exc).partition(" ")
-            if code == "TASKD_STATE":
-                raise WrongState(task_id, detail, action) from None
-            raise translate(exc) from None
+            raise translate(exc, task_id, action) from None
 
     async def time_ms(self) -> int:
         """Redis's clock in epoch milliseconds (every daemon agrees on it)."""

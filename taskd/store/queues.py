@@ -36,14 +36,24 @@ class QueueOps(StoreBase):
         return {q for q, flag in zip(queues, flags, strict=True) if flag}
 
     async def purge(self, queue: str, step: int = 500) -> int:
-        """Cancel every waiting task of the queue (running ones finish); returns how many."""
+        """Cancel every task of the queue not yet started, wherever it waits (a stream, a
+        worker's buffer, the front, the delayed zset); running ones finish. Returns how
+        many."""
         k = self.keys(queue)
         total = 0
         async with translated():
             while True:
                 done, examined = await self._scripts["purge"](
-                    keys=[k.stats, k.events, k.finished, k.delayed, k.depth, *k.streams.values()],
-                    args=[GROUP, k.task_prefix, self.events_maxlen, step],
+                    keys=[
+                        k.stats,
+                        k.events,
+                        k.finished,
+                        k.delayed,
+                        k.depth,
+                        *k.streams.values(),
+                        k.front,
+                    ],
+                    args=[GROUP, k.task_prefix, self.events_maxlen, step, keys.CANCEL_CHANNEL],
                 )
                 total += int(done)
                 if not int(examined):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from taskd import keys
 from taskd.model import Status, Task, TaskSpec
 from taskd.store.translate import translated
@@ -14,10 +12,20 @@ from taskd.store.translate import translated
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """Tasks one fetch started, and whether their queue is paused."""
+    """Tasks one fetch reserved, and whether their queue is paused."""
 
     tasks: list[Task]
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """What one lease renewal learned: held ids asked to cancel, held ids no longer this
+    worker's, and ids of entries in its name it did not hold, handed back."""
+
+    cancels: set[str]
+    lost: set[str]
+    orphans: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +116,7 @@ _CREATED_DEFAULTS = {"progress": "0", "retry_count": "0", "attempt": "0", "run_a
 
 def task_fields(fields: dict[str, str]) -> dict[str, Any]:
     """The task part of an event entry: its flat fields (the changed ones, with id and
-    status; a created event's defaults restored), or the JSON of an entry written before
-    events became deltas."""
-    if "task" in fields:
-        loaded: dict[str, Any] = orjson.loads(fields["task"])
-        return loaded
+    status; a created event's defaults restored)."""
     task = {k: v for k, v in fields.items() if k not in ("kind", "ts")}
     if fields.get("kind") == "created":
         task = _CREATED_DEFAULTS | {"created_at": fields["ts"], "updated_at": fields["ts"]} | task

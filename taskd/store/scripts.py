@@ -7,6 +7,10 @@ from importlib import resources
 SCRIPT_NAMES = (
     "enqueue",
     "fetch",
+    "begin",
+    "renew",
+    "drop_consumer",
+    "fail_unrunnable",
     "complete",
     "fail",
     "progress",

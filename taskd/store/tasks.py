@@ -203,8 +203,9 @@ class TaskOps(StoreBase):
                         k.delayed,
                         k.stream(task.priority),
                         k.depth,
+                        k.front,
                     ],
-                    args=[self.events_maxlen, keys.CANCEL_CHANNEL],
+                    args=[self.events_maxlen, keys.CANCEL_CHANNEL, GROUP],
                 )
             )
 

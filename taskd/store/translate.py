@@ -8,16 +8,15 @@ from contextlib import asynccontextmanager
 
 import redis.exceptions as rexc
 
-from taskd.errors import RedisUnavailable, StaleAttempt, TaskdError, TaskNotFound
-
-# Script error codes (``redis.error_reply("TASKD_<CODE> detail")``) and their exceptions.
-SCRIPT_CODES = ("TASKD_STALE", "TASKD_NOTFOUND")
+from taskd.errors import RedisUnavailable, TaskdError
+from taskd.store.replies import error_for
 
 
-def translate(exc: Exception) -> Exception:
-    """Map a redis-py exception to a taskd one (script codes, credentials, TLS, outages)."""
+def translate(exc: Exception, task_id: str = "", action: str = "") -> Exception:
+    """Map a redis-py exception to a taskd one (script codes, credentials, TLS, outages);
+    ``task_id`` and ``action`` name what was asked, for a TASKD_STATE reply."""
     if isinstance(exc, rexc.ResponseError) and not isinstance(exc, rexc.AuthenticationError):
-        return _script_error(exc)
+        return _script_error(exc, task_id, action)
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
         return TaskdError(f"redis refused the credentials: {exc}")
     if _tls_failure(exc):  # waiting would not help: the certificate will not change
@@ -27,14 +26,9 @@ def translate(exc: Exception) -> Exception:
     return exc
 
 
-def _script_error(exc: rexc.ResponseError) -> Exception:
+def _script_error(exc: rexc.ResponseError, task_id: str = "", action: str = "") -> Exception:
     code, _, detail = str(exc).partition(" ")
-    if code == "TASKD_STALE":
-        task_id, _, attempt = detail.partition(" ")
-        return StaleAttempt(task_id, int(attempt or 0))
-    if code == "TASKD_NOTFOUND":
-        return TaskNotFound(detail.rsplit(":", 1)[-1])
-    return exc
+    return error_for(code, detail, task_id=task_id, action=action) or exc
 
 
 def _tls_failure(exc: BaseException) -> bool:

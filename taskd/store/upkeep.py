@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 import redis.exceptions as rexc
 
 from taskd import keys
@@ -58,6 +59,7 @@ class UpkeepOps(StoreBase):
                         k.finished,
                         k.dead,
                         k.depth,
+                        k.front,
                         k.history,
                         k.history_index,
                     ],
@@ -154,11 +156,31 @@ class UpkeepOps(StoreBase):
         async with translated():
             return bool(await self.redis.exists(keys.worker_info(consumer)))
 
-    async def delete_consumer(self, queue: str, consumer: str) -> None:
-        """Remove a consumer from every stream's group (only once it holds nothing)."""
+    async def fail_unrunnable(
+        self, queue: str, task_types: Sequence[str], limit: int = 1000
+    ) -> list[str]:
+        """Fail handed-back tasks of ``queue`` whose type is not in ``task_types`` (what
+        its live workers run); returns their ids."""
+        k = self.keys(queue)
         async with translated():
-            for stream in self.keys(queue).streams.values():
-                try:
-                    await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
-                except rexc.ResponseError:
-                    continue
+            failed = await self._scripts["fail_unrunnable"](
+                keys=[k.front, k.stats, k.events, k.finished, k.dead, *k.streams.values()],
+                args=[
+                    GROUP,
+                    k.task_prefix,
+                    self.events_maxlen,
+                    orjson.dumps(sorted(task_types)).decode(),
+                    limit,
+                ],
+            )
+        return [str(i) for i in failed]
+
+    async def delete_consumer(self, queue: str, consumer: str, min_idle_ms: int = 0) -> bool:
+        """Remove a consumer from a queue's group if it holds nothing and was idle at least
+        ``min_idle_ms``, checked and deleted in one script; True when removed."""
+        k = self.keys(queue)
+        async with translated():
+            removed = await self._scripts["drop_consumer"](
+                keys=list(k.streams.values()), args=[GROUP, consumer, min_idle_ms]
+            )
+        return bool(removed)

@@ -10,42 +10,47 @@ import orjson
 import redis.exceptions as rexc
 
 from taskd import keys
-from taskd.errors import StaleAttempt, TaskNotFound
 from taskd.keys import GROUP
-from taskd.model import Task
-from taskd.store.base import StoreBase
-from taskd.store.records import CancelRequests, Fetched
+from taskd.model import Status, Task
+from taskd.store.base import Call, StoreBase
+from taskd.store.records import CancelRequests, Fetched, Renewal
+from taskd.store.replies import is_code
 from taskd.store.translate import translated
+
+#: One runner's call in a coalesced batch: (kind 'begin' | 'complete', consumer, task,
+#: result JSON for a completion).
+Step = tuple[str, str, Task, bytes]
+
+
+def _begun(task: Task, reply: str) -> Task | None:
+    """The task as begin.lua left it, or None when it answered a code."""
+    if is_code(reply):
+        return None
+    task.status = Status.PROCESSING
+    task.started_at = int(reply)
+    return task
 
 
 class WorkerOps(StoreBase):
     """The worker side of the store."""
 
-    async def fetch(
-        self, queue: str, consumer: str, count: int, block_ms: int = 0, limits: str = ""
-    ) -> list[Task]:
-        """Start up to ``count`` tasks of one queue; block up to ``block_ms`` if none."""
-        fetched = await self.start_ready(queue, consumer, count, limits)
-        if fetched.tasks or block_ms <= 0 or fetched.paused:
-            return fetched.tasks
-        delivered = await self.wait_ready([queue], consumer, block_ms)
-        if not delivered:
-            return []
-        return (await self.start_ready(queue, consumer, 0, limits, delivered[queue])).tasks
-
-    async def start_ready(
+    async def reserve_ready(
         self,
         queue: str,
         consumer: str,
         count: int,
         limits: str = "",
         delivered: Sequence[tuple[int, str, str]] = (),
+        types: str = "",
     ) -> Fetched:
-        """Start the ``delivered`` entries, then ready tasks up to ``count`` started in all,
-        without blocking.
+        """Reserve the ``delivered`` entries, then ready tasks, up to ``count`` in all,
+        without blocking; delivered entries beyond ``count`` go back to the front.
 
-        ``limits`` is the queue's rate limits as fetch.lua's JSON; ``delivered`` are
-        (stream position, entry id, task id) triples from :meth:`wait_ready`.
+        Reserved tasks are held by ``consumer`` but not started: :meth:`begin_many`
+        starts them. ``limits`` is the queue's rate limits as fetch.lua's JSON;
+        ``delivered`` are (stream position, entry id, task id) triples from
+        :meth:`wait_ready`. ``types`` is the JSON list of task types ``consumer`` runs
+        ('' for any): tasks of other types are handed back to the front, not reserved.
         """
         if queue not in self._ready_queues:
             await self.ensure_queue(queue)
@@ -58,8 +63,17 @@ class WorkerOps(StoreBase):
             k.ratelimit,
             k.delayed,
             *k.streams_by_urgency,
+            k.front,
         ]
-        args: list[Any] = [GROUP, consumer, count, self.events_maxlen, k.task_prefix, limits]
+        args: list[Any] = [
+            GROUP,
+            consumer,
+            count,
+            self.events_maxlen,
+            k.task_prefix,
+            limits,
+            types,
+        ]
         for triple in delivered:
             args += triple
         try:
@@ -103,41 +117,59 @@ class WorkerOps(StoreBase):
                 delivered.setdefault(queue, []).append((position, sid, fields.get("id", "")))
         return delivered
 
-    async def complete(self, task: Task, result: Any) -> None:
-        """Record success of the held attempt; StaleAttempt if it is no longer held."""
-        (outcome,) = await self.complete_many([(task, orjson.dumps(result))])
-        if outcome == "stale":
-            raise StaleAttempt(task.id, task.attempt)
-        if outcome == "missing":
-            raise TaskNotFound(task.id)
+    async def begin_many(self, consumer: str, tasks: Sequence[Task]) -> list[Task | None]:
+        """Start reserved tasks (reserved -> processing) in one round trip: each as
+        processing, or None when its holding is over (cancelled, reclaimed, gone)."""
+        replies = await self.steps([("begin", consumer, task, b"") for task in tasks])
+        return [_begun(task, reply) for task, reply in zip(tasks, replies, strict=True)]
 
     async def complete_many(self, done: Sequence[tuple[Task, bytes]]) -> list[str]:
         """Record many successes (results already JSON) in one round trip.
 
-        Returns per task 'completed', 'stale' (attempt no longer held; nothing written)
-        or 'missing'.
+        Returns per task 'completed', or a reply code (taskd.store.replies): STALE when
+        the attempt is no longer held (nothing written), NOTFOUND.
         """
-        by_queue: dict[str, list[int]] = {}
-        for i, (task, _) in enumerate(done):
-            by_queue.setdefault(task.queue, []).append(i)
-        outcomes = [""] * len(done)
-        calls: list[tuple[str, list[str], list[Any]]] = []
+        return await self.steps([("complete", "", task, result) for task, result in done])
+
+    async def steps(self, steps: Sequence[Step]) -> list[str]:
+        """Run begins and completions of many runners in one pipeline, every completion
+        before every begin: a runner that finished a task and takes the next never counts
+        as two processing tasks. Returns one reply per step, in order (see begin.lua and
+        complete.lua; codes of taskd.store.replies in place of items not done)."""
+        calls: list[Call] = []
+        slots: list[list[int]] = []
+        for kind in ("complete", "begin"):
+            by_queue: dict[tuple[str, str], list[int]] = {}
+            for i, (step_kind, consumer, task, _) in enumerate(steps):
+                if step_kind == kind:
+                    by_queue.setdefault((task.queue, consumer), []).append(i)
+            for (queue, consumer), indexes in by_queue.items():
+                calls.append(self._step_call(kind, queue, consumer, [steps[i] for i in indexes]))
+                slots.append(indexes)
+        replies: list[str] = [""] * len(steps)
         async with translated():
-            for queue, indexes in by_queue.items():
-                k = self.keys(queue)
-                script_keys = [k.stats, k.events, k.finished]
-                args: list[Any] = [GROUP, self.events_maxlen]
-                for i in indexes:
-                    task, result = done[i]
-                    script_keys += [k.task(task.id), k.stream(task.priority)]
-                    args += [task.attempt, task.sid, result]
-                script_keys += [k.history, k.history_index]
-                calls.append(("complete", script_keys, args))
-            replies = await self._pipelined(calls)
-        for indexes, reply in zip(by_queue.values(), replies, strict=True):
-            for i, outcome in zip(indexes, reply, strict=True):
-                outcomes[i] = str(outcome)
-        return outcomes
+            results = await self._pipelined(calls)
+        for indexes, reply in zip(slots, results, strict=True):
+            for i, item in zip(indexes, reply, strict=True):
+                replies[i] = str(item)
+        return replies
+
+    def _step_call(self, kind: str, queue: str, consumer: str, steps: list[Step]) -> Call:
+        k = self.keys(queue)
+        if kind == "complete":
+            script_keys = [k.stats, k.events, k.finished]
+            args: list[Any] = [GROUP, self.events_maxlen]
+        else:
+            script_keys = [k.stats, k.events, k.finished]
+            args = [GROUP, consumer, self.events_maxlen]
+        for _, _, task, result in steps:
+            script_keys += [k.task(task.id), k.stream(task.priority)]
+            args += [task.attempt, task.sid]
+            if kind == "complete":
+                args.append(result)
+        if kind == "complete":
+            script_keys += [k.history, k.history_index]
+        return (kind, script_keys, args)
 
     async def fail(self, task: Task, error: str, mode: str, delay_ms: int = 0) -> str:
         """Record failure of the held attempt (mode retry|fail|cancel); returns new status."""
@@ -168,11 +200,12 @@ class WorkerOps(StoreBase):
                 )
             )
 
-    async def progress(self, task: Task, percent: int, message: str) -> int:
-        """Store progress; 1 stored, 2 stored and cancel requested, 0 stale."""
+    async def progress(self, task: Task, percent: int, message: str) -> str:
+        """Store progress: 'stored', 'cancel' (stored; a cancel was requested) or the
+        STALE code (ignored: the attempt moved on)."""
         k = self.keys(task.queue)
         async with translated():
-            return int(
+            return str(
                 await self._scripts["progress"](
                     keys=[k.task(task.id), k.events],
                     args=[task.attempt, task.sid, percent, message[:500], self.events_maxlen],
@@ -192,31 +225,39 @@ class WorkerOps(StoreBase):
                         k.events,
                         k.finished,
                         k.depth,
+                        k.front,
                     ],
                     args=[GROUP, task.attempt, task.sid, self.events_maxlen],
                 )
             )
 
-    async def is_held(self, task: Task) -> bool:
-        """True while this attempt of the task is the one processing (not reclaimed)."""
-        async with translated():
-            status, attempt, sid = await self.redis.hmget(
-                self.keys(task.queue).task(task.id), "status", "attempt", "sid"
-            )
-        return bool(status == "processing" and attempt == str(task.attempt) and sid == task.sid)
+    async def renew(
+        self, consumer: str, held: Sequence[Task], orphan_ms: int, queues: Sequence[str] = ()
+    ) -> Renewal:
+        """Renew the leases of held tasks (one renew.lua per queue, one round trip).
 
-    async def renew(self, consumer: str, held: Sequence[Task]) -> None:
-        """Reset the idle time of held entries (XCLAIM JUSTID keeps the delivery count)."""
-        by_stream: dict[str, list[str]] = {}
+        Also learns which held tasks were asked to cancel (the publish may have missed
+        this worker) or are no longer its own, and hands back entries in ``consumer``'s
+        name idle over ``orphan_ms`` that it does not hold (a fetch whose reply was lost),
+        in the queues it consumes (``queues``) and those of held tasks.
+        """
+        by_queue: dict[str, list[Any]] = {}
         for task in held:
-            by_stream.setdefault(self.keys(task.queue).stream(task.priority), []).append(task.sid)
-        if not by_stream:
-            return
+            by_queue.setdefault(task.queue, []).extend((task.priority, task.sid, task.id))
+        calls: list[Call] = []
+        for queue in sorted(set(by_queue) | set(queues)):
+            k = self.keys(queue)
+            script_keys = [*k.streams.values(), k.stats, k.events, k.front, k.depth]
+            args = [GROUP, consumer, orphan_ms, k.task_prefix, self.events_maxlen]
+            calls.append(("renew", script_keys, args + by_queue.get(queue, [])))
         async with translated():
-            pipe = self.redis.pipeline(transaction=False)
-            for stream, sids in by_stream.items():
-                pipe.xclaim(stream, GROUP, consumer, 0, sids, justid=True)
-            await pipe.execute()
+            replies = await self._pipelined(calls)
+        renewal = Renewal(set(), set(), [])
+        for cancels, lost, orphans in replies:
+            renewal.cancels.update(cancels)
+            renewal.lost.update(lost)
+            renewal.orphans.extend(orphans)
+        return renewal
 
     async def heartbeat(self, consumer: str, info: dict[str, Any], ttl_s: float) -> None:
         """Announce a live consumer; its record expires if the process dies."""

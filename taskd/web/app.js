@@ -29,7 +29,7 @@ const STATE_TEXT = {
   reconnecting: "Reconnecting…",
   offline: "Offline",
 };
-const CARD_STATUSES = ["total", "pending", "scheduled", "processing", "completed", "failed", "retrying", "cancelled"];
+const CARD_STATUSES = ["total", "pending", "scheduled", "reserved", "processing", "completed", "failed", "retrying", "cancelled"];
 
 /** Renders at most once per FRAME_MIN_MS, inside an animation frame. */
 class Frame {

@@ -8,7 +8,9 @@ import { byId, h, replace, setText } from "./dom.js";
 import { count, duration, ms, when } from "./format.js";
 import { taskDuration } from "./table.js";
 
-const CANCELLABLE = new Set(["pending", "scheduled", "retrying", "processing"]);
+const CANCELLABLE = new Set(["pending", "scheduled", "retrying", "reserved", "processing"]);
+// Held by a consumer (lease shown): reserved (in its prefetch buffer) or processing.
+const HELD = new Set(["reserved", "processing"]);
 const RETRYABLE = new Set(["failed", "cancelled"]);
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
 const LEASE_EVERY_MS = 2000;
@@ -79,7 +81,7 @@ export class Detail {
       this.task = task;
       this.history = history;
       this.error = "";
-      if (task.status === "processing") await this.fetchLease();
+      if (HELD.has(task.status)) await this.fetchLease();
     } catch (err) {
       if (seq !== this.seq) return;
       this.error =
@@ -179,7 +181,7 @@ export class Detail {
   /** @param {number} now */
   tick(now) {
     if (!this.open || !this.task) return;
-    if (this.task.status === "processing") {
+    if (HELD.has(this.task.status)) {
       this.dirty = true;
       if (now - this.leaseAt > LEASE_EVERY_MS) this.fetchLease();
     }
@@ -221,7 +223,7 @@ export class Detail {
 
   renderLease(t) {
     const section = byId("detail-lease-section");
-    section.hidden = t.status !== "processing";
+    section.hidden = !HELD.has(t.status);
     if (section.hidden) return;
     const l = this.lease;
     const rows = [];

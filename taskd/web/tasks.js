@@ -14,6 +14,7 @@ const RECENT_LIMIT = 2000;
 const STATUS_NAMES = [
   "pending",
   "scheduled",
+  "reserved",
   "processing",
   "completed",
   "failed",

@@ -24,6 +24,7 @@ from tests.chaos.harness import (
     submit,
 )
 from tests.conftest import eventually
+from tests.enginetools import take
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(SIZES.timeout_s)]
 RETENTION_S = 2.0
@@ -153,7 +154,7 @@ async def test_one_housekeeping_pass_expires_more_than_one_batch(store: Store, q
     """A pass expires every finished task past retention, not just one batch of them."""
     count = EXPIRE_BATCH * 2 + 500
     tasks = await submit(store, specs("work", [{"ms": 0}] * count, queue))
-    started = await store.fetch(queue, "chaos:0:0", count)
+    started = await take(store, queue, "chaos:0:0", count)
     assert len(started) == count
     assert set(await store.complete_many([(t, b"null") for t in started])) == {"completed"}
     supervisor = Supervisor(store, "chaos:0:0", SupervisorConfig(retention_s=0.001))

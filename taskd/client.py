@@ -17,24 +17,9 @@ from taskd.engine.known import KnownTypes
 from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
 from taskd.intake import checked_spec
-from taskd.model import DEFAULT_PRIORITY, FINISHED, Status, Task, TaskSpec
+from taskd.model import DEFAULT_PRIORITY, FINISHED, SUBMIT_FIELDS, Status, Task, TaskSpec
 from taskd.paging import Cursor
 from taskd.store import Store
-
-SUBMIT_ARGS = frozenset(
-    {
-        "task_type",
-        "payload",
-        "name",
-        "priority",
-        "queue",
-        "delay_s",
-        "run_at",
-        "max_retries",
-        "timeout_s",
-        "unique_key",
-    }
-)
 
 
 def embedded_url_file(data_dir: Path) -> Path:
@@ -219,8 +204,8 @@ class Client:
         specs = []
         for i, item in enumerate(items):
             plain = _TYPE_AND_PAYLOAD.issuperset(item)  # the common shape: no options
-            if not plain and not SUBMIT_ARGS.issuperset(item):
-                unknown = sorted(set(item) - SUBMIT_ARGS)[0]
+            if not plain and not SUBMIT_FIELDS.issuperset(item):
+                unknown = sorted(set(item) - SUBMIT_FIELDS)[0]
                 raise ValidationError(f"[{i}].{unknown}", "unknown argument")
             task_type: Any = item.get("task_type")  # make_spec validates it
             payload = item.get("payload")

@@ -279,6 +279,24 @@ class TaskSpec:
     unique_key: str | None = None
 
 
+# The fields a submit may carry, for every caller (HTTP API, Client, SyncClient): one list,
+# so a field added to make_spec is accepted everywhere at once.
+SUBMIT_FIELDS: Final = frozenset(
+    {
+        "task_type",
+        "payload",
+        "name",
+        "priority",
+        "queue",
+        "delay_s",
+        "run_at",
+        "max_retries",
+        "timeout_s",
+        "unique_key",
+    }
+)
+
+
 def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
     task_type: Any,
     payload: Any = None,

@@ -24,6 +24,7 @@ from taskd.model import (
     MAX_UNIQUE_KEY_LEN,
     QUEUE_NAME,
     STATUS_NAMES,
+    SUBMIT_FIELDS,
     Status,
     Task,
     TaskSpec,
@@ -31,20 +32,6 @@ from taskd.model import (
 )
 from taskd.paging import Cursor
 
-SUBMIT_FIELDS: Final = frozenset(
-    {
-        "name",
-        "task_type",
-        "priority",
-        "payload",
-        "queue",
-        "delay_s",
-        "run_at",
-        "max_retries",
-        "timeout_s",
-        "unique_key",
-    }
-)
 MAX_BATCH: Final = 1000
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000

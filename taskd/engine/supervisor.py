@@ -90,6 +90,8 @@ class Supervisor:
                 log.debug("tasks_promoted", queue=queue, count=moved)
             if next_due_ms >= 0:
                 wait = min(wait, next_due_ms / 1000)
+        if await self.store.drain_outboxes(queues):
+            wait = 0.0  # ends may have released tasks with outbox entries of their own
         now = time.monotonic()
         if now - self._last_reclaim >= min(max(self.config.lease_s / 4, 0.02), 5.0):
             self._last_reclaim = now

@@ -12,7 +12,8 @@
          written before and the reply lost), CODE.STALE (the attempt is not the one held:
          the caller was presumed dead and the task moved on; nothing is written for it) or
          CODE.NOTFOUND (no such task).
-  Events: completed (one per completed task).
+  Events: completed (one per completed task); released or cancelled for workflow
+          dependents in this slot (others get an outbox entry, see _flow.lua).
 ]]
 -- ``items``: {task hash, its ready stream, attempt, stream entry id, result JSON} each.
 -- Returns per item 'completed', CODE.STALE (not the attempt held: nothing written) or
@@ -22,7 +23,8 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
   local now_text = int(now)
   for _, item in ipairs(items) do
     local task_key, stream, attempt, sid, result = item[1], item[2], item[3], item[4], item[5]
-    local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel')
+    local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel',
+      'children', 'wf_key')
     if not state[1] then
       reply[#reply + 1] = CODE.NOTFOUND
     elseif state[2] ~= attempt or state[3] ~= sid then
@@ -43,6 +45,10 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'completed',
         'ts', now_text, 'id', state[4], 'status', 'completed', 'progress', '100',
         'completed_at', now_text, 'updated_at', now_text)
+      if state[6] then
+        flow_ended(tag_of(task_key), {id = state[4], children = state[6], wf_key = state[7]},
+          'completed', now, maxlen)
+      end
       done = done + 1
       reply[#reply + 1] = 'completed'
     end

@@ -18,7 +18,14 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
-from taskd.errors import RedisUnavailable, TaskdError, TaskNotFound, ValidationError, WrongState
+from taskd.errors import (
+    RedisUnavailable,
+    TaskdError,
+    TaskNotFound,
+    ValidationError,
+    WorkflowNotFound,
+    WrongState,
+)
 from taskd.http.guard import Access, Auth, RateLimiter, bearer, client_key, origin_allowed
 from taskd.http.guard import retry_after as retry_after_header
 from taskd.http.shapes import json_response
@@ -75,6 +82,7 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     Unauthorized: 401,
     Forbidden: 403,
     TaskNotFound: 404,
+    WorkflowNotFound: 404,
     WrongState: 409,
     ValidationError: 422,
     RateLimited: 429,

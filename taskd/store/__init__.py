@@ -8,7 +8,7 @@ called by EVALSHA); script error codes become :mod:`taskd.errors` exceptions in
 from __future__ import annotations
 
 from taskd.store.events import EventOps
-from taskd.store.flows import FlowOps
+from taskd.store.flowview import FlowViewOps
 from taskd.store.queues import QueueOps
 from taskd.store.records import CancelRequests, Event, Fetched, Reclaimed, stream_id_key
 from taskd.store.tasks import TaskOps
@@ -18,5 +18,5 @@ from taskd.store.worker import WorkerOps
 __all__ = ["CancelRequests", "Event", "Fetched", "Reclaimed", "Store", "stream_id_key"]
 
 
-class Store(TaskOps, WorkerOps, UpkeepOps, QueueOps, EventOps, FlowOps):
+class Store(TaskOps, WorkerOps, UpkeepOps, QueueOps, EventOps, FlowViewOps):
     """Everything taskd does with Redis, by area (see the mixin modules)."""

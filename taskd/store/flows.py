@@ -117,8 +117,8 @@ class FlowOps(StoreBase):
         return {t[0]: task for t, task in zip(record["tasks"], tasks, strict=True)}
 
     async def workflow_ids(self, limit: int, before: float | None) -> list[tuple[str, int]]:
-        """Workflow ids newest first, created strictly before ``before`` ms when given."""
-        top = f"({before}" if before is not None else "+inf"
+        """Workflow ids newest first, created at or before ``before`` ms when given."""
+        top = str(before) if before is not None else "+inf"
         async with translated():
             rows = await self.redis.zrevrangebyscore(
                 keys.WORKFLOWS, top, "-inf", start=0, num=limit, withscores=True

@@ -21,6 +21,8 @@ taskd:{q}:finished              zset    finished task ids, score = finish ms (re
 taskd:{q}:dead                  zset    failed task ids (dead letters), score = fail ms
 taskd:{q}:stats                 hash    count per status, ``total``, monotonic counters
 taskd:{q}:events                stream  one entry per transition / progress (capped)
+taskd:{q}:history               hash    '<minute>:<task type>' -> packed per-minute counts
+taskd:{q}:history:index         zset    history field -> its minute (drops old fields)
 taskd:{q}:unique:<key>          string  id of the task submitted with this unique key
 taskd:{q}:outbox                stream  workflow ends bound for a child in another queue
                                         (drained by the supervisor, see scripts/_flow.lua)
@@ -68,6 +70,8 @@ class Keys:
         "events",
         "finished",
         "front",
+        "history",
+        "history_index",
         "index",
         "outbox",
         "paused",
@@ -98,6 +102,8 @@ class Keys:
         self.stats = f"{self.tag}:stats"
         self.events = f"{self.tag}:events"
         self.outbox = f"{self.tag}:outbox"
+        self.history = f"{self.tag}:history"
+        self.history_index = f"{self.tag}:history:index"
         self.streams: dict[int, str] = {p: f"{self.tag}:stream:{p}" for p in PRIORITIES}
 
     def task(self, task_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Real `taskd serve` subprocesses for tests that need separate OS processes."""
+"""Real `taskd serve` / `taskd worker` subprocesses for tests that need separate OS processes."""
 
 from __future__ import annotations
 
@@ -36,9 +36,18 @@ def pid_gone(pid: int) -> bool:
 
 
 class DaemonProcess:
-    """One `taskd serve` child with its own port and data dir."""
+    """One `taskd serve` child with its own port and data dir.
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    ``command="worker"`` starts `taskd worker` instead, its health listener on the port.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+    ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.log_path = data_dir / "daemon.log"
@@ -53,8 +62,9 @@ class DaemonProcess:
             | (env or {})
         )
         self._log = self.log_path.open("wb")
+        port_flag = "--health-port" if command == "worker" else "--port"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "taskd", "serve", "--port", str(self.port), *args],
+            [sys.executable, "-m", "taskd", command, port_flag, str(self.port), *args],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -246,7 +246,7 @@ def test_port_out_of_range() -> None:
 def test_workers_not_a_number() -> None:
     """WORKERS=abc is refused with the key, the expected type and the value."""
     message = config_error(env={"WORKERS": "abc"})
-    assert message.startswith("config: workers.count: expected an integer from 1 to 10000")
+    assert message.startswith("config: workers.count: expected an integer from 0 to 10000")
     assert "'abc'" in message
 
 

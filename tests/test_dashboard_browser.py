@@ -1,16 +1,21 @@
 """The dashboard in a real Chromium against a real `taskd serve`: live updates, the submit
-form, task actions, filters and the shareable detail URL."""
+form, task actions, filters, the shareable detail URL, the throughput history's ranges,
+failed rows, layout at desktop and phone widths, and the theme toggle."""
 
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.conftest import eventually
 from tests.dashboard_support import (
     MARKS,
+    PHONE,
     Api,
     Watched,
     expect,
@@ -19,10 +24,10 @@ from tests.dashboard_support import (
     open_page,
     start_daemon,
 )
-from tests.procs import DaemonProcess
+from tests.procs import DaemonProcess, free_port
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Locator, Page
+    from playwright.async_api import Browser, Locator, Page, Route
 
 pytestmark = MARKS
 DB = 9
@@ -253,3 +258,196 @@ async def test_keyboard_alone_reaches_a_task_and_its_details(live: Watched, api:
     await page.keyboard.press("Escape")
     await expect(page.locator("#detail")).to_be_hidden()
     assert await page.evaluate("document.activeElement.closest('tr')?.dataset.id") == focused
+
+
+DB_HISTORY = 13
+POINTS = {"5m": r"^5$", "1h": r"^60$", "24h": r"^14[45]$", "7d": r"^16[89]$"}
+LABELS = {"5m": "5 min", "1h": "1 h", "24h": "24 h", "7d": "7 d"}
+
+
+async def _completed_quick(api: Api, n: int) -> None:
+    """Submit ``n`` quick tasks and wait until the server's history counts them."""
+    before = await _history_completed(api)
+    await api.batch([{"task_type": "quick", "name": f"hist {i}"} for i in range(n)])
+
+    async def counted() -> bool:
+        return await _history_completed(api) >= before + n
+
+    await eventually(counted, timeout_s=20)
+
+
+async def _history_completed(api: Api) -> int:
+    body = await api.get("/api/tasks/stats/history?minutes=10")
+    return sum(b["completed"] for b in body["buckets"])
+
+
+async def test_throughput_chart_shows_server_history_in_each_range(live: Watched, api: Api) -> None:
+    """Each range button loads that span from the server's history (bucket count, totals
+    in the read-out), and a reload keeps the chosen range and shows the same past."""
+    page = live.page
+    await _completed_quick(api, 3)
+    chart = page.locator("#throughput")
+    for key, points in POINTS.items():
+        await page.locator(f'#throughput-ranges button[data-range="{key}"]').click()
+        await expect(page.locator(f'#throughput-ranges [data-range="{key}"]')).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        await expect(chart).to_have_attribute("data-range", key)
+        await expect(chart).to_have_attribute("data-points", re.compile(points))
+        await expect(chart).not_to_have_attribute("data-completed", "0")
+        await expect(page.locator("#throughput-now")).to_contain_text(f"Last {LABELS[key]}:")
+    await page.reload()
+    await expect(page.locator('#throughput-ranges [data-range="7d"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(chart).to_have_attribute("data-points", re.compile(POINTS["7d"]))
+    await expect(chart).not_to_have_attribute("data-completed", "0")
+    assert len(await chart.locator("path.line-completed").get_attribute("d") or "") > 100
+
+
+async def test_throughput_history_survives_a_daemon_restart(
+    browser: Browser, redis_url: str, tmp_path: Path
+) -> None:
+    """After the daemon restarts, the open page (on reconnect) and a fresh page both show
+    the completions made before the restart."""
+    url = await fresh_db(redis_url, DB_HISTORY)
+    port = free_port()
+    first = await start_daemon(tmp_path / "one", url, port=port)
+    second: DaemonProcess | None = None
+    watched = await open_page(browser, first.url)
+    page = watched.page
+    try:
+        api = Api(first.url)
+        await _completed_quick(api, 4)
+        await api.close()
+        chart = page.locator("#throughput")
+        await expect(chart).to_have_attribute("data-completed", "4")
+        first.kill(signal.SIGTERM)
+        assert await first.wait() == 0
+        await expect(page.locator("#conn-text")).to_have_text(re.compile("Reconnecting|Offline"))
+        second = await start_daemon(tmp_path / "two", url, port=port)
+        await expect(page.locator("#conn-text")).to_have_text("Live")
+        await expect(chart).to_have_attribute("data-completed", "4")
+        await page.reload()
+        await expect(chart).to_have_attribute("data-completed", "4")
+        assert watched.page_errors == []
+    finally:
+        await watched.context.close()
+        first.close()
+        if second is not None:
+            second.close()
+
+
+async def test_failed_rows_show_the_error_truncated_with_the_full_text_on_hover(
+    live: Watched, api: Api
+) -> None:
+    """A failed row says why it failed (not its last progress message), cut short in the
+    row, whole in its title and in the detail panel."""
+    page = live.page
+    reason = "disk full " + "x" * 400
+    task = await api.submit("boom", name="fails loudly", payload={"reason": reason})
+    line = row(page, task["id"])
+    await expect(line.locator(".c-status .badge")).to_have_text("failed")
+    msg = line.locator(".msg")
+    await expect(msg).to_have_text(re.compile(r"^boom: disk full x+…$"))
+    assert len(await msg.text_content() or "") <= 160
+    await expect(msg).to_have_attribute("title", f"boom: {reason}")
+    await line.locator(".task-link").click()
+    await expect(page.locator("#detail-error")).to_have_text(f"boom: {reason}")
+
+
+async def test_type_column_shows_long_type_names_whole_at_1400_px(
+    browser: Browser, daemon: DaemonProcess, api: Api
+) -> None:
+    """At 1400 px the Type column fits data_processing and report_generation unclipped."""
+    watched = await open_page(browser, daemon.url, viewport={"width": 1400, "height": 900})
+    page = watched.page
+    try:
+        for task_type in ("data_processing", "report_generation"):
+            example = next(
+                t["example"]
+                for t in (await api.get("/api/task-types"))["task_types"]
+                if t["name"] == task_type
+            )
+            task = await api.submit(task_type, payload=example)
+            cell = row(page, task["id"]).locator("td.c-type")
+            await expect(cell).to_have_text(task_type)
+            clipped = await cell.evaluate("c => c.scrollWidth > c.clientWidth")
+            assert not clipped, task_type
+    finally:
+        await watched.context.close()
+
+
+async def test_phone_task_list_scrolls_with_the_page_not_inside_it(
+    browser: Browser, daemon: DaemonProcess, api: Api
+) -> None:
+    """On a phone the task list is part of the page's one scroll, not a box of its own."""
+    await api.batch([{"task_type": "quick", "name": f"phone {i}"} for i in range(60)])
+    watched = await open_page(browser, daemon.url, viewport=PHONE)
+    page = watched.page
+    try:
+        await expect(page.locator("#task-rows tr").nth(40)).to_be_attached()
+        wrap = page.locator(".table-wrap")
+        inner = await wrap.evaluate(
+            "w => ({overflow: getComputedStyle(w).overflowY, "
+            "scrolls: w.scrollHeight > w.clientHeight + 1})"
+        )
+        assert inner == {"overflow": "visible", "scrolls": False}
+        assert await page.evaluate("document.documentElement.scrollHeight > innerHeight")
+    finally:
+        await watched.context.close()
+
+
+async def test_detail_says_when_the_history_failed_and_retries(live: Watched, api: Api) -> None:
+    """When /history cannot be fetched the timeline says so (not "No history available.")
+    and offers a retry that loads it (requests are cut off in the browser's network layer
+    until the failure shows)."""
+    page = live.page
+    task = await api.submit("wait", name="history retry", payload={"s": 60})
+    cut = True
+    requests: list[str] = []
+
+    async def handle(route: Route) -> None:
+        requests.append(route.request.url)
+        await (route.abort() if cut else route.continue_())
+
+    await page.route("**/api/tasks/*/history", handle)
+    try:
+        await page.goto(f"/#/tasks/{task['id']}")
+        timeline = page.locator("#detail-timeline")
+        await expect(timeline).to_contain_text("The history failed to load")
+        cut = False
+        tried = len(requests)
+        await timeline.get_by_role("button", name="Retry").click()
+        await expect(timeline.locator("li").first).to_contain_text("created")
+        assert len(requests) > tried
+    finally:
+        await page.unroute("**/api/tasks/*/history", handle)
+        async with api.session.post(f"/api/tasks/{task['id']}/cancel") as reply:
+            assert reply.status in (200, 202)
+
+
+async def test_theme_toggle_overrides_the_system_and_is_remembered(
+    browser: Browser, daemon: DaemonProcess
+) -> None:
+    """The theme follows the system by default; choosing light or dark overrides it and
+    survives a reload; choosing system again follows the system."""
+    watched = await open_page(browser, daemon.url, color_scheme="light")
+    page = watched.page
+    root = page.locator("html")
+    try:
+        await expect(root).to_have_attribute("data-theme", "light")
+        await page.locator("#theme").select_option("dark")
+        await expect(root).to_have_attribute("data-theme", "dark")
+        background = "getComputedStyle(document.body).backgroundColor"
+        assert await page.evaluate(background) == "rgb(13, 17, 23)"
+        await page.reload()
+        await expect(root).to_have_attribute("data-theme", "dark")
+        await expect(page.locator("#theme")).to_have_value("dark")
+        await page.locator("#theme").select_option("system")
+        await expect(root).to_have_attribute("data-theme", "light")
+        await page.emulate_media(color_scheme="dark")
+        await expect(root).to_have_attribute("data-theme", "dark")
+        assert watched.page_errors == []
+    finally:
+        await watched.context.close()

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from taskd import config
+from taskd.engine.known import KnownTypes
 from taskd.engine.pool import WorkerPool
 from taskd.engine.registry import Registry, TaskType
 from taskd.engine.relay import Relay, RelayConfig
@@ -53,12 +54,14 @@ async def serve_app(
 ) -> AsyncIterator[TestClient[Any, Any]]:
     """The real app on a loopback port, its relay reading, until the block exits."""
     relay = Relay(store, relay_config)
+    registry = registry or registry_with()
     state = AppState(
         store=store,
         pool=pool,
-        registry=registry or registry_with(),
+        registry=registry,
         relay=relay,
         settings=settings(**flags),
+        known_types=KnownTypes(store, (t.name for t in registry)),
     )
     async with TestClient(TestServer(build_app(state))) as client:
         await asyncio.wait_for(relay.ready.wait(), 10)

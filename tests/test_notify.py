@@ -116,12 +116,14 @@ async def test_vanished_socket_is_reported_once_and_never_raises(notify_dir: Pat
 
 
 @pytest.mark.slow
-async def test_serve_notifies_ready_watchdog_and_stopping(
-    listener: Listener, redis_url: str, tmp_path: Path
+@pytest.mark.parametrize(("command", "status"), [("serve", "serving"), ("worker", "worker")])
+async def test_node_notifies_ready_watchdog_and_stopping(
+    listener: Listener, redis_url: str, tmp_path: Path, command: str, status: str
 ) -> None:
-    """`taskd serve` sends READY=1 once its port is bound, WATCHDOG=1 pings, then STOPPING=1."""
+    """`taskd serve` and `taskd worker` send READY=1 once their port (the worker's health
+    port) is bound, WATCHDOG=1 pings, then STOPPING=1."""
     env = {"NOTIFY_SOCKET": listener.name, "WATCHDOG_USEC": "400000"}
-    daemon = DaemonProcess(tmp_path / "d", "--redis-url", redis_url, env=env)
+    daemon = DaemonProcess(tmp_path / "d", "--redis-url", redis_url, env=env, command=command)
     try:
         await listener.wait_for("READY=1")
         with socket.create_connection(("127.0.0.1", daemon.port), timeout=1):
@@ -129,7 +131,7 @@ async def test_serve_notifies_ready_watchdog_and_stopping(
         first = listener.messages[0][1]
         assert first[0] == "READY=1"
         assert f"MAINPID={daemon.proc.pid}" in first
-        assert any(line.startswith("STATUS=serving") for line in first)
+        assert any(line.startswith(f"STATUS={status}") for line in first)
 
         await eventually(lambda: asyncio.sleep(0, result=listener.lines().count("WATCHDOG=1") >= 2))
         daemon.kill(signal.SIGTERM)

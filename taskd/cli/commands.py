@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from taskd.cli.remote import Remote
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 def _run(coro: Any) -> None:
     """Run on uvloop when it is installed, else asyncio's default loop."""
     try:
@@ -44,50 +47,90 @@ def version() -> None:
     click.echo(f"taskd {taskd.__version__}")
 
 
+# Command-line flags of the node commands -> dotted setting names.
+_NODE_FLAGS = {
+    "host": "server.host",
+    "port": "server.port",
+    "health_port": "server.health_port",
+    "redis_url": "redis.url",
+    "data_dir": "data_dir",
+    "workers": "workers.count",
+    "handlers": "workers.handlers",
+    "queues": "workers.queues",
+    "log_format": "log.format",
+    "log_level": "log.level",
+}
+
+
+def _node_options(func: F) -> F:
+    """The options ``serve`` and ``worker`` share, in --help order."""
+    options = (
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="taskd.toml to read (default: $TASKD_CONFIG, else none).",
+        ),
+        click.option(
+            "--redis-url", help="Redis URL; empty = embedded (worker: the local serve's)."
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where the embedded server and files live.",
+        ),
+        click.option("--workers", type=int, help="Worker coroutines [4]; serve: 0 = API only."),
+        click.option("--handlers", help="Comma-separated modules with @taskd.task handlers."),
+        click.option("--queues", help="Comma-separated queues to consume, in order of preference."),
+        click.option("--log-format", type=click.Choice(["auto", "console", "json"])),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"])),
+    )
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="taskd.toml to read (default: $TASKD_CONFIG, else none).",
-)
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8000].")
-@click.option("--redis-url", help="Redis URL; empty = start an embedded server.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the embedded server and files live.",
-)
-@click.option("--workers", type=int, help="Worker coroutines [4].")
-@click.option("--handlers", help="Comma-separated modules with @taskd.task handlers.")
-@click.option("--queues", help="Comma-separated queues to consume, in order of preference.")
-@click.option("--log-format", type=click.Choice(["auto", "console", "json"]))
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@_node_options
 def serve(config_path: Path | None, **flags: Any) -> None:
-    """Run a taskd node: HTTP API, WebSocket, dashboard, workers and supervisor."""
-    names = {
-        "host": "server.host",
-        "port": "server.port",
-        "redis_url": "redis.url",
-        "data_dir": "data_dir",
-        "workers": "workers.count",
-        "handlers": "workers.handlers",
-        "queues": "workers.queues",
-        "log_format": "log.format",
-        "log_level": "log.level",
-    }
+    """Run a taskd node: HTTP API, WebSocket, dashboard, workers and supervisor.
+
+    With --workers 0 the node runs no tasks (an API-only node in front of `taskd worker`
+    nodes); without a Redis URL it starts and manages an embedded server.
+    """
+    _run_node("serve", config_path, flags)
+
+
+@main.command()
+@click.option("--health-port", type=int, help="Serve /healthz, /readyz, /metrics here [none].")
+@click.option("--host", help="Address of the health listener [127.0.0.1].")
+@_node_options
+def worker(config_path: Path | None, **flags: Any) -> None:
+    """Run a worker-only node: workers and supervisor, no API, no dashboard.
+
+    Without a Redis URL it joins the embedded server of a `taskd serve` using the same
+    data dir. SIGTERM lets running tasks finish within server.shutdown_grace_s.
+    """
+    _run_node("worker", config_path, flags)
+
+
+def _run_node(role: str, config_path: Path | None, flags: dict[str, Any]) -> None:
+    """Load the settings and run the daemon in ``role``; errors end it with one line."""
     try:
-        settings = config.load(config_path, os.environ, {names[k]: v for k, v in flags.items()})
+        settings = config.load(
+            config_path, os.environ, {_NODE_FLAGS[k]: v for k, v in flags.items()}
+        )
     except TaskdError as exc:
         click.echo(f"taskd: {exc}", err=True)
         sys.exit(2)
     # A daemon configures logging once, so loggers may cache their processor chain.
     configure_logging(settings.log.format, settings.log.level, cache=True)
-    from taskd.daemon.root import Daemon  # noqa: PLC0415 - keep `taskd version` import-light
+    from taskd.daemon.root import Daemon, Role  # noqa: PLC0415 - keep `taskd version` light
 
     try:
-        _run(Daemon(settings).run())
+        _run(Daemon(settings, role=Role(role)).run())
     except (TaskdError, ExceptionGroup) as exc:
         error = _first_taskd_error(exc)
         if error is None:
@@ -128,7 +171,6 @@ def _first_taskd_error(exc: BaseException) -> TaskdError | None:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:

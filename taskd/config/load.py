@@ -32,6 +32,7 @@ ENV_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
     "server.rate_limit_per_s": ("TASKD_RATE_LIMIT_PER_S",),
     "server.request_timeout_s": ("TASKD_REQUEST_TIMEOUT_S",),
     "server.shutdown_grace_s": ("TASKD_SHUTDOWN_GRACE_S",),
+    "server.health_port": ("TASKD_HEALTH_PORT",),
     "redis.url": ("TASKD_REDIS_URL", "REDIS_URL"),
     "redis.server_bin": ("TASKD_REDIS_SERVER_BIN",),
     "data_dir": ("TASKD_DATA_DIR",),

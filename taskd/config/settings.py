@@ -123,6 +123,8 @@ class ServerSettings:
     rate_limit_per_s: float = field(default=100.0, metadata=_spec(lo=0))  # 0 = off
     shutdown_grace_s: float = field(default=30.0, metadata=_spec(lo=0))
     request_timeout_s: float = field(default=1.0, metadata=_spec(gt=0))
+    # `taskd worker` only: port of its /healthz, /readyz, /metrics listener (0 = none)
+    health_port: int = field(default=0, metadata=_spec(lo=0, hi=65535))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,7 +140,8 @@ class RedisSettings:
 class WorkerSettings:
     """How many tasks run at once, which handler modules to load, which queues to serve."""
 
-    count: int = field(default=4, metadata=_spec(lo=1, hi=10000))
+    # 0: an API-only node (`taskd serve --workers 0`) that runs no tasks
+    count: int = field(default=4, metadata=_spec(lo=0, hi=10000))
     handlers: tuple[str, ...] = field(default=(), metadata=_spec(check=_module_names))
     prefetch: int = field(default=0, metadata=_spec(lo=0))  # 0 = same as count
     queues: tuple[str, ...] = field(default=("default",), metadata=_spec(check=_queue_names))

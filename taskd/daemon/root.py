@@ -1,8 +1,14 @@
-"""The composition root of ``taskd serve``: builds everything, owns startup, shutdown, signals.
+"""The composition root of ``taskd serve`` and ``taskd worker``: builds everything, owns
+startup, shutdown, signals.
 
 Startup: embedded Redis (when no URL) -> store -> handlers -> HTTP listener -> pool and
 supervisor. Shutdown (SIGTERM/SIGINT): stop fetching, let running tasks finish within the
 grace period, hand the rest back, close HTTP, then Redis. A second signal exits at once.
+
+The two roles share all of it. ``serve`` listens with the API, WebSocket and dashboard;
+with ``workers.count = 0`` it runs no pool (an API-only node). ``worker`` runs the pool
+with no API, optionally a health listener (``server.health_port``), and never starts an
+embedded Redis: it joins the one a local ``serve`` runs, or the configured URL.
 """
 
 from __future__ import annotations
@@ -11,17 +17,19 @@ import asyncio
 import contextlib
 import os
 import signal
+from enum import StrEnum
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
-from taskd.client import embedded_url_file
+from taskd.client import embedded_url_file, resolve_redis_url
 from taskd.config import Settings, mask_url
 from taskd.daemon.heap import freeze_startup_heap
 from taskd.daemon.looplag import LoopLag
 from taskd.daemon.notify import Notifier
 from taskd.embedded import EmbeddedRedis, find_server_binary
+from taskd.engine.known import KnownTypes
 from taskd.engine.pool import PoolConfig, WorkerPool, consumer_name
 from taskd.engine.registry import Registry
 from taskd.engine.relay import Relay
@@ -30,6 +38,7 @@ from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import ConfigError, RedisUnavailable
 from taskd.http.app import SERVICES, AppState, build_app
 from taskd.http.guard import is_loopback
+from taskd.http.health import build_health_app
 from taskd.model import parse_rate
 from taskd.store import Store
 
@@ -39,11 +48,21 @@ log = structlog.get_logger(__name__)
 _WATCHDOG_LAG_S = 5.0
 
 
-class Daemon:
-    """One taskd node: HTTP API, worker pool and supervisor in one event loop."""
+class Role(StrEnum):
+    """What a node runs besides the supervisor."""
 
-    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+    SERVE = "serve"  # HTTP API + dashboard, and a worker pool unless workers.count = 0
+    WORKER = "worker"  # a worker pool; HTTP only for health, on server.health_port
+
+
+class Daemon:
+    """One taskd node: HTTP API and/or worker pool, and the supervisor, in one event loop."""
+
+    def __init__(
+        self, settings: Settings, registry: Registry | None = None, role: Role = Role.SERVE
+    ) -> None:
         self.settings = settings
+        self.role = role
         self.registry = registry or Registry.from_modules(
             settings.workers.handlers, settings=settings
         )
@@ -58,37 +77,33 @@ class Daemon:
         self._install_signals()
         runner: web.AppRunner | None = None
         try:
+            self._check_role()
             self._check_exposure()
             url = await self._start_redis()
             self.store = store = await self._connect(url)
             if store is None:
                 return
             consumer = consumer_name()
-            self.pool = pool = WorkerPool(
-                store, self.registry, consumer, self._pool_config(), self.settings
-            )
+            if self.settings.workers.count > 0:
+                self.pool = WorkerPool(
+                    store, self.registry, consumer, self._pool_config(), self.settings
+                )
             supervisor = Supervisor(store, consumer, self._supervisor_config())
-            for queue in pool.fetcher.queue_names():
+            for queue in self.pool.fetcher.queue_names() if self.pool else ():
                 await store.ensure_queue(queue)
-            runner = await self._start_http(store, pool)
+            runner = await self._start_http(store, self.pool)
             lag = LoopLag()
-            lag.expose(runner.app[SERVICES].metrics.registry)
-            log.info(
-                "taskd_started",
-                listen=f"http://{self.settings.server.host}:{self.port}",
-                redis=self._describe_redis(url),
-                workers=self.settings.workers.count,
-                queues=list(self.settings.workers.queues),
-                task_types=[t.name for t in self.registry],
-                consumer=consumer,
-            )
+            if runner is not None:
+                lag.expose(runner.app[SERVICES].metrics.registry)
+            self._log_started(url, consumer)
             freeze_startup_heap()  # full collections then skip what lives as long as we do
             notifier = Notifier(os.environ)
-            notifier.ready(f"serving on port {self.port}, {self.settings.workers.count} workers")
+            notifier.ready(self._status_line())
             async with asyncio.TaskGroup() as group:
                 group.create_task(lag.run(self.stop))
                 group.create_task(notifier.serve(self.stop, lambda: lag.healthy(_WATCHDOG_LAG_S)))
-                group.create_task(pool.run(self.stop))
+                if self.pool is not None:
+                    group.create_task(self.pool.run(self.stop))
                 group.create_task(supervisor.run(self.stop))
                 group.create_task(self._scheduler(store).run(self.stop))
             log.info("taskd_stopped")
@@ -98,6 +113,35 @@ class Daemon:
             if self.store is not None:
                 await self.store.close()
             await self._stop_redis()
+
+    def _check_role(self) -> None:
+        """A worker node without workers would do nothing: refuse it before starting."""
+        if self.role is Role.WORKER and self.settings.workers.count < 1:
+            raise ConfigError(
+                "workers.count",
+                "a worker node needs at least 1 worker; for a node without workers "
+                "run `taskd serve --workers 0`",
+            )
+
+    def _log_started(self, url: str, consumer: str) -> None:
+        listen = f"http://{self.settings.server.host}:{self.port}" if self.port else None
+        log.info(
+            "taskd_started",
+            role=self.role.value,
+            listen=listen,
+            redis=self._describe_redis(url),
+            workers=self.settings.workers.count,
+            queues=list(self.settings.workers.queues) if self.pool else [],
+            task_types=[t.name for t in self.registry],
+            consumer=consumer,
+        )
+
+    def _status_line(self) -> str:
+        workers = f"{self.settings.workers.count} workers"
+        if self.role is Role.WORKER:
+            health = f", health on port {self.port}" if self.port else ""
+            return f"worker node, {workers}{health}"
+        return f"serving on port {self.port}, {workers}"
 
     def _pool_config(self) -> PoolConfig:
         w, t = self.settings.workers, self.settings.tasks
@@ -128,6 +172,10 @@ class Daemon:
     async def _start_redis(self) -> str:
         if self.settings.redis.url:
             return self.settings.redis.url
+        if self.role is Role.WORKER:
+            # A worker node never owns Redis: it joins the embedded server of a `taskd
+            # serve` sharing its data dir (as taskd.Client() does), else says what to set.
+            return resolve_redis_url(self.settings)
         binary = find_server_binary(self.settings.redis.server_bin or None)
         data = self.settings.data_dir / "redis"
         self.embedded = EmbeddedRedis(data, binary=binary)
@@ -143,7 +191,13 @@ class Daemon:
         await self.embedded.stop()
 
     def _check_exposure(self) -> None:
-        """Refuse an open API on a non-loopback address, before starting anything."""
+        """Refuse an open API on a non-loopback address, before starting anything.
+
+        A worker's health listener serves only the paths that are public on every node
+        (health, readiness, metrics), so it may listen anywhere.
+        """
+        if self.role is Role.WORKER:
+            return
         host, auth = self.settings.server.host, self.settings.auth
         if not (auth.tokens or auth.read_tokens or auth.allow_anonymous or is_loopback(host)):
             raise ConfigError(
@@ -177,21 +231,33 @@ class Daemon:
                 return None
             delay = min(delay * 2, 5.0)
 
-    async def _start_http(self, store: Store, pool: WorkerPool) -> web.AppRunner:
+    async def _start_http(self, store: Store, pool: WorkerPool | None) -> web.AppRunner | None:
+        """The API listener (serve), the health listener (worker with a port), or none."""
+        server = self.settings.server
+        port = server.port if self.role is Role.SERVE else server.health_port
+        if self.role is Role.WORKER and not port:
+            return None
         state = AppState(
             store=store,
             pool=pool,
             registry=self.registry,
             relay=Relay(store),
             settings=self.settings,
+            known_types=KnownTypes(store, (t.name for t in self.registry)),
         )
-        runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+        app = build_app(state) if self.role is Role.SERVE else build_health_app(state)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
+        site = web.TCPSite(runner, server.host, port)
+        try:
+            await site.start()
+        except OSError as exc:  # taken port, unknown address: one line, not a traceback
+            await runner.cleanup()
+            key = "server.port" if self.role is Role.SERVE else "server.health_port"
+            reason = f"cannot listen on {server.host}:{port}: {exc.strerror}"
+            raise ConfigError(key, reason) from exc
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
         return runner
 
     def _describe_redis(self, url: str) -> str:

@@ -89,9 +89,17 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         default_timeout_s=tasks.timeout_s,
         max_payload_bytes=state.settings.server.max_body_bytes,
     )
-    if state.registry.checks_payload(spec.task_type):
+    # A type this node does not register (one a worker node runs) is checked by
+    # known_types; its payload by that worker's handler when it runs.
+    if spec.task_type in state.registry and state.registry.checks_payload(spec.task_type):
         state.registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
     return spec
+
+
+async def check_type(state: AppState, spec: TaskSpec) -> None:
+    """Refuse a type nothing can run: not built in, not ours, not a live worker's."""
+    if spec.task_type not in state.known_types.local:
+        await state.known_types.check(spec.task_type, spec.queue)
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -107,6 +115,7 @@ async def create_task(request: web.Request) -> web.Response:
     """POST /api/tasks: 201 with the task, or 200 with the existing one for a used key."""
     state = request.app[STATE]
     spec = spec_from(state, await read_json(request), _idempotency_key(request))
+    await check_type(state, spec)
     ((task, created),) = await state.store.submit([spec])
     if created:
         request.app[SERVICES].metrics.submitted(task.task_type)
@@ -130,7 +139,9 @@ async def create_batch(request: web.Request) -> web.Response:
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            specs.append(spec_from(state, item))
+            spec = spec_from(state, item)
+            await check_type(state, spec)
+            specs.append(spec)
         except ValidationError as exc:
             problems.append(
                 {

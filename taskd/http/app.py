@@ -12,7 +12,18 @@ from aiohttp import web
 from taskd import __version__
 from taskd.engine.relay import raise_if_cancelling
 from taskd.errors import RedisUnavailable
-from taskd.http import api, bulk, dashboard, docs, inspection, ops, queues, workflows, ws
+from taskd.http import (
+    api,
+    bulk,
+    dashboard,
+    docs,
+    history,
+    inspection,
+    ops,
+    queues,
+    workflows,
+    ws,
+)
 from taskd.http.guard import Auth, RateLimiter
 from taskd.http.metrics import Metrics
 from taskd.http.middleware import Guard, errors
@@ -33,6 +44,7 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("POST", "/api/tasks/bulk/retry", bulk.bulk_retry),
     ("POST", "/api/tasks/bulk/cancel", bulk.bulk_cancel),
     ("GET", "/api/tasks/stats/overview", api.stats_overview),
+    ("GET", "/api/tasks/stats/history", history.stats_history),
     ("GET", "/api/tasks/{task_id}", api.get_task),
     ("DELETE", "/api/tasks/{task_id}", api.delete_task),
     ("POST", "/api/tasks/{task_id}/cancel", api.cancel_task),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from taskd.engine.registry import Registry
-from taskd.http import openapi_dashboard, queues
+from taskd.http import openapi_dashboard, openapi_history, queues
 from taskd.http.schemas import component_schemas, ref
 from taskd.model import (
     QUEUE_NAME,
@@ -412,9 +412,13 @@ def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict
         | _queue_paths()
         | _system_paths()
         | _probe_paths()
-        | openapi_dashboard.paths(),
+        | openapi_dashboard.paths()
+        | openapi_history.paths(),
         "components": {
-            "schemas": component_schemas(registry) | queues.schemas() | openapi_dashboard.schemas(),
+            "schemas": component_schemas(registry)
+            | queues.schemas()
+            | openapi_dashboard.schemas()
+            | openapi_history.schemas(),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -174,6 +174,7 @@ def component_schemas(registry: Registry) -> dict[str, Any]:
             "held": INT,
             "finishing": INT,
             "queues": {"type": "array", "items": STR},
+            "task_types": {"type": "array", "items": STR},
             "concurrency": INT,
             "completed": INT,
             "failed": INT,

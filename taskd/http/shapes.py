@@ -99,12 +99,13 @@ def _seconds_to_iso(value: Any) -> str | None:
 
 def worker(info: Mapping[str, Any]) -> dict[str, Any]:
     """A live consumer's heartbeat record as the API shows it."""
-    queues = info.get("queues")
+    queues, types = info.get("queues"), info.get("task_types")
     return {
         "consumer": str(info.get("consumer", "")),
         "host": str(info.get("host", "")),
         "pid": _int(info.get("pid")),
         "queues": [str(q) for q in queues] if isinstance(queues, list) else [],
+        "task_types": [str(t) for t in types] if isinstance(types, list) else [],
         "concurrency": _int(info.get("concurrency")),
         "held": _int(info.get("held")),
         "finishing": _int(info.get("finishing")),
@@ -112,6 +113,17 @@ def worker(info: Mapping[str, Any]) -> dict[str, Any]:
         "failed": _int(info.get("failed")),
         "started_at": _seconds_to_iso(info.get("started_at")),
         "heartbeat_at": _seconds_to_iso(info.get("heartbeat_at")),
+    }
+
+
+def remote_task_type(name: str, queues: list[str]) -> dict[str, Any]:
+    """A type this node does not register but live workers of ``queues`` run."""
+    return {
+        "name": name,
+        "description": f"Run by worker nodes of {'queues' if len(queues) > 1 else 'queue'} "
+        f"{', '.join(queues)}.",
+        "example": {},
+        "schema": None,
     }
 
 

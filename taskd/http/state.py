@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from taskd.config import Settings
+from taskd.engine.known import KnownTypes
 from taskd.engine.pool import WorkerPool
 from taskd.engine.registry import Registry
 from taskd.engine.relay import Relay
@@ -27,6 +28,7 @@ class AppState:
     registry: Registry
     relay: Relay
     settings: Settings
+    known_types: KnownTypes
 
 
 @dataclass(frozen=True, slots=True)

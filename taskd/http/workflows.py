@@ -11,9 +11,10 @@ from typing import Final
 from aiohttp import web
 
 from taskd.errors import ValidationError
-from taskd.http.api import read_json
+from taskd.http.api import check_type, read_json
 from taskd.http.shapes import json_response
-from taskd.http.state import STATE
+from taskd.http.state import STATE, AppState
+from taskd.model import TaskSpec
 from taskd.store.flowview import WORKFLOW_STATUSES
 from taskd.workflow import make_workflow, result_refs
 
@@ -32,21 +33,25 @@ async def create_workflow(request: web.Request) -> web.Response:
         max_payload_bytes=state.settings.server.max_body_bytes,
     )
     for key, task in spec.tasks.items():
-        name = task.spec.task_type
-        if not state.registry.checks_payload(name):
-            continue
-        if result_refs(task.spec.payload):  # its final payload exists only at release
-            if name not in state.registry:
-                raise ValidationError(f"tasks.{key}.task_type", f"unknown task type {name!r}")
-            continue
         try:
-            state.registry.check_payload(name, task.spec.payload)
+            await _check_task(state, task.spec)
         except ValidationError as exc:
             message = exc.message.removeprefix(f"{exc.field}: ")
             raise ValidationError(f"tasks.{key}.{exc.field}", message) from None
     await state.store.submit_workflow(spec)
     view = await state.store.get_workflow(spec.id)
     return json_response(view, status=201, headers={"Location": f"/api/workflows/{spec.id}"})
+
+
+async def _check_task(state: AppState, spec: TaskSpec) -> None:
+    """What POST /api/tasks checks of one task: its type can run, its payload fits the
+    type's schema (but for payloads with $result references: their final form exists
+    only at release)."""
+    name = spec.task_type
+    checked = name in state.registry and state.registry.checks_payload(name)
+    if checked and not result_refs(spec.payload):
+        state.registry.check_payload(name, spec.payload)
+    await check_type(state, spec)
 
 
 async def get_workflow(request: web.Request) -> web.Response:

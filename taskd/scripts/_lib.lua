@@ -126,3 +126,62 @@ local function hand_back(stream, group, front, sid, task_id, priority, now)
   redis.call('ZADD', front, 'NX', front_score(priority, now), task_id)
   return true
 end
+
+--[[
+  Per-minute history (read by taskd.store.history; the layout is taskd.history's).
+  One field of the history hash per minute and task type, '<minute>:<task type>', holding
+  'submitted,completed,failed,h1,...,hN': counts, then the completions' run-time histogram
+  over RUN_BOUNDS_MS (trailing zeros left out). The index zset names every field with its
+  minute as score, so each new field drops up to 8 older than HISTORY_MINUTES: memory is
+  bounded by what 8 days of traffic writes, and an idle queue's history expires whole.
+]]
+local HISTORY_MINUTES = 11520
+local HISTORY_TTL_S = 691200
+local RUN_BOUNDS_MS = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000,
+  50000, 100000, 200000, 500000, 1000000}
+local SUBMITTED, COMPLETED, FAILED = 1, 2, 3
+
+-- Count ``n`` into ``slot`` (SUBMITTED, COMPLETED, FAILED) of a task type's minute.
+local function history_add(counts, task_type, slot, n)
+  local add = counts[task_type] or {0, 0, 0}
+  counts[task_type] = add
+  add[slot] = (add[slot] or 0) + n
+end
+
+-- Count one completion and its run time (ms) into the histogram.
+local function history_run(counts, task_type, run_ms)
+  history_add(counts, task_type, COMPLETED, 1)
+  local slot = FAILED + #RUN_BOUNDS_MS + 1
+  for i, bound in ipairs(RUN_BOUNDS_MS) do
+    if run_ms <= bound then slot = FAILED + i break end
+  end
+  history_add(counts, task_type, slot, 1)
+end
+
+-- Add ``counts`` (task type -> {submitted, completed, failed, h1, ...}) to minute ``now``.
+local function record_history(hist, hist_index, now, counts)
+  local minute = int(math.floor(now / 60000))
+  for task_type, add in pairs(counts) do
+    local field = minute .. ':' .. task_type
+    local values = {}
+    local packed = redis.call('HGET', hist, field)
+    if packed then
+      for n in string.gmatch(packed, '%d+') do values[#values + 1] = tonumber(n) end
+    else
+      redis.call('ZADD', hist_index, minute, field)
+      local old = redis.call('ZRANGEBYSCORE', hist_index, '-inf',
+        '(' .. int(tonumber(minute) - HISTORY_MINUTES), 'LIMIT', 0, 8)
+      if #old > 0 then
+        redis.call('HDEL', hist, unpack(old))
+        redis.call('ZREM', hist_index, unpack(old))
+      end
+      redis.call('EXPIRE', hist_index, HISTORY_TTL_S)
+    end
+    local size = math.max(#values, 3)
+    for slot in pairs(add) do size = math.max(size, slot) end
+    for i = 1, size do values[i] = int((values[i] or 0) + (add[i] or 0)) end
+    while #values > 3 and values[#values] == '0' do values[#values] = nil end
+    redis.call('HSET', hist, field, table.concat(values, ','))
+    if not packed then redis.call('EXPIRE', hist, HISTORY_TTL_S) end
+  end
+end

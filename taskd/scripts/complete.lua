@@ -4,6 +4,7 @@
 
   KEYS[1]  stats hash    KEYS[2]  events stream    KEYS[3]  finished zset
   then for task i (0-based):  KEYS[4+2i] its hash,  KEYS[5+2i] its ready stream
+  and last:  KEYS[n-1]  history hash,  KEYS[n]  history index zset (see record_history)
 
   ARGV[1]  group    ARGV[2]  events MAXLEN
   then 3 values per task: attempt, stream entry id, result (JSON)
@@ -18,13 +19,13 @@
 -- ``items``: {task hash, its ready stream, attempt, stream entry id, result JSON} each.
 -- Returns per item 'completed', CODE.STALE (not the attempt held: nothing written) or
 -- CODE.NOTFOUND. One XACK per stream and one ZADD for the batch.
-local function complete_tasks(stats, events, finished, maxlen, group, now, items)
+local function complete_tasks(stats, events, finished, maxlen, group, now, items, counts)
   local reply, acks, finished_args, done = {}, {}, {}, 0
   local now_text = int(now)
   for _, item in ipairs(items) do
     local task_key, stream, attempt, sid, result = item[1], item[2], item[3], item[4], item[5]
     local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel',
-      'children', 'wf_key')
+      'children', 'wf_key', 'task_type', 'started_at')
     if not state[1] then
       reply[#reply + 1] = CODE.NOTFOUND
     elseif state[2] ~= attempt or state[3] ~= sid then
@@ -50,6 +51,7 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
           'completed', now, maxlen)
       end
       done = done + 1
+      history_run(counts, state[8] or '', now - tonumber(state[9] or now))
       reply[#reply + 1] = 'completed'
     end
   end
@@ -69,4 +71,7 @@ for i = 0, count - 1 do
   items[#items + 1] = {KEYS[4 + 2 * i], KEYS[5 + 2 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i],
     ARGV[5 + 3 * i]}
 end
-return complete_tasks(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[1], now_ms(), items)
+local now, counts = now_ms(), {}
+local reply = complete_tasks(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[1], now, items, counts)
+record_history(KEYS[#KEYS - 1], KEYS[#KEYS], now, counts)
+return reply

@@ -6,6 +6,7 @@
   KEYS[7..16]  ready streams of priority 1..10
   then for task i (0-based):  KEYS[17+2i] its hash,  KEYS[18+2i] its unique-key pointer
                               (the task hash again when the task has no unique key)
+  and last:  KEYS[n-1]  history hash,  KEYS[n]  history index zset (see record_history)
 
   ARGV[1]  events MAXLEN    ARGV[2]  task key prefix (the queue's hash tag)
   then 11 values per task: id, name, task_type, queue, priority, payload (JSON),
@@ -21,6 +22,7 @@
 ]]
 local stats, index, events, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local depth = KEYS[6]
+local hist, hist_index = KEYS[#KEYS - 1], KEYS[#KEYS]
 local maxlen, prefix = ARGV[1], ARGV[2]
 local per_task = 11
 local count = (#ARGV - 2) / per_task
@@ -34,6 +36,7 @@ local reply = {now}
 local created = {pending = 0, scheduled = 0}
 local ready = {}
 local indexed = {}  -- score, id, ...: one ZADD per batch
+local counts = {}  -- task type -> history counts
 
 for i = 0, count - 1 do
   local a = 3 + i * per_task
@@ -79,6 +82,7 @@ for i = 0, count - 1 do
     indexed[#indexed + 1] = int(base + i)
     indexed[#indexed + 1] = id
     created[status] = created[status] + 1
+    history_add(counts, task_type, SUBMITTED, 1)
     local event = {events, 'MAXLEN', '~', maxlen, '*', 'kind', 'created', 'ts', now_text,
       'id', id, 'status', status, 'name', name, 'task_type', task_type, 'queue', queue,
       'priority', priority, 'max_retries', max_retries, 'timeout_s', timeout_s}
@@ -101,5 +105,6 @@ if total > 0 then
   redis.call('HINCRBY', stats, 'submitted', total)
   if created.pending > 0 then redis.call('HINCRBY', stats, 'pending', created.pending) end
   if created.scheduled > 0 then redis.call('HINCRBY', stats, 'scheduled', created.scheduled) end
+  record_history(hist, hist_index, now, counts)
 end
 return reply

@@ -5,6 +5,7 @@
   KEYS[1]  task hash      KEYS[2]  ready stream of the task's priority
   KEYS[3]  stats hash     KEYS[4]  events stream     KEYS[5]  finished zset
   KEYS[6]  delayed zset   KEYS[7]  dead zset
+  KEYS[8]  history hash   KEYS[9]  history index zset (see record_history)
 
   ARGV[1]  group    ARGV[2]  attempt    ARGV[3]  stream entry id    ARGV[4]  error text
   ARGV[5]  mode: 'retry' (retry if attempts remain), 'fail' (never retry), 'cancel'
@@ -20,7 +21,7 @@ local finished, delayed, dead = KEYS[5], KEYS[6], KEYS[7]
 local group, attempt, sid, err, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delay_ms, maxlen = tonumber(ARGV[6]), ARGV[7]
 
-local task = load_task(task_key, {'sid', 'cancel', 'children', 'wf_key'})
+local task = load_task(task_key, {'sid', 'cancel', 'task_type', 'children', 'wf_key'})
 if not task then return fail_with(CODE.NOTFOUND, task_key) end
 if task.attempt ~= attempt or task.sid ~= sid then
   return fail_with(CODE.STALE, task.id .. ' ' .. attempt)
@@ -55,6 +56,9 @@ else
   if status == 'failed' then
     redis.call('ZADD', dead, int(now), task.id)
     redis.call('HINCRBY', stats, 'failed_total', 1)
+    local counts = {}
+    history_add(counts, task.task_type or '', FAILED, 1)
+    record_history(KEYS[8], KEYS[9], now, counts)
   end
 end
 move(stats, 'processing', status)

@@ -7,7 +7,8 @@
 
   KEYS[1]  ready stream    KEYS[2]  stats hash    KEYS[3]  events stream
   KEYS[4]  finished zset   KEYS[5]  dead zset     KEYS[6]  depth hash
-  KEYS[7]  front zset
+  KEYS[7]  front zset      KEYS[8]  history hash  KEYS[9]  history index zset
+                                                  (see record_history)
 
   ARGV[1]  group    ARGV[2]  claiming consumer    ARGV[3]  min idle ms (the lease)
   ARGV[4]  XAUTOCLAIM cursor    ARGV[5]  COUNT    ARGV[6]  task key prefix
@@ -74,7 +75,7 @@ for _, entry in ipairs(claimed[2]) do
   local sid = entry[1]
   local id = entry_task_id(entry[2])
   local key = prefix .. id
-  local task = load_task(key, {'sid', 'cancel', 'children', 'wf_key'})
+  local task = load_task(key, {'sid', 'cancel', 'children', 'wf_key', 'task_type'})
   local live = task and task.sid == sid and (task.status == 'pending'
     or task.status == 'reserved' or task.status == 'processing')
   if not live then
@@ -90,6 +91,9 @@ for _, entry in ipairs(claimed[2]) do
     redis.call('ZADD', dead, int(now), id)
     redis.call('HINCRBY', stats, 'failed_total', 1)
     failed[#failed + 1] = id
+    local counts = {}
+    history_add(counts, task.task_type or '', FAILED, 1)
+    record_history(KEYS[8], KEYS[9], now, counts)
   else
     requeue(key, task, sid)
   end

@@ -7,6 +7,7 @@
   KEYS[4]  last index score
   then for task i (0-based): KEYS[5+2i] its hash, KEYS[6+2i] its unique-key pointer (the
   task hash again when it has none)
+  and last:  KEYS[n-1]  history hash,  KEYS[n]  history index zset (see record_history)
 
   ARGV[1]  events MAXLEN
   then per task: its fields as one JSON object of strings (id, name, task_type, queue,
@@ -19,6 +20,7 @@
 local stats, index, events, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local maxlen = ARGV[1]
 local count = #ARGV - 1
+local counts = {}  -- task type -> history counts
 local now = now_ms()
 local now_text = int(now)
 local base = math.max(now * 1000, tonumber(redis.call('GET', seq_key) or '0') + 1)
@@ -40,7 +42,9 @@ for i = 0, count - 1 do
     'id', fields.id, 'status', 'waiting', 'name', fields.name,
     'task_type', fields.task_type, 'queue', fields.queue, 'priority', fields.priority,
     'max_retries', fields.max_retries, 'timeout_s', fields.timeout_s)
+  history_add(counts, fields.task_type, SUBMITTED, 1)
 end
+record_history(KEYS[#KEYS - 1], KEYS[#KEYS], now, counts)
 redis.call('HINCRBY', stats, 'total', count)
 redis.call('HINCRBY', stats, 'submitted', count)
 redis.call('HINCRBY', stats, 'waiting', count)

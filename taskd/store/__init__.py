@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from taskd.store.events import EventOps
 from taskd.store.flowview import FlowViewOps
+from taskd.store.history import HistoryOps
 from taskd.store.queues import QueueOps
 from taskd.store.records import CancelRequests, Event, Fetched, Reclaimed, stream_id_key
 from taskd.store.tasks import TaskOps
@@ -18,5 +19,5 @@ from taskd.store.worker import WorkerOps
 __all__ = ["CancelRequests", "Event", "Fetched", "Reclaimed", "Store", "stream_id_key"]
 
 
-class Store(TaskOps, WorkerOps, UpkeepOps, QueueOps, EventOps, FlowViewOps):
+class Store(TaskOps, WorkerOps, UpkeepOps, QueueOps, EventOps, HistoryOps, FlowViewOps):
     """Everything taskd does with Redis, by area (see the mixin modules)."""

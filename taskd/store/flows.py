@@ -87,6 +87,7 @@ class FlowOps(StoreBase):
             task_key = k.task(s.id)
             script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
             args.append(orjson.dumps(spec.fields(key)))
+        script_keys += [k.history, k.history_index]
         return ("wf_add", script_keys, args)
 
     async def workflow_record(self, workflow_id: str) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class TaskOps(StoreBase):
             task_key = k.task(s.id)
             script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
             args += enqueue_args(s)
+        script_keys += [k.history, k.history_index]
         return "enqueue", script_keys, args
 
     async def locate(self, task_id: str) -> str:

@@ -52,7 +52,17 @@ class UpkeepOps(StoreBase):
             calls.append(
                 (
                     "reclaim",
-                    [k.stream(priority), k.stats, k.events, k.finished, k.dead, k.depth, k.front],
+                    [
+                        k.stream(priority),
+                        k.stats,
+                        k.events,
+                        k.finished,
+                        k.dead,
+                        k.depth,
+                        k.front,
+                        k.history,
+                        k.history_index,
+                    ],
                     [
                         GROUP,
                         consumer,

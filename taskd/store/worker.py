@@ -167,6 +167,8 @@ class WorkerOps(StoreBase):
             args += [task.attempt, task.sid]
             if kind == "complete":
                 args.append(result)
+        if kind == "complete":
+            script_keys += [k.history, k.history_index]
         return (kind, script_keys, args)
 
     async def fail(self, task: Task, error: str, mode: str, delay_ms: int = 0) -> str:
@@ -183,6 +185,8 @@ class WorkerOps(StoreBase):
                         k.finished,
                         k.delayed,
                         k.dead,
+                        k.history,
+                        k.history_index,
                     ],
                     args=[
                         GROUP,

@@ -9,7 +9,7 @@
 import { ApiError, api } from "./api.js";
 import { Login } from "./auth.js";
 import { BulkActions } from "./bulk.js";
-import { DepthBars, Throughput } from "./chart.js";
+import { DepthBars } from "./chart.js";
 import { Detail } from "./detail.js";
 import { toast } from "./dialogs.js";
 import { byId, setText } from "./dom.js";
@@ -19,6 +19,7 @@ import { Panels } from "./panels.js";
 import { SubmitForm } from "./submit.js";
 import { TaskTable } from "./table.js";
 import { PAGE_SIZE, TaskView } from "./tasks.js";
+import { Throughput } from "./throughput.js";
 
 const FRAME_MIN_MS = 250;
 const TICK_MS = 1000;
@@ -56,7 +57,7 @@ class Frame {
 const frame = new Frame(render);
 const view = new TaskView(() => frame.request());
 const table = new TaskTable(byId("task-rows"));
-const chart = new Throughput(byId("throughput"), byId("throughput-now"));
+const chart = new Throughput(byId("throughput"), byId("throughput-now"), byId("throughput-ranges"));
 const depth = new DepthBars(byId("depth"));
 const detail = new Detail(closeDetail);
 const panels = new Panels();
@@ -75,6 +76,7 @@ function onMessage(m) {
   if (m.type === "snapshot") {
     setStats(m.stats);
     view.snapshot(m.tasks);
+    chart.load(); // a (re)connect: the daemon may have restarted, history is in Redis
     if (detail.open) detail.fetch();
     panels.refresh();
   } else if (m.type === "events") {
@@ -122,7 +124,7 @@ function render() {
   table.selected = detail.id;
   table.render(view.rows, now);
   renderPager();
-  chart.render(now);
+  chart.render();
   detail.render(now);
 }
 

@@ -75,7 +75,7 @@ export class Detail {
     try {
       const [task, history] = await Promise.all([
         api(`/api/tasks/${id}`),
-        api(`/api/tasks/${id}/history`).catch(() => null),
+        api(`/api/tasks/${id}/history`).catch((err) => ({ failed: errorText(err) })),
       ]);
       if (seq !== this.seq) return;
       this.task = task;
@@ -117,6 +117,24 @@ export class Detail {
       }
       this.dirty = true;
     }
+  }
+
+  /** Fetch only the timeline again (after it failed to load). */
+  async retryHistory() {
+    const id = this.id;
+    this.history = null;
+    this.dirty = true;
+    this.render(Date.now());
+    let history;
+    try {
+      history = await api(`/api/tasks/${id}/history`);
+    } catch (err) {
+      history = { failed: errorText(err) };
+    }
+    if (id !== this.id) return;
+    this.history = history;
+    this.dirty = true;
+    this.render(Date.now());
   }
 
   /** A new status: fetch result, payload and history again (once per burst). */
@@ -224,7 +242,14 @@ export class Detail {
     const list = byId("detail-timeline");
     const hist = this.history;
     if (!hist) {
-      replace(list, h("li", { class: "muted", text: "No history available." }));
+      replace(list, h("li", { class: "muted", text: "Loading history…" }));
+      return;
+    }
+    if (hist.failed) {
+      const retry = h("button", { type: "button", class: "link", id: "detail-history-retry", text: "Retry" });
+      retry.addEventListener("click", () => this.retryHistory());
+      const text = `The history failed to load: ${hist.failed}.`;
+      replace(list, h("li", { class: "error-text history-failed", role: "alert" }, h("span", { text }), " ", retry));
       return;
     }
     const items = hist.events.map((e) =>
@@ -248,6 +273,12 @@ export class Detail {
     }
     replace(list, ...items);
   }
+}
+
+/** @param {unknown} err */
+function errorText(err) {
+  if (err instanceof ApiError) return err.status ? `${err.message} (HTTP ${err.status})` : err.message;
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** The facts grid of a task. */

@@ -13,6 +13,19 @@ import { ago, duration, ms } from "./format.js";
  *   dur: HTMLElement}} Row
  */
 
+const NOTE_MAX = 160; // characters of an error kept in a row (CSS clips to the width)
+const ERROR_FIRST = new Set(["failed", "retrying"]);
+
+/**
+ * What a row says under its bar: the error of a failed (or retrying) task, else the last
+ * progress message: "checking" is no explanation of why a task failed.
+ * @param {any} t
+ */
+export function rowNote(t) {
+  if (ERROR_FIRST.has(t.status) && t.error) return t.error;
+  return t.progress_message || t.error || "";
+}
+
 export class TaskTable {
   /** @param {HTMLTableSectionElement} tbody */
   constructor(tbody) {
@@ -90,7 +103,7 @@ export class TaskTable {
    */
   update(row, t, now) {
     const selected = t.id === this.selected;
-    const sig = [t.status, t.progress, t.progress_message, t.name, t.priority, selected].join("|");
+    const sig = [t.status, t.progress, t.progress_message, t.error, t.name, t.priority, selected].join("|");
     if (sig !== row.sig) {
       row.sig = sig;
       row.tr.className = `status-${t.status}${selected ? " selected" : ""}`;
@@ -105,8 +118,9 @@ export class TaskTable {
       row.bar.value = progress;
       row.bar.setAttribute("aria-label", `progress of ${t.name || t.id}`);
       setText(row.pct, `${progress}%`);
-      setText(row.msg, t.progress_message || t.error || "");
-      row.msg.title = t.progress_message || t.error || "";
+      const note = rowNote(t);
+      setText(row.msg, note.length > NOTE_MAX ? `${note.slice(0, NOTE_MAX - 1)}…` : note);
+      row.msg.title = note; // the full text on hover (and in the detail panel)
       setText(row.type, t.task_type);
       row.prio.className = `prio p${t.priority}`;
       setText(row.prio, String(t.priority));

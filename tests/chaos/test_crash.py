@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from taskd.history import Counts, sum_by_minute
 from taskd.keys import GROUP
 from taskd.model import Status
 from taskd.store import Store
@@ -86,6 +87,9 @@ async def test_sigkilled_daemons_lose_no_task(
             if (run.pid, run.attempt) != winner:
                 assert run.pid in killed, (task_id, run, winner)
     stats = await check_stats(store, queue, final)
+    # Replies lost with the killed processes never double-count the per-minute history.
+    history = await history_totals(store, queue, minutes=int(elapsed // 60) + 3)
+    assert (history.submitted, history.completed, history.failed) == (len(ids), len(ids), 0)
 
     async def nothing_pending() -> bool:
         pending = [await store.redis.xpending(s, GROUP) for s in store.keys(queue).streams.values()]
@@ -115,3 +119,12 @@ async def test_sigkilled_daemons_lose_no_task(
         stats=stats,
     )
     assert kills, "the run ended before any daemon was killed"
+
+
+async def history_totals(store: Store, queue: str, minutes: int) -> Counts:
+    """The queue's per-minute history summed over the last ``minutes``."""
+    now = await store.redis_minute()
+    total = Counts()
+    for counts in sum_by_minute(await store.history(now - minutes, now, queue)).values():
+        total.add(counts)
+    return total

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from taskd.engine.registry import Registry
-from taskd.http import openapi_dashboard, openapi_history, queues
+from taskd.http import openapi_dashboard, openapi_history, openapi_workflows, queues
 from taskd.http.schemas import component_schemas, ref
 from taskd.model import (
     QUEUE_NAME,
@@ -406,19 +406,21 @@ def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "taskd", "version": version, "description": description},
-        "tags": [{"name": n} for n in ("tasks", "queues", "events", "system")],
+        "tags": [{"name": n} for n in ("tasks", "workflows", "queues", "events", "system")],
         "paths": _collection_paths()
         | _item_paths()
         | _queue_paths()
         | _system_paths()
         | _probe_paths()
         | openapi_dashboard.paths()
-        | openapi_history.paths(),
+        | openapi_history.paths()
+        | openapi_workflows.paths(),
         "components": {
             "schemas": component_schemas(registry)
             | queues.schemas()
             | openapi_dashboard.schemas()
-            | openapi_history.schemas(),
+            | openapi_history.schemas()
+            | openapi_workflows.schemas(),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

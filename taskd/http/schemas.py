@@ -68,6 +68,12 @@ def _task_schema() -> dict[str, Any]:
             "worker": string_or_null,
             "unique_key": string_or_null,
             "cancel_requested": {"type": "boolean"},
+            "workflow_id": string_or_null,
+            "depends_on": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "Keys of the workflow tasks it waits for (null outside one).",
+            },
         },
     }
 

@@ -5,6 +5,7 @@ handler, :class:`Context` (what a handler receives), :class:`Retry` and :class:`
 (what a handler may raise), and the error classes.
 """
 
+from taskd.canvas import Workflow, chain, chord, group, result, step
 from taskd.client import Client, Page
 from taskd.engine.context import Context
 from taskd.engine.registry import task
@@ -37,7 +38,13 @@ __all__ = [
     "TaskNotFound",
     "TaskdError",
     "ValidationError",
+    "Workflow",
     "WrongState",
     "__version__",
+    "chain",
+    "chord",
+    "group",
+    "result",
+    "step",
     "task",
 ]

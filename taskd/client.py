@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from taskd import config
 from taskd.errors import TaskdError, ValidationError
+from taskd.flowclient import WorkflowClient
 from taskd.model import DEFAULT_PRIORITY, FINISHED, Status, Task, TaskSpec, make_spec
 from taskd.paging import Cursor
 from taskd.store import Store
@@ -71,7 +72,7 @@ def _own_copy(payload: Any) -> Any:
     return payload
 
 
-class Client:
+class Client(WorkflowClient):
     """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does."""
 
     def __init__(self, redis_url: str | None = None) -> None:

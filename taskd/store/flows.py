@@ -9,7 +9,7 @@ mid-way leaves the entry to the next one, which repeats nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -116,6 +116,15 @@ class FlowOps(StoreBase):
             raws = await pipe.execute()
         tasks = [Task.from_hash(raw) if raw else None for raw in raws]
         return {t[0]: task for t, task in zip(record["tasks"], tasks, strict=True)}
+
+    async def task_statuses(self, tasks: Mapping[str, str]) -> dict[str, str]:
+        """The status of each task (id -> queue), one round trip; expired ones left out."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for task_id, queue in tasks.items():
+                pipe.hget(self.keys(queue).task(task_id), "status")
+            found = await pipe.execute()
+        return {i: str(s) for i, s in zip(tasks, found, strict=True) if s}
 
     async def workflow_ids(self, limit: int, before: float | None) -> list[tuple[str, int]]:
         """Workflow ids newest first, created at or before ``before`` ms when given."""

@@ -32,7 +32,10 @@ EXAMPLE: Final = {
             "key": "sum",
             "task_type": "data_processing",
             "depends_on": ["fetch"],
-            "payload": {"records": {"$result": "fetch.body"}, "operations": ["count"]},
+            "payload": {
+                "records": {"$result": "fetch.body"},
+                "operations": [{"op": "sum", "field": "amount"}],
+            },
         },
     ],
 }

@@ -66,7 +66,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--peer-python",
         help="interpreter with the peers installed "
-        "[/work/benchvenv/bin/python if it exists, else this one]",
+        "[.bench-venv/bin/python in the repository if it exists, else this one]",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--markdown", type=Path, help="write the results table to this file")
@@ -97,7 +97,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     one |= await suite.core(target.url, plan, steps)
                 for name in suite.peer_names(only):
                     python = (
-                        sys.executable if name == "taskd-serve" else python_of(args.peer_python)
+                        sys.executable if name in report.NOT_PEERS else python_of(args.peer_python)
                     )
                     one["peers"][name] = await suite.peer(name, python, target.url, plan, steps)
                 rounds.append(one)

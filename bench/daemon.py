@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from bench.engine import bench_client
 from bench.procs import Child, child_env, cpu_seconds, free_port, rss_mb
 from bench.stats import rate
 from taskd.client import Client
@@ -103,7 +104,7 @@ async def e2e_rss(url: str, daemon: Serve, n: int) -> dict[str, float]:
     await asyncio.sleep(0.5)
     idle = rss_mb(daemon.pid)
     peak = idle
-    async with Client(url) as client:
+    async with bench_client(url) as client:
         await client.submit_many([{"task_type": "bench.noop"}] * 50)
         await _poll(lambda: _reached(client, 50), 30, "daemon warm-up")
         started = time.perf_counter()

@@ -36,6 +36,13 @@ async def noop(ctx: Any, payload: dict[str, Any]) -> None:
 
 
 NOOP = TaskType("bench.noop", noop)
+# Every type the workloads submit: clients validate types as the API does.
+SUBMITTED = ("bench.noop", "bench.sleep", "bench.probe", "bench.io", "bench.low", "bench.high")
+
+
+def bench_client(url: str) -> Client:
+    """A client that knows the benchmark's task types."""
+    return Client(url, registry=Registry(TaskType(name, noop) for name in SUBMITTED))
 
 
 @dataclass
@@ -119,7 +126,7 @@ async def e2e(url: str, n: int, workers: int) -> dict[str, float]:
     """No-op tasks/s from the first submit to the last completion, submitter on the same loop,
     and the Redis server's CPU time per task meanwhile (what bounds a faster engine)."""
     await flush(url)
-    async with running_pool(url, workers, [NOOP]) as pool, Client(url) as client:
+    async with running_pool(url, workers, [NOOP]) as pool, bench_client(url) as client:
         await warm_up(client, pool)
         done = asyncio.create_task(completions(pool, n, "e2e completions"))
         redis_cpu = await cpu_seconds(url)
@@ -136,7 +143,7 @@ async def enqueue(url: str, n: int, *, batch: bool) -> dict[str, float]:
     ``submit_many`` with 1,000 tasks per call; and Redis's CPU time per task meanwhile."""
     await flush(url)
     item = {"task_type": "bench.noop"}
-    async with Client(url) as client:
+    async with bench_client(url) as client:
         await client.submit_many([item])  # connection and script loading are not measured
         redis_cpu = await cpu_seconds(url)
         started = time.perf_counter()
@@ -158,7 +165,7 @@ async def enqueue(url: str, n: int, *, batch: bool) -> dict[str, float]:
 async def drain(url: str, n: int, workers: int) -> float:
     """No-op tasks/s of a pool started on a full queue: the worker side alone."""
     await flush(url)
-    async with Client(url) as client:
+    async with bench_client(url) as client:
         await submit_all(client, n, {"task_type": "bench.noop"})
     async with running_pool(url, workers, [NOOP]) as pool:
         started = time.perf_counter()
@@ -181,11 +188,14 @@ async def paced(
     return sent
 
 
-async def latency(url: str, n: int, workers: int, spacing_s: float = 0.002) -> dict[str, float]:
+async def latency(url: str, n: int, workers: int, spacing_s: float = 0.005) -> dict[str, float]:
     """Submit -> handler start on an idle pool, tasks ``spacing_s`` apart."""
     await flush(url)
     probe = Probe("bench.probe")
-    async with running_pool(url, workers, [NOOP, probe.task_type]) as pool, Client(url) as client:
+    async with (
+        running_pool(url, workers, [NOOP, probe.task_type]) as pool,
+        bench_client(url) as client,
+    ):
         await warm_up(client, pool)
         await until(lambda: not pool.held, 10, "idle pool")
 
@@ -201,7 +211,10 @@ async def io(url: str, n: int, workers: int, sleep_s: float) -> dict[str, float]
     """Tasks that await ``sleep_s``: tasks/s and achieved concurrency as a fraction of ideal."""
     await flush(url)
     probe = Probe("bench.io", sleep_s)
-    async with running_pool(url, workers, [NOOP, probe.task_type]) as pool, Client(url) as client:
+    async with (
+        running_pool(url, workers, [NOOP, probe.task_type]) as pool,
+        bench_client(url) as client,
+    ):
         await warm_up(client, pool)
         done = asyncio.create_task(completions(pool, n, "io completions"))
         started = time.perf_counter()
@@ -225,7 +238,7 @@ async def priority(
     # Enough backlog to outlast the probes by 60 %: the pool stays saturated throughout.
     n_low = int(n_high * spacing_s * workers / task_s * 1.6) + 4 * workers
     types = [NOOP, low.task_type, high.task_type]
-    async with running_pool(url, workers, types) as pool, Client(url) as client:
+    async with running_pool(url, workers, types) as pool, bench_client(url) as client:
         await warm_up(client, pool)
         for start in range(0, n_low, SUBMIT_BATCH):
             size = min(SUBMIT_BATCH, n_low - start)
@@ -257,7 +270,7 @@ async def redis_bytes_per_task(url: str, n: int, workers: int) -> float:
     """
     await flush(url)
     memory: list[int] = []
-    async with running_pool(url, workers, [NOOP]) as pool, Client(url) as client:
+    async with running_pool(url, workers, [NOOP]) as pool, bench_client(url) as client:
         for _ in range(2):
             done = asyncio.create_task(completions(pool, n, "memory completions"))
             await submit_all(client, n, {"task_type": "bench.noop"})

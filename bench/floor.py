@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 import redis.asyncio as aioredis
 
 from bench.cli import _run
+from bench.engine import bench_client
 from bench.server import cpu_seconds, flush, redis_target
-from taskd.client import Client
 from taskd.log import configure_logging
 from taskd.store.connect import _clients
 
@@ -69,7 +69,7 @@ async def enqueue_cpu(url: str, n: int = 20_000) -> dict[str, float]:
         for label, setting in (("aof_" + aof, aof), ("aof_no", "no")):
             await admin.config_set("appendonly", setting)
             await flush(url)
-            async with Client(url) as client:
+            async with bench_client(url) as client:
                 await client.submit_many([{"task_type": "bench.noop"}])
                 cpu = await cpu_seconds(url)
                 for _ in range(0, n, 1000):

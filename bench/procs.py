@@ -111,5 +111,5 @@ def python_of(path: str | None) -> str:
     """The interpreter to run peers with (the separate bench venv when it exists)."""
     if path:
         return path
-    default = Path("/work/benchvenv/bin/python")
+    default = REPO / ".bench-venv" / "bin" / "python"
     return str(default) if default.exists() else sys.executable

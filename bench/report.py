@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-NOT_PEERS = {"taskd-serve"}  # taskd itself, measured through the peer harness
+NOT_PEERS = {"taskd-serve", "taskd-sync"}  # taskd itself, through the peer harness
 
 
 def machine() -> dict[str, Any]:
@@ -89,6 +89,18 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
     for q in ("p50", "p99"):
         key = f"latency_{q}_ms"
         against(f"latency_{q}", result.get(key), _best(peers, partial(_get, key), min))
+    # Issue 16: the per-call path, taskd through the same harness loop as the peers.
+    single = _best(peers, lambda p: p.get("enqueue_per_s"), max)
+    against("enqueue_sync", result.get("enqueue_sync_per_s"), single)
+    serve = result.get("peers", {}).get("taskd-serve", {})
+    sync = result.get("peers", {}).get("taskd-sync", {})
+    against("serve_enqueue", serve.get("enqueue_per_s"), single)
+    against("sync_enqueue", sync.get("enqueue_per_s"), single)
+    live = _best(peers, lambda p: p.get("e2e_percall_per_s"), max)
+    against("e2e_percall", serve.get("e2e_percall_per_s"), live)
+    for q in ("p50", "p99"):
+        key = f"latency_{q}_ms"
+        against(f"serve_latency_{q}", serve.get(key), _best(peers, partial(_get, key), min))
     return out
 
 
@@ -100,6 +112,45 @@ def _get(key: str, peer: dict[str, Any]) -> float | None:
 Check = Callable[[float, dict[str, Any]], bool]
 
 # (target, where the value is: a result key or "ratio:<name>", goal, test)
+TARGETS_16: tuple[tuple[str, str, str, Check], ...] = (
+    (
+        "per-call enqueue/s, Client.submit (harness) vs best peer",
+        "ratio:serve_enqueue",
+        ">= 1x",
+        lambda v, r: v >= 1,
+    ),
+    (
+        "per-call enqueue/s, SyncClient.submit (harness) vs best peer",
+        "ratio:sync_enqueue",
+        ">= 1x",
+        lambda v, r: v >= 1,
+    ),
+    (
+        "100 concurrent Client.submit callers, tasks/s",
+        "enqueue_concurrent_per_s",
+        ">= 20,000",
+        lambda v, r: v >= 20_000,
+    ),
+    (
+        "live e2e, one per-call enqueuer, taskd serve vs best peer",
+        "ratio:e2e_percall",
+        ">= 1.5x",
+        lambda v, r: v >= 1.5,
+    ),
+    (
+        "enqueue -> start p50, 5 ms apart, taskd serve vs best peer",
+        "ratio:serve_latency_p50",
+        "<= 1x",
+        lambda v, r: v <= 1,
+    ),
+    (
+        "enqueue -> start p99, 5 ms apart, taskd serve vs best peer",
+        "ratio:serve_latency_p99",
+        "<= 1x",
+        lambda v, r: v <= 1,
+    ),
+)
+
 TARGETS: tuple[tuple[str, str, str, Check], ...] = (
     ("e2e no-op tasks/s vs best peer", "ratio:e2e", ">= 2x", lambda v, r: v >= 2),
     ("10 ms tasks/s vs best peer", "ratio:io10", ">= 2x", lambda v, r: v >= 2),
@@ -147,10 +198,12 @@ TARGETS: tuple[tuple[str, str, str, Check], ...] = (
 )
 
 
-def targets(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(target, measured, goal, met) for each of the issue's targets."""
+def targets(
+    result: dict[str, Any], table: tuple[tuple[str, str, str, Check], ...] = TARGETS
+) -> list[tuple[str, str, str, bool | None]]:
+    """(target, measured, goal, met) for each of an issue's targets."""
     rows: list[tuple[str, str, str, bool | None]] = []
-    for name, source, goal, check in TARGETS:
+    for name, source, goal, check in table:
         if source.startswith("ratio:"):
             found = result.get("ratios", {}).get(source.removeprefix("ratio:"))
             value = found["ratio"] if found else None
@@ -196,6 +249,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"Redis: {v['redis_server']}, AOF everysec. Python {v['python']}; taskd {v['taskd']}, "
         f"redis-py {v['redis']}, hiredis {v['hiredis']}, uvloop {v['uvloop']}.",
         "",
+        *percall_section(result),
         "## Targets (issue 6)",
         "",
         "| target | measured | goal | met |",
@@ -238,6 +292,53 @@ def markdown(result: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+PERCALL_COLUMNS = (
+    ("enqueue/s, per call", "enqueue_per_s"),
+    ("live e2e/s, one per-call enqueuer", "e2e_percall_per_s"),
+    ("enqueue -> start p50 ms", "latency_p50_ms"),
+    ("p99 ms", "latency_p99_ms"),
+    ("enqueue/s, batch", "enqueue_batch_per_s"),
+    ("e2e/s, batch submits", "e2e_per_s"),
+)
+
+
+def percall_section(result: dict[str, Any]) -> list[str]:
+    """The headline: one submit per call (issue 16), every library through one harness
+    loop, batch figures beside; then its targets and taskd's own per-call figures."""
+    lines = [
+        "## One task per call (issue 16, the headline)",
+        "",
+        "Every library through the same harness loop: one enqueue call per task, the",
+        "worker in its own process (taskd: `taskd serve`), enqueue -> start with tasks",
+        "5 ms apart on an idle worker; batch figures beside.",
+        "",
+        "| queue | " + " | ".join(c for c, _ in PERCALL_COLUMNS) + " |",
+        "|" + " --- |" * (len(PERCALL_COLUMNS) + 1),
+    ]
+    for name, p in result.get("peers", {}).items():
+        if "error" in p or "skipped" in p:
+            continue
+        label = f"**{name}**" if name in NOT_PEERS else name
+        cells = " | ".join(_n(p.get(k)) for _, k in PERCALL_COLUMNS)
+        lines.append(f"| {label} {p.get('version', '')} | {cells} |")
+    lines += ["", "| target | measured | goal | met |", "| --- | --- | --- | --- |"]
+    for name, measured, goal, ok in targets(result, TARGETS_16):
+        lines.append(f"| {name} | {measured} | {goal} | {_met(ok)} |")
+    mine = (
+        ("Client.submit one by one, in-process (tasks/s)", "enqueue_per_s"),
+        ("SyncClient.submit one by one, in-process (tasks/s)", "enqueue_sync_per_s"),
+        ("PING one by one, async client (the floor under Client.submit)", "ping_async_per_s"),
+        ("PING one by one, redis-py blocking (the floor under SyncClient)", "ping_sync_per_s"),
+        ("100 concurrent Client.submit callers (tasks/s)", "enqueue_concurrent_per_s"),
+        ("REST POST /api/tasks/, one keep-alive client (req/s)", "rest_1conn_per_s"),
+        ("REST POST /api/tasks/, `rest_connections` clients (req/s)", "rest_per_s"),
+        ("REST POST /api/tasks/batch (tasks/s)", "rest_batch_per_s"),
+    )
+    lines += ["", "| taskd, per call | value |", "| --- | --- |"]
+    lines += [f"| {label} | {_n(result.get(key))} |" for label, key in mine]
+    return [*lines, ""]
+
+
 NOTES = [
     "How to read these numbers:",
     "",
@@ -251,7 +352,8 @@ NOTES = [
     "- *enqueue*: tasks/s with no worker running, one awaited call at a time (single) or the",
     "  library's bulk API (batch; '-' where it has none). REST runs against a `taskd serve`",
     "  child over keep-alive connections (`rest_connections` of them).",
-    "- *p50/p99*: submit -> handler start on an idle worker, 500 tasks 2 ms apart.",
+    "- *p50/p99*: submit -> handler start on an idle worker, 500 tasks 5 ms apart, from",
+    "  before the submit call to the handler's first line.",
     "- *10 ms tasks/s*: 2,000 tasks awaiting (or sleeping) 10 ms, concurrency 100.",
     "- *redis_cpu_us_per_task*: the Redis server's CPU time per e2e task (INFO cpu);",
     "  *redis_bound_per_s* is one full Redis core at that cost, and",
@@ -266,8 +368,8 @@ REPRODUCE = [
     "## Reproduce",
     "",
     "```sh",
-    "python3 -m venv /work/benchvenv   # peers live apart from taskd's own environment",
-    "/work/benchvenv/bin/pip install -r bench/requirements.txt -e .",
+    "python3 -m venv .bench-venv   # peers live apart from taskd's own environment",
+    ".bench-venv/bin/pip install -r bench/requirements.txt -e .",
     "python -m bench --markdown bench/RESULTS.md          # or: taskd bench ...",
     "python -m bench --only taskd --quick --json          # taskd alone, about a minute",
     "py-spy record -o e2e.svg -- python -m bench.profile e2e   # one workload, profiled",

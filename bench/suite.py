@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import daemon, engine, ws
+from bench import daemon, engine, percall, ws
 from bench.daemon import Skipped
 from bench.peers import MODULES
 from bench.plan import Plan
@@ -73,6 +73,7 @@ async def core(url: str, plan: Plan, steps: Steps) -> dict[str, Any]:
         if found:
             out[f"{key}_per_s"] = found["per_s"]
             out[f"{key}_redis_cpu_us_per_task"] = found["redis_cpu_us_per_task"]
+    out |= await _percall(url, plan, steps)
     lat = await steps.run("latency", lambda: engine.latency(url, plan.latency_tasks, w))
     out |= {f"latency_{k}": v for k, v in (lat or {}).items()}
     io10 = await steps.run(
@@ -98,6 +99,24 @@ async def extras(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str
         "memory", lambda: engine.redis_bytes_per_task(url, plan.memory_tasks, w)
     )
     out |= await _daemon_suite(url, plan, work_dir, steps)
+    return out
+
+
+async def _percall(url: str, plan: Plan, steps: Steps) -> dict[str, Any]:
+    """Issue 16's taskd-only per-call figures: the blocking client, 100 concurrent callers,
+    and the PING floors of both clients."""
+    out: dict[str, Any] = {}
+    n = plan.single_tasks
+    sync = await steps.run("enqueue_sync", lambda: percall.enqueue_sync(url, n))
+    if sync:
+        out |= {"enqueue_sync_per_s": sync["per_s"], "ping_sync_per_s": sync["ping_per_s"]}
+    out["ping_async_per_s"] = await steps.run("ping_async", lambda: percall.ping_async(url, n))
+    many = await steps.run(
+        "enqueue_concurrent", lambda: percall.enqueue_concurrent(url, plan.tasks)
+    )
+    if many:
+        out["enqueue_concurrent_per_s"] = many["per_s"]
+        out["enqueue_concurrent_redis_cpu_us_per_task"] = many["redis_cpu_us_per_task"]
     return out
 
 
@@ -141,6 +160,8 @@ async def _daemon_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> d
         rest = await steps.run(
             "rest", lambda: daemon.rest_single(served, plan.single_tasks, plan.rest_connections)
         )
+        rest1 = await steps.run("rest_1", lambda: daemon.rest_single(served, plan.single_tasks, 1))
+        out["rest_1conn_per_s"] = rest1 and rest1["per_s"]
         batch = await steps.run("rest_batch", lambda: daemon.rest_batch(served, plan.tasks))
     out["rest_connections"] = plan.rest_connections
     for key, found in (("rest", rest), ("rest_batch", batch)):

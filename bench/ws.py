@@ -23,9 +23,9 @@ import aiohttp
 import orjson
 
 from bench.daemon import Serve, Skipped
+from bench.engine import bench_client
 from bench.procs import cpu_seconds
 from bench.stats import latency_ms
-from taskd.client import Client
 
 SAMPLERS = 4
 CONNECT_BATCH = 50
@@ -97,7 +97,7 @@ async def drive(url: str, pid: int, per_s: int, duration_s: float) -> float:
     """Submit no-op tasks at ``per_s`` for ``duration_s``; the daemon's CPU share meanwhile."""
     tick_s = 0.05
     per_tick = max(1, int(per_s * tick_s))
-    async with Client(url) as client:
+    async with bench_client(url) as client:
         await client.submit_many([{"task_type": "bench.noop"}])
         cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
         for tick in range(int(duration_s / tick_s)):

@@ -1,8 +1,9 @@
 """taskd: a real-time task queue on Redis Streams.
 
-Public API: :class:`Client` to submit and inspect tasks, :func:`task` to register a
-handler, :class:`Context` (what a handler receives), :class:`Retry` and :class:`Fail`
-(what a handler may raise), and the error classes.
+Public API: :class:`Client` (async) and :class:`SyncClient` (blocking, thread-safe) to
+submit and inspect tasks, :func:`task` to register a handler, :class:`Context` (what a
+handler receives), :class:`Retry` and :class:`Fail` (what a handler may raise), and the
+error classes.
 """
 
 from taskd.canvas import Workflow, chain, chord, group, result, step
@@ -21,6 +22,7 @@ from taskd.errors import (
     WrongState,
 )
 from taskd.model import Status, Task
+from taskd.sync_client import SyncClient
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,7 @@ __all__ = [
     "Retry",
     "StaleAttempt",
     "Status",
+    "SyncClient",
     "Task",
     "TaskNotFound",
     "TaskdError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any, Self
 
 from taskd import config
+from taskd.engine.known import KnownTypes
+from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
 from taskd.flowclient import WorkflowClient
-from taskd.model import DEFAULT_PRIORITY, FINISHED, Status, Task, TaskSpec, make_spec
+from taskd.intake import checked_spec
+from taskd.model import DEFAULT_PRIORITY, FINISHED, Status, Task, TaskSpec
 from taskd.paging import Cursor
 from taskd.store import Store
 
@@ -73,13 +77,30 @@ def _own_copy(payload: Any) -> Any:
 
 
 class Client(WorkflowClient):
-    """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does."""
+    """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does.
 
-    def __init__(self, redis_url: str | None = None) -> None:
+    Submits are validated as the HTTP API validates them (:mod:`taskd.intake`): the task
+    type must be known — a built-in, a type of the ``handlers`` modules (default: the
+    configured ``handlers``, as ``taskd serve`` loads them) or of ``registry``, or one a
+    live worker of the target queue runs — and a type known here must pass its schema
+    and validator.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        handlers: Iterable[str] | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self._url = redis_url
         self._store: Store | None = None
         self._settings: config.Settings | None = None
         self._connecting = asyncio.Lock()
+        self._handlers = None if handlers is None else tuple(handlers)
+        self._registry = registry
+        self._registry_lock = threading.Lock()  # (SyncClient validates in many threads)
+        self._known: KnownTypes | None = None
 
     async def __aenter__(self) -> Self:
         await self.store()
@@ -90,6 +111,8 @@ class Client(WorkflowClient):
 
     async def store(self) -> Store:
         """The connected store (connects on first use)."""
+        if self._store is not None:  # (no lock once connected: this is on every call)
+            return self._store
         async with self._connecting:  # concurrent first calls share one connection pool
             if self._store is None:
                 url = self._url or resolve_redis_url(self.settings)
@@ -103,26 +126,34 @@ class Client(WorkflowClient):
             self._settings = config.load(None, os.environ, {})
         return self._settings
 
+    @property
+    def registry(self) -> Registry:
+        """The task types this client accepts (built on first use: it imports modules)."""
+        if self._registry is None:
+            with self._registry_lock:
+                if self._registry is None:
+                    settings = self.settings
+                    modules = self._handlers
+                    if modules is None:
+                        modules = settings.workers.handlers
+                    self._registry = Registry.from_modules(modules, settings=settings)
+        return self._registry
+
     async def close(self) -> None:
         """Close the connection pool."""
+        self._known = None
         if self._store is not None:
             await self._store.close()
             self._store = None
 
     def spec(self, task_type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> TaskSpec:
-        """Validate submit arguments into a TaskSpec (ValidationError names the field)."""
+        """Validate submit arguments into a TaskSpec as the HTTP API does
+        (ValidationError names the field)."""
         run_at = kw.pop("run_at", None)
         if isinstance(run_at, datetime):
             run_at = run_at.isoformat()
-        tasks = self.settings.tasks
-        payload = _own_copy(payload)
-        return make_spec(
-            task_type,
-            payload,
-            run_at=run_at,
-            default_max_retries=tasks.max_retries,
-            default_timeout_s=tasks.timeout_s,
-            **kw,
+        return checked_spec(
+            self.registry, self.settings, task_type, _own_copy(payload), run_at=run_at, **kw
         )
 
     async def submit(
@@ -152,13 +183,41 @@ class Client(WorkflowClient):
             timeout_s=timeout_s,
             unique_key=unique_key,
         )
-        ((task, _created),) = await (await self.store()).submit([spec])
+        store = await self.store()
+        if spec.task_type not in self.known_types.local:
+            await self.known_types.check(spec.task_type, spec.queue)
+        ((task, _created),) = await store.submit([spec])
         return task
+
+    async def check_types(self, specs: Iterable[TaskSpec], index: bool = False) -> None:
+        """Refuse a type nothing can run, as the API does (taskd.engine.known): not built
+        in, not of this client's handler modules, not run by a live worker of the queue."""
+        await self.store()
+        known = self.known_types
+        for i, spec in enumerate(specs):
+            if spec.task_type in known.local:
+                continue
+            try:
+                await known.check(spec.task_type, spec.queue)
+            except ValidationError as exc:
+                if not index:
+                    raise
+                raise ValidationError(
+                    f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]
+                ) from None
+
+    @property
+    def known_types(self) -> KnownTypes:
+        """The API's type check on this client's store and registry (after store())."""
+        if self._known is None:
+            if self._store is None:
+                raise TaskdError("not connected: await client.store() first")
+            self._known = KnownTypes(self._store, (t.name for t in self.registry))
+        return self._known
 
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks in one round trip; every item is validated before any is sent."""
         specs = []
-        tasks = self.settings.tasks
         for i, item in enumerate(items):
             plain = _TYPE_AND_PAYLOAD.issuperset(item)  # the common shape: no options
             if not plain and not SUBMIT_ARGS.issuperset(item):
@@ -172,17 +231,13 @@ class Client(WorkflowClient):
                     specs.append(self.spec(task_type, payload, **args))
                     continue
                 specs.append(
-                    make_spec(
-                        task_type,
-                        _own_copy(payload),
-                        default_max_retries=tasks.max_retries,
-                        default_timeout_s=tasks.timeout_s,
-                    )
+                    checked_spec(self.registry, self.settings, task_type, _own_copy(payload))
                 )
             except ValidationError as exc:
                 raise ValidationError(
                     f"[{i}].{exc.field}", exc.message.split(": ", 1)[-1]
                 ) from None
+        await self.check_types(specs, index=True)
         return [task for task, _ in await (await self.store()).submit(specs)]
 
     async def get(self, task_id: str) -> Task:

@@ -4,15 +4,17 @@ workflows (mixed into the client; see :mod:`taskd.canvas` for building them)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskd.canvas import Shape, Workflow
-from taskd.model import FINISHED
-from taskd.workflow import make_workflow
+from taskd.errors import ValidationError
+from taskd.model import FINISHED, TaskSpec
+from taskd.workflow import make_workflow, result_refs
 
 if TYPE_CHECKING:
     from taskd import config
+    from taskd.engine.registry import Registry
     from taskd.store import Store
 
 FINISHED_NAMES = frozenset(str(s) for s in FINISHED)
@@ -27,9 +29,18 @@ class WorkflowClient:
         """Settings for the task defaults."""
         raise NotImplementedError
 
+    @property
+    def registry(self) -> Registry:  # pragma: no cover - the client's
+        """The types known to this client."""
+        raise NotImplementedError
+
     async def store(self) -> Store:  # pragma: no cover - the client's
         """The connected store."""
         raise NotImplementedError
+
+    async def check_types(self, specs: Iterable[TaskSpec], index: bool = False) -> None:
+        """The client's type check (taskd.engine.known)."""
+        raise NotImplementedError  # pragma: no cover - the client's
 
     async def submit_workflow(
         self, flow: WorkflowLike, *, name: str | None = None
@@ -47,8 +58,23 @@ class WorkflowClient:
             body, default_max_retries=tasks.max_retries, default_timeout_s=tasks.timeout_s
         )
         store = await self.store()
+        for key, task in spec.tasks.items():  # what submit checks of a task, task by task
+            try:
+                self._check_payload(task.spec)
+                await self.check_types([task.spec])
+            except ValidationError as exc:
+                message = exc.message.removeprefix(f"{exc.field}: ")
+                raise ValidationError(f"tasks.{key}.{exc.field}", message) from None
         await store.submit_workflow(spec)
         return await store.get_workflow(spec.id)
+
+    def _check_payload(self, spec: TaskSpec) -> None:
+        """A registered type's schema and validator, unless the payload holds $result
+        references (its final form exists only when the task starts)."""
+        name = spec.task_type
+        checked = name in self.registry and self.registry.checks_payload(name)
+        if checked and not result_refs(spec.payload):
+            self.registry.check_payload(name, spec.payload)
 
     async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
         """A workflow's view: status, counts per task status, each task with its result."""

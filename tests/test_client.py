@@ -17,8 +17,8 @@ from tests.pooltools import registry_of, running_pool
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[taskd.Client]:
-    """A client on the session Redis."""
-    c = taskd.Client(redis_url)
+    """A client on the session Redis that knows the types these tests submit."""
+    c = taskd.Client(redis_url, registry=registry_of(echo=echo, stepper=echo))
     yield c
     await c.close()
 
@@ -131,3 +131,160 @@ async def test_progress_is_visible_while_running(
         gate.set()
         done = await client.wait(task.id, timeout_s=10)
     assert done.progress == 100
+
+
+async def _evalsha_calls(redis_url: str) -> int:
+    """How many EVALSHA commands the server has run (INFO commandstats)."""
+    admin = await Store.connect(redis_url)
+    try:
+        stats = await admin.redis.info("commandstats")
+    finally:
+        await admin.close()
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_thousands_of_concurrent_submits_all_succeed(
+    client: taskd.Client, queue: str
+) -> None:
+    """More concurrent submits than the connection pool holds all succeed (no 'Too many
+    connections'), each creating its own task."""
+    tasks = await asyncio.gather(
+        *(client.submit("echo", {"i": i}, queue=queue) for i in range(2000))
+    )
+    assert [t.payload["i"] for t in tasks] == list(range(2000))
+    assert len({t.id for t in tasks}) == 2000
+    assert (await client.stats(queue))["pending"] == 2000
+
+
+async def test_concurrent_submits_share_round_trips(
+    client: taskd.Client, queue: str, redis_url: str
+) -> None:
+    """Submits made at the same moment by many coroutines travel in shared scripts: far
+    fewer EVALSHA calls than tasks."""
+    await client.submit("echo", queue=queue)  # connected, queue created
+    before = await _evalsha_calls(redis_url)
+    await asyncio.gather(*(client.submit("echo", queue=queue) for _ in range(500)))
+    assert await _evalsha_calls(redis_url) - before < 100
+    assert (await client.stats(queue))["pending"] == 501
+
+
+async def test_a_bad_submit_among_concurrent_ones_fails_alone(
+    client: taskd.Client, queue: str
+) -> None:
+    """One caller's invalid submit raises ValidationError for that caller only; the
+    concurrent good ones are created."""
+    good = [client.submit("echo", {"i": i}, queue=queue) for i in range(50)]
+    bad = client.submit("echo", {"f": object()}, queue=queue)
+    results = await asyncio.gather(*good, bad, return_exceptions=True)
+    assert isinstance(results[-1], taskd.ValidationError)
+    assert all(isinstance(r, taskd.Task) for r in results[:-1])
+    assert (await client.stats(queue))["pending"] == 50
+
+
+async def test_concurrent_submits_of_one_unique_key_create_one_task(
+    client: taskd.Client, queue: str
+) -> None:
+    """Forty concurrent submits with one unique key, batched or not, yield one task."""
+    tasks = await asyncio.gather(
+        *(client.submit("echo", {"n": n}, queue=queue, unique_key="same") for n in range(40))
+    )
+    assert len({t.id for t in tasks}) == 1
+    assert (await client.stats(queue))["total"] == 1
+
+
+async def test_submit_survives_a_script_flush(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """After Redis forgot its scripts (SCRIPT FLUSH, a restart), single and concurrent
+    submits reload them and succeed, each task created once."""
+    await client.submit("echo", queue=queue)
+    await store.redis.script_flush()
+    await client.submit("echo", queue=queue)
+    await store.redis.script_flush()
+    await asyncio.gather(*(client.submit("echo", queue=queue) for _ in range(20)))
+    assert (await client.stats(queue))["pending"] == 22
+
+
+async def test_submit_after_redis_closed_the_connection(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """A held connection Redis closed while it rested is replaced before sending; the
+    next submit succeeds."""
+    await client.submit("echo", queue=queue)
+    await store.redis.client_kill_filter(_type="normal", skipme=True)
+    await eventually(lambda: _no_other_clients(store))
+    task = await client.submit("echo", queue=queue)
+    assert (await client.get(task.id)).status == taskd.Status.PENDING
+
+
+async def _no_other_clients(store: Store) -> bool:
+    return len(await store.redis.client_list(_type="normal")) <= 1
+
+
+async def test_a_submit_cancelled_while_waiting_is_not_created(
+    client: taskd.Client, queue: str
+) -> None:
+    """A caller cancelled before its shared round trip was sent creates no task."""
+    await client.submit("echo", queue=queue)
+    calls = [asyncio.ensure_future(client.submit("echo", queue=queue)) for _ in range(10)]
+    await asyncio.sleep(0)  # every call has started: the first few are on the wire
+    calls[-1].cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[-1], asyncio.CancelledError)
+    assert (await client.stats(queue))["pending"] == 10
+
+
+async def test_submit_of_an_unknown_type_is_refused_as_the_api_does(
+    redis_url: str, queue: str
+) -> None:
+    """A task type no handler is known for raises ValidationError on task_type (the API's
+    422), and nothing is stored."""
+    async with taskd.Client(redis_url) as plain:
+        with pytest.raises(taskd.ValidationError) as info:
+            await plain.submit("nosuch", {}, queue=queue)
+        assert info.value.field == "task_type"
+        with pytest.raises(taskd.ValidationError) as info:
+            await plain.submit_many([{"task_type": "nosuch", "queue": queue}])
+        assert info.value.field == "[0].task_type"
+        assert (await plain.stats(queue))["total"] == 0
+
+
+async def test_submit_of_a_bad_builtin_payload_is_refused_as_the_api_does(
+    redis_url: str, queue: str
+) -> None:
+    """A built-in type's payload its schema refuses (email to "bad") raises
+    ValidationError naming the payload field, and nothing is stored."""
+    async with taskd.Client(redis_url) as plain:
+        with pytest.raises(taskd.ValidationError) as info:
+            await plain.submit("email", {"to": "bad"}, queue=queue)
+        assert info.value.field.startswith("payload")
+        assert (await plain.stats(queue))["total"] == 0
+        good = await plain.submit("email", {"to": "a@example.com", "subject": "hi"}, queue=queue)
+        assert good.status == taskd.Status.PENDING
+
+
+async def test_client_knows_the_types_of_its_handler_modules(redis_url: str, queue: str) -> None:
+    """Types of the handler modules a client is given (as `taskd serve --handlers`) are
+    accepted."""
+    async with taskd.Client(redis_url, handlers=["tests.daemon_handlers"]) as c:
+        task = await c.submit("sleepy", {"s": 0}, queue=queue)
+        assert task.task_type == "sleepy"
+
+
+async def test_type_a_live_worker_runs_is_accepted_as_the_api_does(
+    redis_url: str, store: Store, queue: str
+) -> None:
+    """A type only a live worker of the queue runs (its heartbeat lists it) is accepted by
+    both clients, as the API accepts it; for another queue it is refused."""
+    info = {"consumer": f"h:1:{queue}", "queues": [queue], "task_types": [f"{queue}_remote"]}
+    await store.heartbeat(f"h:1:{queue}", info, ttl_s=30)
+    try:
+        async with taskd.Client(redis_url) as plain:
+            task = await plain.submit(f"{queue}_remote", {"any": 1}, queue=queue)
+            with pytest.raises(taskd.ValidationError):
+                await plain.submit(f"{queue}_remote", queue=f"{queue}x")
+        with taskd.SyncClient(redis_url) as sync:
+            again = await asyncio.to_thread(sync.submit, f"{queue}_remote", queue=queue)
+        assert {task.task_type, again.task_type} == {f"{queue}_remote"}
+    finally:
+        await store.unregister(f"h:1:{queue}")

@@ -10,8 +10,9 @@ from taskd.errors import StaleAttempt, TaskNotFound, WrongState
 from taskd.model import Status, make_spec
 from taskd.paging import Cursor
 from taskd.store import Store
+from taskd.store.enqueue import FIRST_CHUNK, SUBMIT_CHUNK
+from taskd.store.enqueue import chunked as _chunked
 from taskd.store.replies import ReplyCode
-from taskd.store.tasks import FIRST_CHUNK, SUBMIT_CHUNK, _chunked
 from tests.conftest import eventually
 from tests.enginetools import complete, take
 

@@ -26,6 +26,13 @@ async def add(ctx: Context, payload: dict[str, Any]) -> int:
     return int(payload.get("n", 0)) + sum(int(v) for v in ctx.parents.values())
 
 
+async def test_unknown_type_refused_naming_the_task(client: taskd.Client, queue: str) -> None:
+    """The client checks each task's type as submit does, naming the task's key."""
+    flow = taskd.chain(taskd.step("nobody-runs-this", key="x", queue=queue))
+    with pytest.raises(taskd.ValidationError, match="tasks.x.task_type"):
+        await client.submit_workflow(flow)
+
+
 def test_chain_group_chord_bodies() -> None:
     """chain links members one after another, a group's members share their parents,
     and a chord's callback depends on every member."""
@@ -43,9 +50,9 @@ async def test_submit_and_wait_workflow(client: taskd.Client, store: Store, queu
     """A chain submitted by the client runs to completion; wait_workflow returns it with
     each result (a step's result flows to the next through ctx.parents)."""
     flow = taskd.chain(*(taskd.step("add", {"n": 1}, queue=queue) for _ in range(3)))
-    view = await client.submit_workflow(flow, name="adds")
-    assert view["status"] == "running"
     async with running_pool(store, registry_of(add=add), queue):
+        view = await client.submit_workflow(flow, name="adds")
+        assert view["status"] in ("running", "completed")
         done = await client.wait_workflow(view["id"], timeout_s=30)
     assert done["status"] == "completed"
     assert [t["result"] for t in done["tasks"].values()] == [1, 2, 3]
@@ -70,8 +77,8 @@ async def test_chord_of_10000_releases_callback_once(
         [taskd.step("add", {"n": 1}, queue=queue) for _ in range(n)],
         taskd.step("total", key="total", queue=queue),
     )
-    view = await client.submit_workflow(flow)
     async with running_pool(store, registry_of(add=add, total=total), queue, concurrency=32):
+        view = await client.submit_workflow(flow)
         done = await client.wait_workflow(view["id"], timeout_s=300)
     assert done["status"] == "completed"
     assert done["tasks"]["total"]["result"] == n

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# name -> module; "taskd-serve" is taskd measured through this same harness.
+# name -> module; "taskd-serve" and "taskd-sync" are taskd (its async and blocking
+# clients) measured through this same harness.
 MODULES = {
     "taskd-serve": "bench.peers.taskd",
+    "taskd-sync": "bench.peers.taskd_sync",
     "arq": "bench.peers.arq",
     "saq": "bench.peers.saq",
     "taskiq": "bench.peers.taskiq",

@@ -72,7 +72,7 @@ class TaskdPeer:
 
     async def connect(self, url: str) -> None:
         """A connected client."""
-        self._client = taskd.Client(url)
+        self._client = taskd.Client(url, handlers=["bench.peers.taskd"])
         await self._client.store()
 
     async def close(self) -> None:

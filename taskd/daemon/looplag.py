@@ -2,27 +2,61 @@
 
 A handler that calls blocking code on the loop (``time.sleep``, a synchronous HTTP client,
 a long CPU loop) stalls every task, lease renewal and HTTP request of the process. This
-monitor makes that visible: a ``event_loop_blocked`` warning above a threshold, and the
-last and largest lag as metrics.
+monitor makes that visible: a ``event_loop_blocked`` warning above a threshold, naming the
+task types that were running and whom to suspect, and the last and largest lag as metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 from prometheus_client import Gauge
 
 log = structlog.get_logger(__name__)
+BUILTIN_PACKAGE = "taskd.handlers."
+
+
+def blame(running: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """What to tell the operator about a stall, from the (task type, handler module) pairs
+    that were running: only user handlers are asked to change; built-in ones never block
+    the loop by design, so a stall while only they ran points at the machine (or at taskd)."""
+    pairs = sorted(set(running))
+    users = [name for name, module in pairs if not module.startswith(BUILTIN_PACKAGE)]
+    if users:
+        return {
+            "running": users,
+            "hint": "one of these handlers may run blocking code on the event loop; make it "
+            "a plain function (it then runs in a thread) or await non-blocking calls",
+        }
+    if pairs:
+        return {
+            "running": [name for name, _ in pairs],
+            "hint": "only built-in handlers were running, and they do not block the loop: "
+            "the machine is probably short of CPU; if it is not, please report this",
+        }
+    return {
+        "running": [],
+        "hint": "no handler was running: the process or the machine stalled (CPU "
+        "starvation, swapping, a paused VM)",
+    }
 
 
 class LoopLag:
     """Measures the loop's lag every ``interval_s``; warns above ``warn_s``."""
 
-    def __init__(self, interval_s: float = 0.25, warn_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        interval_s: float = 0.25,
+        warn_s: float = 0.5,
+        running: Callable[[], Iterable[tuple[str, str]]] = tuple,
+    ) -> None:
+        """``running`` names the (task type, handler module) pairs running now."""
         self.interval_s = interval_s
+        self._running = running
         self.warn_s = warn_s
         self.last_s = 0.0
         self.max_s = 0.0
@@ -50,8 +84,7 @@ class LoopLag:
                 "event_loop_blocked",
                 lag_ms=round(lag_s * 1000, 1),
                 threshold_ms=round(self.warn_s * 1000, 1),
-                hint="a handler runs blocking code on the event loop; make it a plain "
-                "function (it then runs in a thread) or await non-blocking calls",
+                **blame(self._running()),
             )
 
     def healthy(self, limit_s: float) -> bool:

@@ -92,7 +92,7 @@ class Daemon:
             for queue in self.pool.fetcher.queue_names() if self.pool else ():
                 await store.ensure_queue(queue)
             runner = await self._start_http(store, self.pool)
-            lag = LoopLag()
+            lag = LoopLag(running=self.pool.running_handlers if self.pool else tuple)
             if runner is not None:
                 lag.expose(runner.app[SERVICES].metrics.registry)
             self._log_started(url, consumer)

@@ -149,6 +149,15 @@ class WorkerPool:
         """Called with (task type, outcome status, run time in s) after each attempt."""
         return self.writer.finished_hooks
 
+    def running_handlers(self) -> list[tuple[str, str]]:
+        """(task type, handler module) of every handler running now (for the loop-lag hint)."""
+        found = []
+        for run in self.attempts.running.values():
+            handler = self.registry.get(run.task.task_type)
+            module = getattr(handler.func, "__module__", "") if handler else ""
+            found.append((run.task.task_type, module or ""))
+        return found
+
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and run tasks until ``stop`` is set, then shut down gracefully."""
         executor = ThreadPoolExecutor(self.config.concurrency, "taskd-handler")

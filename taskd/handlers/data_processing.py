@@ -32,7 +32,7 @@ from taskd.handlers.records import (
 from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
 
 MAX_SAMPLE_RECORDS = 1_000_000
-PROGRESS_EVERY = 5_000
+PROGRESS_EVERY = 1_000  # records between updates: a few ms, where crunching threads take turns
 DEFAULT_OPERATIONS: Final = ({"op": "count"},)
 SAMPLE_OPERATIONS: Final = (
     {"op": "count"},

@@ -37,7 +37,7 @@ from taskd.handlers.records import (
 from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
 
 CHUNK_BYTES = 1 << 16
-PROGRESS_EVERY = 5_000
+PROGRESS_EVERY = 1_000  # records between updates: a few ms, where crunching threads take turns
 MAX_COLUMNS = 10_000
 ERROR_MODES: Final = ("strict", "replace")
 EXAMPLE: Final = {"source": "orders.csv", "target": "orders.jsonl.gz", "infer_types": True}

@@ -18,6 +18,7 @@ from taskd.errors import ValidationError
 from taskd.http.middleware import BadRequest
 from taskd.http.shapes import json_response
 from taskd.http.state import SERVICES, STATE, AppState
+from taskd.intake import checked_spec
 from taskd.model import (
     DEFAULT_PRIORITY,
     MAX_UNIQUE_KEY_LEN,
@@ -26,7 +27,6 @@ from taskd.model import (
     Status,
     Task,
     TaskSpec,
-    make_spec,
 )
 from taskd.paging import Cursor
 
@@ -73,8 +73,9 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         if unique_key is not None and unique_key != idempotency_key:
             raise ValidationError("unique_key", "differs from the Idempotency-Key header")
         unique_key = idempotency_key
-    tasks = state.settings.tasks
-    spec = make_spec(
+    return checked_spec(
+        state.registry,
+        state.settings,
         item.get("task_type"),
         item.get("payload"),
         name=item.get("name"),
@@ -85,15 +86,7 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
         max_retries=item.get("max_retries"),
         timeout_s=item.get("timeout_s"),
         unique_key=unique_key,
-        default_max_retries=tasks.max_retries,
-        default_timeout_s=tasks.timeout_s,
-        max_payload_bytes=state.settings.server.max_body_bytes,
     )
-    # A type this node does not register (one a worker node runs) is checked by
-    # known_types; its payload by that worker's handler when it runs.
-    if spec.task_type in state.registry and state.registry.checks_payload(spec.task_type):
-        state.registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
-    return spec
 
 
 async def check_type(state: AppState, spec: TaskSpec) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -17,6 +17,9 @@ from taskd.keys import GROUP, Keys
 from taskd.store.connect import MIN_VERSIONS, _clients
 from taskd.store.scripts import SCRIPT_NAMES, load_script_source
 from taskd.store.translate import translate, translated
+
+if TYPE_CHECKING:
+    from taskd.store.enqueue import Enqueuer
 
 Call = tuple[str, list[str], list[Any]]  # (script name, KEYS, ARGV)
 
@@ -41,6 +44,8 @@ class StoreBase:
         self.cluster = False
         self._also_close: list[Any] = []  # e.g. the connections to sentinels
         self._ready_queues: set[str] = set()
+        self._ensuring: dict[str, asyncio.Future[None]] = {}
+        self._enqueuer: Enqueuer | None = None
 
     @classmethod
     async def connect(cls, url: str, *, cluster: bool = False, events_maxlen: int = 10_000) -> Self:
@@ -112,6 +117,32 @@ class StoreBase:
                         raise
             await self.redis.sadd(keys.QUEUES, queue)
         self._ready_queues.add(queue)
+
+    async def ready_queue(self, queue: str) -> None:
+        """ensure_queue once per queue and process: concurrent first submits to a new queue
+        share one creation rather than each opening a connection for it."""
+        if queue in self._ready_queues:
+            return
+        pending = self._ensuring.get(queue)
+        if pending is None:
+            pending = self._ensuring[queue] = asyncio.ensure_future(self.ensure_queue(queue))
+            pending.add_done_callback(lambda f: self._ensured(queue, f))
+        await asyncio.shield(pending)
+
+    def _ensured(self, queue: str, done: asyncio.Future[None]) -> None:
+        self._ensuring.pop(queue, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have been cancelled
+
+    def script_sha(self, name: str) -> str:
+        """The SHA1 of a script, for EVALSHA."""
+        return str(self._scripts[name].sha)
+
+    async def load_scripts(self, names: set[str]) -> None:
+        """SCRIPT LOAD these scripts again (Redis restarted or flushed them)."""
+        async with translated():
+            for name in names:
+                await self.redis.script_load(self._scripts[name].script)
 
     async def queues(self) -> list[str]:
         """Every queue that ever had a task, sorted."""

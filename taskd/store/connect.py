@@ -28,7 +28,7 @@ class _HiredisPacking:
         return [hiredis.pack_command(args)]
 
 
-def _fast_packing(client: aioredis.Redis) -> aioredis.Redis:
+def _fast_packing(client: Any) -> Any:
     pool = client.connection_pool
     base = pool.connection_class
     if not issubclass(base, _HiredisPacking):

@@ -13,11 +13,8 @@ from taskd.keys import GROUP
 from taskd.model import STATUS_NAMES, TASK_ID, Task, TaskSpec
 from taskd.paging import Cursor, Entry, advance, order
 from taskd.store.base import StoreBase
-from taskd.store.records import enqueue_args, new_task
+from taskd.store.enqueue import Enqueuer, enqueue_call, enqueue_results, plan
 from taskd.store.translate import translated
-
-SUBMIT_CHUNK = 200  # tasks per enqueue script (a few ms of Redis time each)
-FIRST_CHUNK = 50  # a batch's first scripts are short: workers see its first tasks sooner
 
 
 class TaskOps(StoreBase):
@@ -27,52 +24,35 @@ class TaskOps(StoreBase):
         """Create tasks; returns (task, created) in input order.
 
         ``created`` is False when a unique key already named a live task, which is
-        returned instead. Each queue's tasks are written in order, SUBMIT_CHUNK per
-        script (fewer in the first ones): a script holds Redis (every worker included) for
-        as long as it runs, so a batch of thousands is a few short scripts, and workers
-        start its first tasks while the rest is still being written. Each chunk is atomic,
-        the batch is not.
+        returned instead. One task is one EVALSHA on a held connection, shared with other
+        single submits when they arrive together (see :mod:`taskd.store.enqueue`). A batch
+        writes each queue's tasks in order, SUBMIT_CHUNK per script (fewer in the first
+        ones): a script holds Redis (every worker included) for as long as it runs, so a
+        batch of thousands is a few short scripts, and workers start its first tasks while
+        the rest is still being written. Each chunk is atomic, the batch is not.
         """
-        by_queue: dict[str, list[int]] = {}
-        for i, spec in enumerate(specs):
-            by_queue.setdefault(spec.queue, []).append(i)
-        for queue in by_queue:
-            if queue not in self._ready_queues:
-                await self.ensure_queue(queue)
+        if len(specs) == 1 and not self.cluster:
+            await self.ready_queue(specs[0].queue)
+            if self._enqueuer is None:
+                self._enqueuer = Enqueuer(self)
+            return [await self._enqueuer.submit(specs[0])]
+        for queue in dict.fromkeys(spec.queue for spec in specs):
+            await self.ready_queue(queue)
         results: list[tuple[Task, bool] | None] = [None] * len(specs)
-        chunks = [chunk for indexes in by_queue.values() for chunk in _chunked(indexes)]
+        chunks = plan(specs)
 
         def collect(n: int, reply: Any) -> None:
-            now = int(reply[0])
-            for i, item in zip(chunks[n], reply[1:], strict=True):
-                if item[0]:
-                    results[i] = (new_task(specs[i], item[1], item[2], item[3], now), True)
-                else:
-                    results[i] = (Task.from_flat(item[1]), False)
+            enqueue_results(reply, chunks[n], specs, results)
 
         async with translated():
             if len(chunks) == 1:
-                (reply,) = await self._pipelined([self._enqueue_call(chunks[0], specs)])
+                (reply,) = await self._pipelined([enqueue_call(self, chunks[0], specs)])
                 collect(0, reply)
             else:
                 await self._streamed(
-                    len(chunks), lambda n: self._enqueue_call(chunks[n], specs), collect
+                    len(chunks), lambda n: enqueue_call(self, chunks[n], specs), collect
                 )
         return [r for r in results if r is not None]
-
-    def _enqueue_call(
-        self, indexes: list[int], specs: Sequence[TaskSpec]
-    ) -> tuple[str, list[str], list[Any]]:
-        k = self.keys(specs[indexes[0]].queue)
-        script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]
-        args: list[Any] = [self.events_maxlen, k.task_prefix]
-        for i in indexes:
-            s = specs[i]
-            task_key = k.task(s.id)
-            script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
-            args += enqueue_args(s)
-        script_keys += [k.history, k.history_index]
-        return "enqueue", script_keys, args
 
     async def locate(self, task_id: str) -> str:
         """The queue holding a task id (ids are unique over all queues)."""
@@ -280,15 +260,3 @@ class TaskOps(StoreBase):
             return None
         row = rows[0]
         return str(row["consumer"]), int(row["time_since_delivered"]), int(row["times_delivered"])
-
-
-def _chunked(indexes: list[int]) -> list[list[int]]:
-    """One queue's share of a batch as enqueue scripts: FIRST_CHUNK tasks, then twice as
-    many each time up to SUBMIT_CHUNK (workers waiting behind them wait less at first)."""
-    chunks: list[list[int]] = []
-    start, size = 0, FIRST_CHUNK
-    while start < len(indexes):
-        chunks.append(indexes[start : start + size])
-        start += size
-        size = min(2 * size, SUBMIT_CHUNK)
-    return chunks

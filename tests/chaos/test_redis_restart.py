@@ -84,7 +84,7 @@ async def _outage(
         f"{cluster.alive[0].url}/api/tasks",
         {"task_type": "work", "payload": {"ms": 1}, "queue": queue},
     )
-    client = Client(f"redis://127.0.0.1:{_port(redis)}")
+    client = Client(f"redis://127.0.0.1:{_port(redis)}", handlers=["tests.chaos.handlers"])
     started = time.monotonic()
     with pytest.raises(RedisUnavailable):
         await client.submit("work", {"ms": 1}, queue=queue)

@@ -1,0 +1,46 @@
+"""Submit arguments to a TaskSpec, checked the same way for every caller.
+
+The HTTP API, :class:`taskd.Client` and :class:`taskd.SyncClient` all call
+:func:`checked_spec` and then :class:`taskd.engine.known.KnownTypes`, so a submit the
+API refuses with 422 (an unknown task type, a payload its type's schema or validator
+rejects, a field out of range) raises the same :class:`~taskd.errors.ValidationError`
+in Python, before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from taskd.config import Settings
+from taskd.engine.registry import Registry
+from taskd.model import TaskSpec, make_spec
+
+
+def checked_spec(
+    registry: Registry, settings: Settings, task_type: Any, payload: Any, **fields: Any
+) -> TaskSpec:
+    """Validate one submit's fields (model.make_spec) and, for a type ``registry`` has,
+    its payload (the type's schema and validator). Raises ValidationError naming the
+    field; ``fields`` are make_spec's keywords (name, priority, queue, delay_s, ...).
+
+    Whether the type may be submitted at all is :class:`taskd.engine.known.KnownTypes`'
+    question (built in, registered here, or run by a live worker of the queue): it needs
+    Redis, so callers ask it after this; a type only a worker elsewhere runs has its
+    payload checked by that worker's handler when it runs.
+    """
+    tasks = settings.tasks
+    spec = make_spec(
+        task_type,
+        payload,
+        default_max_retries=tasks.max_retries,
+        default_timeout_s=tasks.timeout_s,
+        max_payload_bytes=settings.server.max_body_bytes,
+        **fields,
+    )
+    if spec.task_type in registry and registry.checks_payload(spec.task_type):
+        # The JSON the worker will see (tuples as lists, ...), and a copy the check may not
+        # change; parsed only for types that check anything.
+        registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
+    return spec

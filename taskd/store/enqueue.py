@@ -1,0 +1,221 @@
+"""Submits one at a time, as most callers make them: one EVALSHA each, shared when busy.
+
+A web handler or a script calls ``submit`` once per task. The cost of that call is the
+round trip, so a single submit is one EVALSHA written straight to a connection this module
+holds (no pipeline object, no pool checkout). When every held connection is already
+waiting for a reply, further submits wait in a list and all of them travel together on
+the next connection to come back, as one enqueue script per queue: many concurrent
+callers share round trips, and the number of connections stays bounded whatever the
+concurrency (a burst of thousands never exhausts the client's pool).
+
+Semantics are those of one submit per call: enqueue.lua has no error replies (callers
+validated every value), so sharing a script changes nothing but the round trip count; a
+unique key used twice in one batch resolves in order, as two calls in a row would. A
+caller cancelled before its batch was sent is left out; one cancelled while its reply
+is on the way may have created its task, exactly as a lost reply would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import redis.exceptions as rexc
+
+from taskd.keys import Keys
+from taskd.model import Task, TaskSpec
+from taskd.store.records import enqueue_args, new_task
+from taskd.store.translate import translate
+
+if TYPE_CHECKING:
+    from taskd.store.base import Call, StoreBase
+
+LANES = 4  # connections held for submits: enough to overlap, few enough to batch well
+REPLY_TIMEOUT_S = 5.0  # as the client's socket timeout
+SUBMIT_CHUNK = 200  # tasks per enqueue script (a few ms of Redis time each)
+FIRST_CHUNK = 50  # a batch's first scripts are short: workers see its first tasks sooner
+
+Result = tuple[Task, bool]
+
+
+class KeySource(Protocol):
+    """What building an enqueue call needs: key names and the events cap."""
+
+    events_maxlen: int
+
+    def keys(self, queue: str) -> Keys:
+        """Key names of a queue."""
+
+
+def enqueue_call(store: KeySource, indexes: list[int], specs: Sequence[TaskSpec]) -> Call:
+    """The enqueue script call for ``specs[i]`` for i in ``indexes`` (all of one queue)."""
+    k = store.keys(specs[indexes[0]].queue)
+    script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]
+    args: list[Any] = [store.events_maxlen, k.task_prefix]
+    for i in indexes:
+        s = specs[i]
+        task_key = k.task(s.id)
+        script_keys += [task_key, k.unique(s.unique_key) if s.unique_key else task_key]
+        args += enqueue_args(s)
+    script_keys += [k.history, k.history_index]
+    return "enqueue", script_keys, args
+
+
+def enqueue_results(
+    reply: Any, indexes: list[int], specs: Sequence[TaskSpec], into: list[Result | None]
+) -> None:
+    """Fill ``into[i]`` with (task, created) from one enqueue reply."""
+    now = int(reply[0])
+    for i, item in zip(indexes, reply[1:], strict=True):
+        if item[0]:
+            into[i] = (new_task(specs[i], item[1], item[2], item[3], now), True)
+        else:
+            into[i] = (Task.from_flat(item[1]), False)
+
+
+def chunked(indexes: list[int]) -> list[list[int]]:
+    """One queue's share of a batch as enqueue scripts: FIRST_CHUNK tasks, then twice as
+    many each time up to SUBMIT_CHUNK (workers waiting behind them wait less at first)."""
+    chunks: list[list[int]] = []
+    start, size = 0, FIRST_CHUNK
+    while start < len(indexes):
+        chunks.append(indexes[start : start + size])
+        start += size
+        size = min(2 * size, SUBMIT_CHUNK)
+    return chunks
+
+
+def plan(specs: Sequence[TaskSpec]) -> list[list[int]]:
+    """Script calls for a batch: each queue's specs in order, chunked."""
+    if len(specs) == 1:
+        return [[0]]
+    by_queue: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        by_queue.setdefault(spec.queue, []).append(i)
+    return [chunk for indexes in by_queue.values() for chunk in chunked(indexes)]
+
+
+class Enqueuer:
+    """Single submits of one store on at most LANES held connections (one event loop)."""
+
+    def __init__(self, store: StoreBase, lanes: int = LANES) -> None:
+        self._store = store
+        self._lanes = lanes
+        self._opened = 0
+        self._idle: list[Any] = []
+        self._waiting: list[tuple[TaskSpec, asyncio.Future[Result]]] = []
+        self._batches: set[asyncio.Task[None]] = set()
+
+    async def submit(self, spec: TaskSpec) -> Result:
+        """Create one task: at once when a connection is free, else with the next batch."""
+        if self._idle:
+            conn = self._idle.pop()
+        elif self._opened < self._lanes:
+            # Counted as in use by the client's pool, so closing the client closes it.
+            conn = self._store.redis.connection_pool.get_available_connection()
+            # One deadline per exchange (below) instead of redis-py's per write and read:
+            # its write timeout starts a task for every command, a fifth of a submit's CPU.
+            conn.socket_timeout = None
+            self._opened += 1
+        else:
+            return await self._wait(spec)
+        try:
+            (result,) = await self.round_trip(conn, [spec])
+        finally:
+            self._give_back(conn)
+        return result
+
+    async def _wait(self, spec: TaskSpec) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting.append((spec, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not future.done():  # still listed: the batch leaves it out
+                future.cancel()
+            raise
+
+    def _give_back(self, conn: Any) -> None:
+        """A connection is free: it carries everything that waited meanwhile, or rests."""
+        if not self._waiting:
+            self._idle.append(conn)
+            return
+        batch, self._waiting = self._waiting, []
+        task = asyncio.get_running_loop().create_task(self._send_batch(conn, batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _send_batch(
+        self, conn: Any, batch: list[tuple[TaskSpec, asyncio.Future[Result]]]
+    ) -> None:
+        live = [(spec, future) for spec, future in batch if not future.done()]
+        try:
+            if live:
+                results = await self.round_trip(conn, [spec for spec, _ in live])
+        except Exception as exc:
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), result in zip(live, results if live else [], strict=True):
+                if not future.done():
+                    future.set_result(result)
+        finally:
+            self._give_back(conn)
+
+    async def round_trip(self, conn: Any, specs: Sequence[TaskSpec]) -> list[Result]:
+        """Write every script call of ``specs`` at once on ``conn``, then read the replies.
+
+        A reply lost to a broken connection raises RedisUnavailable (the tasks may exist,
+        as with any lost reply) and drops the connection; calls Redis answered NOSCRIPT
+        (it restarted or flushed its scripts) had no effect and are sent again.
+        """
+        chunks = plan(specs)
+        calls = [enqueue_call(self._store, chunk, specs) for chunk in chunks]
+        replies = await self._exchange(conn, calls)
+        redo = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError)]
+        if redo:
+            await self._store.load_scripts({calls[i][0] for i in redo})
+            again = await self._exchange(conn, [calls[i] for i in redo])
+            for i, reply in zip(redo, again, strict=True):
+                replies[i] = reply
+        results: list[Result | None] = [None] * len(specs)
+        for chunk, reply in zip(chunks, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise translate(reply)
+            enqueue_results(reply, chunk, specs, results)
+        return [r for r in results if r is not None]
+
+    async def _exchange(self, conn: Any, calls: list[Call]) -> list[Any]:
+        """Send ``calls`` in one write and read one reply each (errors in place)."""
+        sha = self._store.script_sha
+        packed: list[bytes] = []
+        for name, script_keys, args in calls:
+            packed += conn.pack_command("EVALSHA", sha(name), len(script_keys), *script_keys, *args)
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                if conn.is_connected and await _stale(conn):
+                    await conn.disconnect()  # Redis closed it while it rested: nothing sent
+                await conn.send_packed_command(packed)
+                replies: list[Any] = []
+                for _ in calls:
+                    try:
+                        replies.append(await conn.read_response())
+                    except rexc.ResponseError as exc:
+                        replies.append(exc)
+        except BaseException as exc:
+            await conn.disconnect()  # an unread reply would answer the next call
+            if isinstance(exc, rexc.RedisError | OSError):
+                raise translate(exc) from exc
+            raise
+        return replies
+
+
+async def _stale(conn: Any) -> bool:
+    """Whether a resting connection has data or an EOF waiting (no round trip)."""
+    check = getattr(conn, "can_read", None) or conn.can_read_destructive  # (redis-py < 8)
+    try:
+        return bool(await check())
+    except rexc.ConnectionError:
+        return True

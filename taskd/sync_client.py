@@ -1,0 +1,188 @@
+"""The blocking client for threads without an event loop: Django, Flask, scripts.
+
+``SyncClient`` has the methods of :class:`taskd.Client` and is safe to share between
+threads (one per process, like a database pool). ``submit`` is one blocking EVALSHA from
+the calling thread (:mod:`taskd.store.sync_enqueue`), so a web request pays one round
+trip and no thread hand-off; everything else runs the async client's code on one
+event-loop thread the client starts on first use. A forked child (gunicorn, Celery
+prefork) starts its own loop and connections on its first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Self, TypeVar
+
+from taskd.client import Client, Page, resolve_redis_url
+from taskd.engine.registry import Registry
+from taskd.model import Task
+from taskd.store.sync_enqueue import SyncEnqueuer, direct_url
+
+T = TypeVar("T")
+
+
+class _Loop:
+    """One event loop running in a daemon thread, with the async client living on it."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="taskd-client", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.run(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class SyncClient:
+    """Blocking, thread-safe client. ``redis_url=None`` resolves the URL like ``taskd
+    serve`` does; ``handlers`` and ``registry`` name the known task types as for Client."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        handlers: Iterable[str] | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self._url = redis_url
+        self._handlers = None if handlers is None else tuple(handlers)
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._loop: _Loop | None = None
+        self._direct: SyncEnqueuer | None = None
+        self._ready_queues: set[str] = set()
+        self._validator = Client(redis_url, handlers=handlers, registry=registry)
+
+    def __enter__(self) -> Self:
+        self._started()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _started(self) -> _Loop:
+        """The loop thread (and the direct submit path), started once per process."""
+        loop = self._loop
+        if loop is not None and self._pid == os.getpid():
+            return loop
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # first use, or a forked child
+                client = Client(self._url, handlers=self._handlers, registry=self._registry)
+                self._loop = _Loop(client)
+                store = self._loop.run(client.store())
+                url = self._url or resolve_redis_url(client.settings)
+                self._direct = None  # a Cluster or Sentinel: submits go through the loop
+                if direct_url(url):
+                    self._direct = SyncEnqueuer(url, events_maxlen=store.events_maxlen)
+                self._ready_queues = set()
+                self._pid = os.getpid()
+            return self._loop
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._started().run(coro)
+
+    def close(self) -> None:
+        """Close the connections and stop the loop thread."""
+        with self._lock:
+            if self._loop is not None and self._pid == os.getpid():
+                self._loop.close()
+                if self._direct is not None:
+                    self._direct.close()
+            self._loop = self._direct = None
+
+    def submit(
+        self,
+        task_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        priority: int = 5,
+        queue: str = "default",
+        delay_s: float | None = None,
+        run_at: datetime | str | None = None,
+        max_retries: int | None = None,
+        timeout_s: float | None = None,
+        unique_key: str | None = None,
+    ) -> Task:
+        """Submit one task (see Client.submit); one round trip from this thread."""
+        spec = self._validator.spec(
+            task_type,
+            payload,
+            name=name,
+            priority=priority,
+            queue=queue,
+            delay_s=delay_s,
+            run_at=run_at,
+            max_retries=max_retries,
+            timeout_s=timeout_s,
+            unique_key=unique_key,
+        )
+        loop = self._started()
+        if spec.task_type not in loop.client.known_types.local:  # a type a worker elsewhere runs
+            loop.run(loop.client.check_types([spec]))
+        direct = self._direct
+        if direct is None:
+            ((task, _),) = loop.run(_submit(loop.client, spec))
+            return task
+        if spec.queue not in self._ready_queues:
+            loop.run(_ready(loop.client, spec.queue))
+            self._ready_queues.add(spec.queue)
+        ((task, _),) = direct.submit([spec])
+        return task
+
+    def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
+        """Submit many tasks, all validated before any is sent (see Client.submit_many)."""
+        items = list(items)
+        return self._run(self._started().client.submit_many(items))
+
+    def get(self, task_id: str) -> Task:
+        """One task by id (TaskNotFound if unknown or expired)."""
+        return self._run(self._started().client.get(task_id))
+
+    def list(
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        queue: str | None = None,
+    ) -> Page:
+        """Tasks newest first, optionally of one status; follow ``next_cursor`` for more."""
+        return self._run(self._started().client.list(status, limit, cursor, queue))
+
+    def stats(self, queue: str | None = None) -> dict[str, int]:
+        """Counts per status and totals."""
+        return self._run(self._started().client.stats(queue))
+
+    def cancel(self, task_id: str) -> str:
+        """Cancel; returns 'cancelled', or 'cancelling' for a running task."""
+        return self._run(self._started().client.cancel(task_id))
+
+    def retry(self, task_id: str) -> Task:
+        """Send a failed or cancelled task back to pending."""
+        return self._run(self._started().client.retry(task_id))
+
+    def wait(self, task_id: str, timeout_s: float = 60.0) -> Task:
+        """Block until the task is finished and return it (TimeoutError after timeout_s)."""
+        return self._run(self._started().client.wait(task_id, timeout_s))
+
+
+async def _submit(client: Client, spec: Any) -> list[tuple[Task, bool]]:
+    return await (await client.store()).submit([spec])
+
+
+async def _ready(client: Client, queue: str) -> None:
+    await (await client.store()).ready_queue(queue)

@@ -29,7 +29,7 @@ async def add(ctx: Context, payload: dict[str, Any]) -> int:
 async def test_unknown_type_refused_naming_the_task(client: taskd.Client, queue: str) -> None:
     """The client checks each task's type as submit does, naming the task's key."""
     flow = taskd.chain(taskd.step("nobody-runs-this", key="x", queue=queue))
-    with pytest.raises(taskd.ValidationError, match="tasks.x.task_type"):
+    with pytest.raises(taskd.ValidationError, match=r"tasks\.x\.task_type"):
         await client.submit_workflow(flow)
 
 

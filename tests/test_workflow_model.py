@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from taskd.errors import ValidationError
+from taskd.errors import ValidationError, WorkflowNotFound
 from taskd.store import Store
 from taskd.workflow import make_workflow
+from tests.conftest import eventually
 from tests.enginetools import complete, take
 from tests.flowtools import statuses, submit, task_of
 
@@ -90,3 +91,32 @@ async def test_fan_in_of_10000_releases_child_once(store: Store, queue: str) -> 
     assert len(released) == 1
     stats = await store.stats(queue)
     assert (stats["completed"], stats["pending"], stats["waiting"]) == (n, 1, 0)
+
+
+async def test_workflow_and_its_tasks_expire_together(store: Store, queue: str) -> None:
+    """Task expiry keeps a workflow's finished tasks while the workflow runs; once it has
+    ended longer than the retention ago, the workflow and all its tasks go together and
+    the stats stay exact."""
+    spec = await submit(store, [_t("a", queue=queue), _t("b", "a", queue=queue)])
+    (a,) = await take(store, queue, "c1", 1)
+    await complete(store, a, 1)
+    await store.expire(queue, 0)
+    await store.expire_workflows(0, limit=1000)
+    assert (await task_of(store, spec, "a")).status == "completed"  # its workflow runs
+    (b,) = await take(store, queue, "c1", 1)
+    await complete(store, b, 2)
+    await store.expire(queue, 0)
+    assert (await store.stats(queue))["completed"] == 2  # still there, with the workflow
+    await eventually(lambda: _expired(store, spec.id))
+    stats = await store.stats(queue)
+    assert (stats["completed"], stats["total"]) == (0, 0)
+    assert await store.redis.zcard(store.keys(queue).index) == 0
+
+
+async def _expired(store: Store, workflow_id: str) -> bool:
+    await store.expire_workflows(0, limit=1000)
+    try:
+        await store.get_workflow(workflow_id)
+    except WorkflowNotFound:
+        return True
+    return False

@@ -72,6 +72,9 @@ class Supervisor:
         """Housekeeping for every queue, one at a time; returns seconds until the next pass."""
         for queue in self.config.queues or await self.store.queues():
             await self.housekeep(queue)
+        expired = await self.store.expire_workflows(int(self.config.retention_s * 1000))
+        if expired:
+            log.debug("workflows_expired", count=expired)
         return self.config.sweep_interval_s * self.config.housekeeping_every
 
     async def sweep(self) -> float:

@@ -8,11 +8,16 @@ if any was cancelled (or the workflow was), else ``completed``.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from typing import Any
 
+import redis.exceptions as rexc
+
+from taskd import keys
 from taskd.errors import TaskNotFound, ValidationError, WorkflowNotFound, WrongState
 from taskd.model import FINISHED, STATUS_NAMES, Status, Task, ms_to_iso
+from taskd.store.base import Call
 from taskd.store.flows import FlowOps
 from taskd.store.translate import translated
 
@@ -121,6 +126,74 @@ class FlowViewOps(FlowOps):
             except TaskNotFound:
                 continue
         await self.forget_workflow(workflow_id)
+
+
+class FlowExpiry(FlowViewOps):
+    """Retention of workflows: a workflow and its tasks go together."""
+
+    async def expire_workflows(self, retention_ms: int, limit: int = 20) -> int:
+        """Delete up to ``limit`` workflows (oldest first) whose every task finished more
+        than ``retention_ms`` ago, with their tasks; returns how many went.
+
+        Only workflows created before the cutoff can qualify, so the scan starts at the
+        oldest and stops there; one still running is looked at again next time.
+        """
+        cutoff = await self.time_ms() - retention_ms
+        async with translated():
+            old = await self.redis.zrange(
+                keys.WORKFLOWS, "-inf", cutoff, byscore=True, offset=0, num=limit
+            )
+        gone = 0
+        for workflow_id in old:
+            try:
+                record = await self.workflow_record(str(workflow_id))
+            except WorkflowNotFound:
+                await self.forget_workflow(str(workflow_id))
+                continue
+            if await self._ended_before(record, cutoff):
+                await self._delete_tasks(record)
+                await self.forget_workflow(record["id"])
+                gone += 1
+        return gone
+
+    async def _ended_before(self, record: dict[str, Any], cutoff: int) -> bool:
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for _, queue, task_id, _ in record["tasks"]:
+                pipe.hmget(self.keys(queue).task(task_id), "status", "completed_at")
+            rows = await pipe.execute()
+        for status, completed_at in rows:
+            if status is None:
+                continue  # deleted by hand
+            if Status(status) not in FINISHED or int(completed_at or 0) > cutoff:
+                return False
+        return True
+
+    async def _delete_tasks(self, record: dict[str, Any]) -> None:
+        """The delete script for each task, its queue known (no lookup)."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for _, queue, task_id, _ in record["tasks"]:
+                pipe.hget(self.keys(queue).task(task_id), "unique_key")
+            uniques = await pipe.execute()
+        calls: list[Call] = []
+        for (_, queue, task_id, _), unique in zip(record["tasks"], uniques, strict=True):
+            k = self.keys(queue)
+            task_key = k.task(task_id)
+            pointer = k.unique(unique) if unique else task_key
+            script_keys = [task_key, k.stats, k.index, k.finished, k.dead, k.events, pointer]
+            calls.append(("delete", script_keys, [self.events_maxlen]))
+        for i in range(0, len(calls), 500):
+            await self._delete_chunk(calls[i : i + 500])
+
+    async def _delete_chunk(self, calls: list[Call]) -> None:
+        async with translated():
+            try:
+                await self._pipelined(calls)
+            except rexc.ResponseError:  # one already gone (another daemon): one by one
+                for call in calls:
+                    with contextlib.suppress(rexc.ResponseError):
+                        await self._pipelined([call])
 
 
 def _task_view(task: Task) -> dict[str, Any]:

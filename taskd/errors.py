@@ -6,6 +6,8 @@ these classes, and the HTTP layer maps these classes to status codes in one tabl
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -120,3 +122,19 @@ class Retry(Exception):
 
 class Fail(Exception):
     """Raised by a handler to fail the task at once, without further attempts."""
+
+
+def describe(exc: BaseException, base: Path | None = None) -> str:
+    """A handler's unexpected exception as a client may read it: an OSError names its
+    files relative to ``base`` (the data dir), never as absolute server paths."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        names = [_relative(f, base) for f in (exc.filename, exc.filename2) if f is not None]
+        return f"{type(exc).__name__}: {exc.strerror or 'failed'}: {' -> '.join(names)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _relative(name: object, base: Path | None) -> str:
+    path = Path(os.fsdecode(name)) if isinstance(name, str | bytes) else Path(str(name))
+    if base is not None and path.is_relative_to(base):
+        return path.relative_to(base).as_posix()
+    return path.name if path.is_absolute() else path.as_posix()

@@ -14,7 +14,7 @@ taskd:{q}:front                 zset    handed-back task ids, taken before their
                                         stream; score = (10 - priority) * 1e13 + ms
 taskd:{q}:paused                string  present while the queue is paused (not fetched)
 taskd:{q}:ratelimit             hash    rate-limit scope -> theoretical arrival time ms
-taskd:{q}:schedule:<name>       string  last occurrence (ms) a periodic schedule enqueued
+taskd:{q}:schedule:<name>       string  last occurrence (ms) a schedule reached (run or first seen)
 taskd:{q}:index                 zset    every task id, score = created ms * 1000 + n
 taskd:{q}:seq                   string  last index score given (orders one ms's tasks)
 taskd:{q}:finished              zset    finished task ids, score = finish ms (retention)

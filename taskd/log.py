@@ -53,6 +53,11 @@ _URL_PASSWORD: Final = re.compile(
     r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/?#@,]*:)(?P<password>[^\s/?#]*)(?P<tail>@)",
     re.IGNORECASE,
 )
+# The same without a (well-formed) scheme: "redis//:pw@host", "redis:/u:pw@host",
+# "u:pw@host". A mistyped URL is still a URL to whoever reads the message.
+_BARE_PASSWORD: Final = re.compile(
+    r"(?P<head>(?<![^\s'\"(=,/])[^\s:/?#@,'\"]*:)(?P<password>[^\s/?#'\"]*)(?P<tail>@)"
+)
 # redis-py also accepts the password as a query parameter (mostly for unix:// sockets).
 _QUERY_PASSWORD: Final = re.compile(
     r"(?P<head>[?&]password=)(?P<password>[^&#\s]*)(?P<tail>)", re.IGNORECASE
@@ -80,8 +85,10 @@ def mask_url(url: str) -> str:
     Works for redis://, rediss://, unix:// (userinfo or ``?password=``), sentinel URLs with
     comma-separated host lists, comma-separated lists of URLs, and URLs inside free text.
     """
-    if "://" in url and "@" in url:
-        url = _URL_PASSWORD.sub(_mask_match, url)
+    if "@" in url:
+        if "://" in url:
+            url = _URL_PASSWORD.sub(_mask_match, url)
+        url = _BARE_PASSWORD.sub(_mask_match, url)
     if "password=" in url.lower():
         url = _QUERY_PASSWORD.sub(_mask_match, url)
     return url

@@ -383,6 +383,29 @@ def _number(field_name: str, value: Any) -> float:
 
 
 def _int_in(field_name: str, value: Any, low: int, high: int) -> int:
+    # 5.0 is an integer to JSON Schema (and so to the OpenAPI description): accept it.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(field_name, f"must be an integer from {low} to {high}")
     return value
+
+
+def int_in(field_name: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int within [low, high] (integral floats too), else ValidationError."""
+    return _int_in(field_name, value, low, high)
+
+
+def int_from_text(field_name: str, raw: str, low: int, high: int) -> int:
+    """A query parameter as an int within [low, high]: ``100``, also ``100.0`` or ``1e2``
+    (JSON Schema integers, as a generated client may send them)."""
+    try:
+        value: Any = int(raw)
+    except ValueError:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValidationError(field_name, "must be an integer") from None
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValidationError(field_name, "must be an integer") from None
+    return _int_in(field_name, value, low, high)

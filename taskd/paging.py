@@ -9,9 +9,15 @@ so pages neither skip nor repeat tasks created in the same millisecond.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
+from typing import Final
 
 from taskd.errors import ValidationError
+
+#: The shape of a cursor token, for the API description.
+PATTERN: Final = "^[0-9]{1,19}-[0-9]{1,9}$"
+_TOKEN: Final = re.compile(PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +28,17 @@ class Cursor:
     skip: int
 
     def encode(self) -> str:
-        """An opaque, URL-safe token."""
-        return base64.urlsafe_b64encode(f"{self.score}:{self.skip}".encode()).decode().rstrip("=")
+        """A URL-safe token, ``<score>-<skip>``: opaque to clients, but of a shape the
+        OpenAPI description can state exactly (:data:`PATTERN`), so any token of that
+        shape is a valid position and a generated client can check one."""
+        return f"{self.score}-{self.skip}"
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
-        """Parse a token made by :meth:`encode`; a malformed one is a validation error."""
+        """Parse a token made by :meth:`encode` (or the base64 tokens of older builds)."""
+        if _TOKEN.fullmatch(token):
+            score, _, skip = token.partition("-")
+            return cls(int(score), int(skip))
         try:
             padded = token + "=" * (-len(token) % 4)
             score, skip = base64.urlsafe_b64decode(padded.encode()).decode().split(":")

@@ -14,3 +14,12 @@ async def sleepy(ctx: taskd.Context, payload: dict[str, Any]) -> dict[str, Any]:
     """Sleep for ``payload["s"]`` seconds and say which process ran it."""
     await asyncio.sleep(float(payload.get("s", 0.1)))
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@taskd.task("chancy")
+async def chancy(ctx: taskd.Context, payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleep for ``payload["s"]`` seconds, then fail if ``payload["fail"]`` is true."""
+    await asyncio.sleep(float(payload.get("s", 0)))
+    if payload.get("fail"):
+        raise RuntimeError("failed on purpose")
+    return {"pid": os.getpid()}

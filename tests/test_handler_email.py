@@ -163,7 +163,7 @@ async def test_outbox_mode_writes_a_standard_eml_file(tmp_path: Path) -> None:
     path = tmp_path / "outbox" / f"{ctx.task_id}.eml"
     assert result == {
         "delivery": "outbox",
-        "path": str(path),
+        "path": f"outbox/{ctx.task_id}.eml",
         "size": path.stat().st_size,
         "message_id": f"<{ctx.task_id}@localhost>",
         "recipients": ["user@example.com"],
@@ -207,4 +207,4 @@ async def test_seed_email_task_completes_through_the_pool(
     assert done.status == Status.COMPLETED, done.error
     assert done.progress == 100
     assert done.result["delivery"] == "outbox"
-    assert done.result["path"] == str(tmp_path / "outbox" / f"{task.id}.eml")
+    assert done.result["path"] == f"outbox/{task.id}.eml"

@@ -132,7 +132,7 @@ async def test_idempotency_key_returns_the_existing_task(client: Client, queue: 
     clash = await client.post(
         "/api/tasks", json=task_body(queue, unique_key="other"), headers=headers
     )
-    assert clash.status == 422
+    assert clash.status == 409  # documented: the two keys conflict
 
 
 async def test_batch_submits_all_in_one_request(client: Client, queue: str) -> None:

@@ -180,3 +180,30 @@ def test_origin_rules() -> None:
     assert not origin_allowed("http://h:2", "h:1", ())
     assert origin_allowed("http://x", "h:1", ("http://x",))
     assert origin_allowed("http://x", "h:1", ("*",))
+
+
+async def test_random_bearer_values_do_not_escape_the_rate_limit(store: Store) -> None:
+    """With no tokens configured, the write limit keys on the peer address, not on the
+    unverified Authorization value: a fresh value per request still hits 429."""
+    async with serve_app(store, server__rate_limit_per_s="2") as c:
+        statuses = []
+        for n in range(10):
+            reply = await c.post(
+                "/api/tasks", json=BODY, headers={"Authorization": f"Bearer random-{n}"}
+            )
+            statuses.append(reply.status)
+        assert 429 in statuses
+
+
+async def test_wrong_tokens_are_throttled_per_address(client: Client) -> None:
+    """After a burst of wrong tokens an address gets 429 (with Retry-After), even for a
+    right token, so tokens cannot be guessed at thousands per second."""
+    statuses = []
+    for n in range(60):
+        reply = await client.get("/api/tasks", headers={"Authorization": f"Bearer guess-{n}"})
+        statuses.append(reply.status)
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
+    throttled = await client.get("/api/tasks", headers=FULL)
+    assert throttled.status == 429
+    assert int(throttled.headers["Retry-After"]) >= 1

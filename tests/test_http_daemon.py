@@ -125,3 +125,17 @@ async def test_non_loopback_without_tokens_refuses_to_start(redis_url: str, tmp_
         await allowed.ready()
     finally:
         allowed.close()
+
+
+async def test_short_token_on_a_public_bind_refuses_to_start(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """TASKD_AUTH_TOKENS=a beyond loopback stops startup with a message about its length."""
+    refused = Daemon(tmp_path / "w", redis_url, "--host", "0.0.0.0", env={"TASKD_AUTH_TOKENS": "a"})
+    try:
+        assert await asyncio.wait_for(asyncio.to_thread(refused.proc.wait), 20) == 1
+        output = refused.output()
+        assert "shorter than 16" in output
+        assert "TASKD_AUTH_TOKENS=a" not in output
+    finally:
+        refused.close()

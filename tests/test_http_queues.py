@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from taskd.engine.context import Context
+from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import RedisUnavailable
 from taskd.http.app import _sample_rates
 from taskd.http.queues import RATES, QueueRates
@@ -19,6 +20,7 @@ from taskd.http.state import STATE
 from taskd.model import STATUS_NAMES, Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
+from tests.enginetools import complete, take
 from tests.pooltools import running_pool
 from tests.test_http_support import registry_with, serve_app
 
@@ -270,3 +272,25 @@ async def test_rate_sampling_stops_with_the_app_even_when_a_cancel_is_swallowed(
     async with asyncio.timeout(5):
         with pytest.raises(StopAsyncIteration):
             await anext(context)
+
+
+async def test_a_stream_trimmed_empty_shows_no_phantom_ready_tasks(
+    client: Client, store: Store, queue: str
+) -> None:
+    """After entries were deleted before delivery and the stream trimmed empty (Redis's
+    group lag still counts the deleted ones), housekeeping leaves depth at 0 and
+    /api/queues and the queue's own page show no ready task."""
+    await _submit(store, queue, 3)
+    for task in await take(store, queue, "c", 10):
+        await complete(store, task, None)
+    await _submit(store, queue, 4)
+    assert await store.purge(queue) == 4
+    housekeeping = Supervisor(store, "s", SupervisorConfig())
+    for _ in range(2):  # the lag shows once the acknowledged entries are trimmed away
+        await housekeeping.housekeep(queue)
+    reply = await client.get("/api/queues")
+    mine = {q["name"]: q for q in (await reply.json())["queues"]}[queue]
+    assert set(mine["depth_by_priority"].values()) == {0}
+    one = await (await client.get(f"/api/queues/{queue}")).json()
+    assert set(one["depth_by_priority"].values()) == {0}
+    assert await store.depth_by_priority(queue) == dict.fromkeys(range(1, 11), 0)

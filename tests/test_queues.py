@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,32 @@ async def test_pause_holds_a_task_delivered_to_a_waiting_worker(store: Store, qu
     await store.resume(queue)
     (started,) = await take(store, queue, "c", 1)
     assert started.id == task.id
+
+
+@pytest.mark.slow
+async def test_a_daemon_corrects_a_drifted_depth_and_logs_it(
+    store: Store, queue: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A daemon's housekeeping sets a drifted depth counter back to the entries really
+    waiting (two, held by a pause so no fetch touches the level) and logs depth_corrected."""
+    await store.pause(queue)
+    await store.submit([make_spec("t", queue=queue, priority=4) for _ in range(2)])
+    await store.redis.hset(store.keys(queue).depth, "4", 0)
+    daemon = DaemonProcess(
+        tmp_path / "d",
+        *("--redis-url", redis_url, "--queues", queue),
+        env={"TASKD_SWEEP_INTERVAL_S": "0.05"},
+    )
+    try:
+        await daemon.ready(timeout_s=60)
+
+        async def corrected() -> bool:
+            return (await store.depth_by_priority(queue))[4] == 2
+
+        await eventually(corrected, timeout_s=20)
+        await eventually(lambda: asyncio.sleep(0, "depth_corrected" in daemon.output()))
+    finally:
+        daemon.close()
+    logged = daemon.log_path.read_text().splitlines()
+    (line,) = [json.loads(line) for line in logged if "depth_corrected" in line]
+    assert (line["queue"], line["priority"], line["found"], line["now"]) == (queue, 4, 0, 2)

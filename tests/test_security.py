@@ -5,7 +5,9 @@ into logs, error bodies or diagnostics - also over an ACL user and ``rediss://``
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
+import os
 import re
 import shutil
 import signal
@@ -21,12 +23,17 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from taskd import config
 from taskd.embedded import EmbeddedRedis
+from taskd.errors import ConfigError
+from taskd.handlers.artifacts import artifact_path
 from taskd.http.app import ROUTES
+from taskd.model import make_spec
 from taskd.store import Store
 from tests.chaos.harness import http
 from tests.chaos.proxy import LatencyProxy
 from tests.conftest import eventually
+from tests.handlertools import call, finished, running_pool, settings_at
 from tests.procs import REPO, DaemonProcess, free_port
 from tests.test_http_support import serve_app
 
@@ -380,3 +387,151 @@ async def test_rediss_with_an_acl_user_works_and_verifies_the_server(
 async def _call(method: str, url: str, token: str | None, body: Any = None) -> Any:
     """An HTTP request with an optional bearer token (urllib in a thread)."""
     return await http(method, url, body, headers=bearer(token) if token else None)
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "a@example.com, v0@evil.example",  # getaddresses would send to both
+        "undisclosed: a@example.com, b@evil.example;",  # group syntax
+        ["a@example.com", "x@example.com, y@evil.example"],
+    ],
+)
+async def test_email_recipients_are_validated_as_they_will_be_sent(
+    client: Client, store: Store, queue: str, to: Any
+) -> None:
+    """One string that hides several addresses is refused, so the 100-recipient limit and
+    the address checks hold for exactly the envelope that would be sent."""
+    body = {"task_type": "email", "queue": queue, "payload": {"to": to, "subject": "s"}}
+    reply = await client.post("/api/tasks", json=body, headers=bearer(FULL))
+    assert reply.status == 422, await reply.text()
+    assert (await store.stats(queue))["total"] == 0
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x0b", "\x0c", "\x85", "\u2028", "\u2029", "\x1b"])
+async def test_email_subject_control_characters_are_refused_at_submit(
+    client: Client, store: Store, queue: str, char: str
+) -> None:
+    """NUL, VT, FF, NEL, line/paragraph separators and ESC never reach a header: 422."""
+    payload = {"to": "a@example.com", "subject": f"hello{char}world"}
+    body = {"task_type": "email", "queue": queue, "payload": payload}
+    reply = await client.post("/api/tasks", json=body, headers=bearer(FULL))
+    assert reply.status == 422, await reply.text()
+    assert (await reply.json())["error"]["details"]["field"] == "payload.subject"
+
+
+async def test_handler_os_errors_show_no_absolute_server_path(
+    store: Store, queue: str, tmp_path: Path
+) -> None:
+    """A file task failing on the file system reports the path relative to the data dir."""
+    settings = settings_at(tmp_path)
+    settings.files_root.mkdir(parents=True)
+    (settings.files_root / "in.csv").write_text("a,b\n1,2\n")
+    (settings.files_root / "blocker").write_text("a file where a folder must go")
+    async with running_pool(store, queue, settings):
+        ((task, _),) = await store.submit(
+            [
+                make_spec(
+                    "file_conversion",
+                    {"source": "in.csv", "target": "blocker/out.json"},
+                    queue=queue,
+                    max_retries=0,
+                )
+            ]
+        )
+        done = await finished(store, task.id)
+    assert done.error
+    assert str(tmp_path) not in done.error
+    assert "files/blocker" in done.error
+
+
+_TERMINAL_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+@pytest.mark.slow
+async def test_cli_escapes_control_characters_of_task_names(
+    redis_url: str, queue: str, tmp_path: Path
+) -> None:
+    """`taskd get` and `taskd list` show ESC sequences and bidi overrides as escapes."""
+    name = "evil\x1b]0;owned\x07\x1b[2J\u202egnp.exe\x9b31m"
+    daemon = DaemonProcess(tmp_path / "d", "--redis-url", redis_url, "--queues", queue)
+    try:
+        await daemon.ready()
+        body = {"task_type": "data_processing", "queue": queue, "name": name}
+        created = await _call(
+            "POST", f"{daemon.url}/api/tasks", None, body | {"payload": {"records": 1}}
+        )
+        assert created.status == 201, created.body
+        task_id = created.body["id"]
+        env = {"TASKD_URL": daemon.url}
+        for args in (("get", task_id), ("list", "--queue", queue)):
+            out = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "taskd", *args],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ) | env,
+                timeout=60,
+                check=True,
+            )
+            assert not _TERMINAL_UNSAFE.search(out.stdout), (args, out.stdout)
+            assert "\\x1b" in out.stdout, args
+    finally:
+        daemon.close()
+
+
+async def test_report_csv_neutralises_formula_cells(tmp_path: Path) -> None:
+    """Text cells starting with =, +, -, @ (and tab/CR) get a leading quote; numbers,
+    negative ones too, stay numbers."""
+    settings = settings_at(tmp_path)
+    records = [
+        {"name": '=HYPERLINK("http://evil.example","x")', "amount": -5},
+        {"name": "+1+cmd|' /C calc'!A0", "amount": 3},
+        {"name": "-2", "amount": 1},
+        {"name": "@SUM(1)", "amount": 2},
+        {"name": "plain", "amount": 0},
+    ]
+    result, ctx, _ = await call(
+        "report_generation", {"records": records, "formats": ["csv"]}, settings
+    )
+    path = artifact_path(settings, ctx.task_id, "report.csv")
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    names = [r["name"] for r in rows]
+    assert all(not n.startswith(("=", "+", "-", "@")) for n in names), names
+    assert '\'=HYPERLINK("http://evil.example","x")' in names
+    assert "plain" in names
+    assert "-5" in [r["amount"] for r in rows]
+    assert result["artifacts"][0]["name"] == "report.csv"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis//:S3cret-pw@127.0.0.1:6379/0", "redis:/u:S3cret-pw@host:6379", "u:S3cret-pw@host"],
+)
+def test_config_errors_mask_passwords_of_malformed_urls(url: str, tmp_path: Path) -> None:
+    """A Redis URL without a proper scheme is refused without echoing its password."""
+    with pytest.raises(ConfigError) as refused:
+        config.load(None, {"HOME": str(tmp_path), "REDIS_URL": url}, {})
+    assert "S3cret-pw" not in str(refused.value)
+    assert "***" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:7f00:1::]:8000/",  # 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::]/latest/meta-data/",  # 6to4 of 169.254.169.254
+        "http://[2002:c0a8:101::1]/",  # 6to4 of 192.168.1.1
+        "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a00:1]/",  # NAT64 of 10.0.0.1
+        "http://[::127.0.0.1]/",  # IPv4-compatible loopback
+    ],
+)
+async def test_ssrf_guard_refuses_ipv4_embedded_in_ipv6(
+    client: Client, store: Store, queue: str, url: str
+) -> None:
+    """6to4, NAT64 and IPv4-compatible literals are judged by the IPv4 address they reach."""
+    body = {"task_type": "api_call", "queue": queue, "payload": {"url": url}}
+    reply = await client.post("/api/tasks", json=body, headers=bearer(FULL))
+    assert reply.status == 422, await reply.text()
+    assert (await store.stats(queue))["total"] == 0

@@ -277,7 +277,8 @@ def submit(
     task = call(url, action)
     show(task, as_json, display.task_detail if wait else display.task_line)
     if wait and task.get("status") != "completed":
-        click.echo(f"taskd: task {task['id']} {task.get('status')}: {task.get('error')}", err=True)
+        problem = display.printable(f"{task.get('status')}: {task.get('error')}")
+        click.echo(f"taskd: task {task['id']} {problem}", err=True)
         sys.exit(4)
 
 

@@ -7,6 +7,7 @@ API sends them, so what a user reads matches logs and ``--json`` output.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -18,14 +19,40 @@ UNFINISHED: Final = ("pending", "scheduled", "retrying", "reserved", "processing
 MAX_CELL: Final = 40
 
 
+# What a terminal may act on rather than show: C0 and C1 controls (ESC starts sequences
+# that move the cursor, retitle the window, or write to the clipboard; 0x9b is CSI on
+# its own), DEL, and the bidi overrides/isolates and separators that reorder or break
+# what a line seems to say. Task names and errors come from whoever submitted the task.
+_UNSAFE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with every character a terminal would act on shown as an escape
+    (``\x1b``, ``\u202e``), except those in ``keep``."""
+    return _UNSAFE.sub(lambda m: m[0] if m[0] in keep else _escape(m[0]), text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_safe(text: str) -> str:
+    # orjson escapes C0 itself; the rest can only sit inside strings, where \uXXXX is
+    # the same JSON value, so jq and friends read exactly what the API sent.
+    return _UNSAFE.sub(lambda m: m[0] if m[0] in "\n" else f"\\u{ord(m[0]):04x}", text)
+
+
 def json_text(data: Any) -> str:
     """The API's JSON, indented (``--json`` output; jq reads it as well as compact JSON)."""
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    return _json_safe(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
 def json_line(data: Any) -> str:
     """One compact JSON line (``taskd watch --json`` prints one message per line)."""
-    return orjson.dumps(data).decode()
+    return _json_safe(orjson.dumps(data).decode())
 
 
 def when(iso: Any) -> str:
@@ -37,7 +64,7 @@ def when(iso: Any) -> str:
 
 def _cell(value: Any) -> str:
     text = "-" if value is None else str(value)
-    text = " ".join(text.split())  # one line per row, whatever the value held
+    text = printable(" ".join(text.split()))  # one line per row, whatever the value held
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
@@ -84,7 +111,7 @@ def task_table(page: Mapping[str, Any]) -> str:
 
 def task_line(task: Mapping[str, Any]) -> str:
     """One task in one line: what submit, cancel and retry print."""
-    return (
+    return printable(
         f"{task['id']}  {task['status']}  {task['task_type']}  "
         f"queue={task['queue']} priority={task['priority']}"
     )
@@ -121,7 +148,11 @@ def task_detail(task: Mapping[str, Any]) -> str:
         ("payload", _json_block(task.get("payload"))),
         ("result", _json_block(task.get("result"))),
     ]
-    return "\n".join(f"{k:<12} {'-' if v is None else v}" for k, v in fields)
+    blocks = {"payload", "result"}  # already safe JSON, its line breaks intended
+    return "\n".join(
+        f"{k:<12} {'-' if v is None else v if k in blocks else printable(str(v))}"
+        for k, v in fields
+    )
 
 
 def stats_view(stats: Mapping[str, Any]) -> str:
@@ -188,7 +219,7 @@ def queue_line(queue: Mapping[str, Any]) -> str:
     counts = queue.get("counts") or {}
     waiting = ", ".join(f"{counts.get(s, 0)} {s}" for s in UNFINISHED)
     state = "paused" if queue.get("paused") else "active"
-    return f"queue {queue['name']} is {state}: {waiting}"
+    return printable(f"queue {queue['name']} is {state}: {waiting}")
 
 
 def event_line(event: Mapping[str, Any]) -> str:
@@ -206,14 +237,14 @@ def event_line(event: Mapping[str, Any]) -> str:
         f"{task.get('progress', 0):>3}%",
         " ".join(str(detail).split())[:80],
     )
-    return " ".join(parts).rstrip()
+    return printable(" ".join(parts).rstrip())
 
 
 def snapshot_line(message: Mapping[str, Any], url: str) -> str:
     """The header ``taskd watch`` prints once connected (and after a resync)."""
     stats = message.get("stats") or {}
     counts = ", ".join(f"{stats.get(s, 0)} {s}" for s in UNFINISHED)
-    return f"watching {url}: {stats.get('total', 0)} tasks ({counts}); Ctrl-C to stop"
+    return printable(f"watching {url}: {stats.get('total', 0)} tasks ({counts}); Ctrl-C to stop")
 
 
 def matches(event: Mapping[str, Any], queue: str | None, task_type: str | None) -> bool:

@@ -100,6 +100,21 @@ def _host_patterns(entries: tuple[str, ...]) -> str | None:
     return None
 
 
+_ALLOWED_HOST: Final = re.compile(
+    r"\*|(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?"
+)
+
+
+def _allowed_hosts(entries: tuple[str, ...]) -> str | None:
+    bad = [e for e in entries if not _ALLOWED_HOST.fullmatch(e)]
+    if bad:
+        return (
+            "expected host names without a port ('taskd.example.com', '*.corp.example'), "
+            f"IP addresses, or '*' for any, got {bad[0]!r}"
+        )
+    return None
+
+
 def _redis_url(url: str) -> str | None:
     if not url:
         return None
@@ -120,9 +135,20 @@ class ServerSettings:
     port: int = field(default=8000, metadata=_spec(lo=1, hi=65535))
     max_body_bytes: int = field(default=1048576, metadata=_spec(lo=1))
     allowed_origins: tuple[str, ...] = field(default=(), metadata=_spec(check=_origins))
+    # Host header values accepted while the API is open without a token (DNS rebinding
+    # defence); loopback names, the bound address and server.host are always accepted.
+    allowed_hosts: tuple[str, ...] = field(default=(), metadata=_spec(check=_allowed_hosts))
     rate_limit_per_s: float = field(default=100.0, metadata=_spec(lo=0))  # 0 = off
     shutdown_grace_s: float = field(default=30.0, metadata=_spec(lo=0))
     request_timeout_s: float = field(default=1.0, metadata=_spec(gt=0))
+    # Open connections at once (more get 503 and are closed), and seconds a connection
+    # may take to send its first request's headers (then 408 and closed).
+    max_connections: int = field(default=1024, metadata=_spec(lo=1))
+    header_timeout_s: float = field(default=10.0, metadata=_spec(gt=0))
+    # WebSocket clients at once (more get 503), and bytes queued to all of them together:
+    # past it, a client with unsent data is dropped (1013) rather than buffered further.
+    max_ws_clients: int = field(default=1000, metadata=_spec(lo=1))
+    ws_queued_bytes: int = field(default=64 * 1024 * 1024, metadata=_spec(lo=1))
     # `taskd worker` only: port of its /healthz, /readyz, /metrics listener (0 = none)
     health_port: int = field(default=0, metadata=_spec(lo=0, hi=65535))
 

@@ -37,8 +37,9 @@ from taskd.engine.scheduler import Scheduler
 from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import ConfigError, RedisUnavailable
 from taskd.http.app import SERVICES, AppState, build_app
-from taskd.http.guard import is_loopback
+from taskd.http.guard import MIN_TOKEN_LEN, is_loopback, weak_tokens
 from taskd.http.health import build_health_app
+from taskd.http.listener import Gate, GuardedSite
 from taskd.model import parse_rate
 from taskd.store import Store
 
@@ -206,6 +207,15 @@ class Daemon:
                 "reach it could submit and cancel tasks. Set auth.tokens (TASKD_AUTH_TOKENS), "
                 "or set auth.allow_anonymous = true (TASKD_ALLOW_ANONYMOUS=1) to run it open",
             )
+        if weak := weak_tokens(auth):
+            problem = (
+                f"{' and '.join(weak)} hold a token shorter than {MIN_TOKEN_LEN} characters, "
+                "which can be guessed; use e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
+            if not is_loopback(host):
+                raise ConfigError(weak[0], f"refusing to listen on {host}: {problem}")
+            log.warning("weak_token_configured", problem=problem)
 
     async def _connect(self, url: str) -> Store | None:
         """Connect to Redis, waiting (with back-off) while it is not up yet.
@@ -248,7 +258,8 @@ class Daemon:
         app = build_app(state) if self.role is Role.SERVE else build_health_app(state)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, server.host, port)
+        gate = Gate(server.max_connections, server.header_timeout_s)
+        site = GuardedSite(runner, server.host, port, gate)
         try:
             await site.start()
         except OSError as exc:  # taken port, unknown address: one line, not a traceback
@@ -256,8 +267,7 @@ class Daemon:
             key = "server.port" if self.role is Role.SERVE else "server.health_port"
             reason = f"cannot listen on {server.host}:{port}: {exc.strerror}"
             raise ConfigError(key, reason) from exc
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self.port = site.port
         return runner
 
     def _describe_redis(self, url: str) -> str:

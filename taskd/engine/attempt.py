@@ -19,7 +19,7 @@ from taskd.engine.inline import InContext
 from taskd.engine.outcome import Kind, Outcome
 from taskd.engine.parents import with_parents
 from taskd.engine.registry import TaskType
-from taskd.errors import Fail, Retry, ValidationError
+from taskd.errors import Fail, Retry, ValidationError, describe
 from taskd.log import bind_task_fields
 from taskd.model import Task
 
@@ -183,7 +183,8 @@ class Attempts:
         except Fail as exc:
             return Outcome(Kind.FAIL, error=str(exc) or "failed")
         except BaseException as exc:
-            return Outcome(Kind.RETRY, error=f"{type(exc).__name__}: {exc}")
+            base = ctx.settings.data_dir if ctx.settings is not None else None
+            return Outcome(Kind.RETRY, error=describe(exc, base))
 
 
 def stopped_outcome(run: Run) -> Outcome:

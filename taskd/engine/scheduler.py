@@ -1,11 +1,17 @@
-"""Enqueues periodic tasks (``[[schedule]]``): exactly one daemon per occurrence.
+"""Enqueues periodic tasks (``[[schedule]]``): exactly once per occurrence.
 
 Policy for missed occurrences: a schedule seen for the first time starts with its next
 occurrence (nothing is back-filled). After downtime, the most recent missed occurrence
-runs once and older ones are skipped, like cron with anacron's coalescing. Each
-occurrence is submitted with the unique key ``schedule:<name>:<ms>``, so however many
-daemons race, one task is created; a marker per schedule keeps an occurrence from running
-again after its task expired.
+runs once and older ones are skipped, like cron with anacron's coalescing.
+
+Each schedule has a marker in Redis (the last occurrence reached). Checking it, enqueuing
+the occurrence and moving it are one script (``Store.submit_occurrence``): however many
+daemons race, and however long one stalls between reading the clock and enqueuing, an
+occurrence is enqueued once, and a daemon whose occurrence went stale meanwhile looks
+again rather than enqueue an old one. The first daemon to reach the script sets the
+marker (the first-occurrence rule above holds however many daemons see the schedule
+first on either side of a boundary). Each task also carries the unique key
+``schedule:<name>:<ms>``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import structlog
 
 from taskd.config.schedule import Schedule
 from taskd.errors import RedisUnavailable
-from taskd.model import make_spec
+from taskd.model import TaskSpec, make_spec
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -62,14 +68,23 @@ class Scheduler:
         return max(wait_ms, 5) / 1000 + 0.005
 
     async def _check(self, schedule: Schedule, now: int) -> None:
-        occurrence = schedule.latest_ms(now)
-        seen = await self.store.schedule_seen(schedule.queue, schedule.name)
-        if seen is None:
-            await self.store.schedule_mark(schedule.queue, schedule.name, occurrence)
-            return
-        if occurrence <= seen:
-            return
-        spec = make_spec(
+        for _ in range(3):  # a stale occurrence is looked at again with Redis's newer time
+            occurrence, next_ms = schedule.latest_ms(now), schedule.next_ms(now)
+            task, now = await self.store.submit_occurrence(
+                self._spec(schedule, occurrence), schedule.name, occurrence, next_ms
+            )
+            if task is not None:
+                log.info(
+                    "schedule_enqueued",
+                    schedule=schedule.name,
+                    occurrence_ms=occurrence,
+                    task_id=task.id,
+                )
+            if now < next_ms:
+                return
+
+    def _spec(self, schedule: Schedule, occurrence: int) -> TaskSpec:
+        return make_spec(
             schedule.task_type,
             orjson.loads(orjson.dumps(schedule.payload)),
             name=f"{schedule.name} @ {occurrence}",
@@ -79,12 +94,3 @@ class Scheduler:
             default_max_retries=self.max_retries,
             default_timeout_s=self.timeout_s,
         )
-        ((task, created),) = await self.store.submit([spec])
-        await self.store.schedule_mark(schedule.queue, schedule.name, occurrence)
-        if created:
-            log.info(
-                "schedule_enqueued",
-                schedule=schedule.name,
-                occurrence_ms=occurrence,
-                task_id=task.id,
-            )

@@ -158,6 +158,8 @@ class Supervisor:
         trimmed = await self.store.trim(queue)
         if expired or trimmed:
             log.debug("housekeeping", queue=queue, expired=expired, trimmed=trimmed)
+        for priority, (found, now) in (await self.store.verify_depth(queue)).items():
+            log.warning("depth_corrected", queue=queue, priority=priority, found=found, now=now)
         lease_ms = int(self.config.lease_s * 1000)
         for name, (pending, idle_ms) in (await self.store.consumers(queue)).items():
             if name in (self.consumer, HANDBACK) or pending or idle_ms < lease_ms:

@@ -12,6 +12,7 @@ import asyncio
 import mimetypes
 import os
 import re
+import unicodedata
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, getaddresses, parseaddr
@@ -31,6 +32,7 @@ MAX_ATTACHMENTS = 20
 MAX_ATTACHMENT_BYTES = 10 << 20
 MAX_TOTAL_ATTACHMENT_BYTES = 25 << 20
 MAX_SUBJECT_CHARS = 998  # RFC 5322 line limit
+_CONTROL_CATEGORIES: Final = frozenset({"Cc", "Zl", "Zp"})
 _ADDR_SPEC: Final = re.compile(
     r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\".]+(\.[^@\s<>()\[\],;:\".]+)*"
 )
@@ -52,10 +54,23 @@ def addresses(payload: dict[str, Any], key: str) -> list[str]:
         raise ValidationError(f"payload.{key}", "must be an address or a list of addresses")
     for i, item in enumerate(items):
         where = f"payload.{key}" if isinstance(raw, str) else f"payload.{key}[{i}]"
-        _, spec = parseaddr(item)
-        if "\r" in item or "\n" in item or not _ADDR_SPEC.fullmatch(spec):
-            raise ValidationError(where, f"{item!r} is not an email address")
+        # Exactly what sending will see: getaddresses, which would also split "a@x, b@y"
+        # and expand group syntax into addresses nobody checked.
+        parsed = getaddresses([item])
+        if len(parsed) != 1 or _has_controls(item) or not _ADDR_SPEC.fullmatch(parsed[0][1]):
+            raise ValidationError(where, f"{item!r} is not one email address")
     return items
+
+
+def _has_controls(text: str, allowed: str = "") -> bool:
+    """Control characters and line/paragraph separators (NUL, VT, FF, NEL, U+2028, ...)."""
+    return any(unicodedata.category(c) in _CONTROL_CATEGORIES and c not in allowed for c in text)
+
+
+def recipients(payload: dict[str, Any]) -> list[str]:
+    """The envelope recipients: to, cc and bcc, each validated as one address."""
+    keys = ("recipient", "to", "cc", "bcc")
+    return [getaddresses([item])[0][1] for key in keys for item in addresses(payload, key)]
 
 
 def validate(payload: dict[str, Any]) -> None:
@@ -71,11 +86,12 @@ def validate(payload: dict[str, Any]) -> None:
     if (
         not isinstance(subject, str)
         or len(subject) > MAX_SUBJECT_CHARS
-        or "\r" in subject
-        or "\n" in subject
+        or _has_controls(subject, allowed="\t")
     ):
         raise ValidationError(
-            "payload.subject", f"must be one line of at most {MAX_SUBJECT_CHARS} characters"
+            "payload.subject",
+            f"must be one line of at most {MAX_SUBJECT_CHARS} characters without control "
+            "characters or line separators",
         )
     for key in ("body", "html"):
         if not isinstance(payload.get(key, ""), str):
@@ -104,23 +120,15 @@ async def email(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     await ctx.progress(10, "composing")
     files = await asyncio.to_thread(read_attachments, ctx, payload.get("attachments", []))
     message = compose(payload, config.sender, ctx.task_id, files)
-    recipients = [
-        spec
-        for _, spec in getaddresses(
-            addresses(payload, "recipient")
-            + addresses(payload, "to")
-            + addresses(payload, "cc")
-            + addresses(payload, "bcc")
-        )
-    ]
-    head = {"message_id": message["Message-ID"], "recipients": recipients}
+    envelope = recipients(payload)
+    head = {"message_id": message["Message-ID"], "recipients": envelope}
     if not config.smtp_host:
-        path = data_dir(ctx.settings) / "outbox" / f"{ctx.task_id}.eml"
-        size = await asyncio.to_thread(write_eml, path, message)
+        relative = Path("outbox") / f"{ctx.task_id}.eml"  # clients never see server paths
+        size = await asyncio.to_thread(write_eml, data_dir(ctx.settings) / relative, message)
         await ctx.progress(100, "written to the outbox")
-        return {"delivery": "outbox", **head, "path": str(path), "size": size}
+        return {"delivery": "outbox", **head, "path": relative.as_posix(), "size": size}
     await ctx.progress(40, f"sending via {config.smtp_host}")
-    sent = await send_smtp(message, recipients, config)
+    sent = await send_smtp(message, envelope, config)
     await ctx.progress(100, "sent")
     return {"delivery": "smtp", **head, **sent}
 

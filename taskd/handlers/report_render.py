@@ -73,12 +73,25 @@ def render_json(report: Report) -> bytes:
     return json.dumps(report.data, indent=2, ensure_ascii=False, default=str).encode()
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...),
+# =cmd|...); OWASP's advice: prefix such text cells with a single quote.
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as text; numbers stay numbers (-5 is no formula)."""
+    text = cell(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 def render_csv(report: Report) -> bytes:
-    """The report's rows as CSV (RFC 4180 line ends)."""
+    """The report's rows as CSV (RFC 4180 line ends), safe to open in a spreadsheet."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(report.csv_columns)
-    writer.writerows([cell(v) for v in row] for row in report.csv_rows)
+    writer.writerow([spreadsheet_cell(c) for c in report.csv_columns])
+    writer.writerows([spreadsheet_cell(v) for v in row] for row in report.csv_rows)
     return out.getvalue().encode()
 
 

@@ -72,8 +72,7 @@ class Policy:
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why ``address`` is refused (loopback, private, …), or None when it is allowed."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        address = embedded_ipv4(address) or address
         for entry in self.allow_hosts:
             network = _network(entry)
             if network is not None and address in network:
@@ -90,6 +89,29 @@ class Policy:
         reason = self.refusal(ipaddress.ip_address(address.split("%", 1)[0]))
         if reason is not None:
             raise AddressRefused(host, address, reason)
+
+
+# NAT64's well-known prefix (RFC 6052); the local-use 64:ff9b:1::/48 counts as private.
+_NAT64: Final = (ipaddress.ip_network("64:ff9b::/96"),)
+_COMPATIBLE: Final = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and reaches (mapped ::ffff:a.b.c.d, 6to4
+    2002:AABB:CCDD::, NAT64 64:ff9b::a.b.c.d, compatible ::a.b.c.d), else None.
+
+    Those packets end up at the IPv4 address, so that is the one to judge: 2002:7f00:1::
+    is loopback, 64:ff9b::10.0.0.1 is private.
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64[0] or (address in _COMPATIBLE and int(address) > 1):  # not ::, ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from taskd.engine.relay import overview
 from taskd.errors import ValidationError
-from taskd.http.middleware import BadRequest
-from taskd.http.shapes import json_response
+from taskd.http.middleware import BadRequest, KeyConflict
+from taskd.http.shapes import json_response, task_rows
 from taskd.http.state import SERVICES, STATE, AppState
 from taskd.intake import checked_spec
 from taskd.model import (
@@ -27,6 +27,7 @@ from taskd.model import (
     Status,
     Task,
     TaskSpec,
+    int_from_text,
 )
 from taskd.paging import Cursor
 
@@ -71,7 +72,10 @@ def spec_from(state: AppState, item: Any, idempotency_key: str | None = None) ->
     unique_key = item.get("unique_key")
     if idempotency_key is not None:
         if unique_key is not None and unique_key != idempotency_key:
-            raise ValidationError("unique_key", "differs from the Idempotency-Key header")
+            raise KeyConflict(
+                "the Idempotency-Key header and unique_key name different keys; send one, "
+                "or the same in both"
+            )
         unique_key = idempotency_key
     return checked_spec(
         state.registry,
@@ -170,13 +174,7 @@ async def get_task(request: web.Request) -> web.Response:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ValidationError("limit", "must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError("limit", f"must be from 1 to {MAX_LIMIT}")
-    return limit
+    return int_from_text("limit", raw, 1, MAX_LIMIT)
 
 
 def _filter(query: Any) -> Callable[[Task], bool] | None:
@@ -216,7 +214,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "tasks": [t.to_api() for t in tasks],
+            "tasks": task_rows(tasks),
             "next_cursor": nxt.encode() if nxt is not None else None,
         }
     )

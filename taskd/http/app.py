@@ -24,7 +24,8 @@ from taskd.http import (
     workflows,
     ws,
 )
-from taskd.http.guard import Auth, RateLimiter
+from taskd.http.guard import Auth, HostCheck, RateLimiter
+from taskd.http.methods import MethodTable
 from taskd.http.metrics import Metrics
 from taskd.http.middleware import Guard, errors
 from taskd.http.openapi import build_spec
@@ -70,7 +71,9 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/healthz", ops.healthz),
     ("GET", "/readyz", ops.readyz),
     ("GET", "/metrics", ops.metrics),
-    ("GET", "/docs", ops.docs),
+    ("GET", "/docs", docs.page),
+    ("GET", "/docs/{name}", docs.asset),
+    ("GET", "/favicon.ico", dashboard.favicon),
     ("GET", "/", dashboard.index),
     ("GET", "/assets/{name}", dashboard.asset),
 )
@@ -113,8 +116,16 @@ def build_app(state: AppState) -> web.Application:
     """The application with every route, for ``state``."""
     server = state.settings.server
     auth = Auth(state.settings.auth)
+    # Only a server that answers without a token can be driven by a rebinding page.
+    open_access = not auth.required or auth.allow_anonymous
+    hosts = HostCheck(server.host, server.allowed_hosts) if open_access else None
     guard = Guard(
-        auth, RateLimiter(server.rate_limit_per_s), server.allowed_origins, server.request_timeout_s
+        auth,
+        RateLimiter(server.rate_limit_per_s),
+        server.allowed_origins,
+        server.request_timeout_s,
+        hosts,
+        MethodTable((method, path) for method, path, _ in ROUTES),
     )
     app = web.Application(
         middlewares=[errors, guard.middleware], client_max_size=server.max_body_bytes
@@ -128,8 +139,9 @@ def build_app(state: AppState) -> web.Application:
     spec = build_spec(state.registry, auth_required=auth.required, version=__version__)
     app[STATE] = state
     app[dashboard.ASSETS] = dashboard.load_assets()
+    app[docs.SWAGGER] = docs.load_swagger()
     app[queues.RATES] = rates
-    app[SERVICES] = Services(hub=hub, metrics=metrics, openapi=spec, docs_html=docs.render(spec))
+    app[SERVICES] = Services(hub=hub, metrics=metrics, openapi=spec)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         if path.startswith("/api/"):

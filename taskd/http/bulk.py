@@ -25,7 +25,7 @@ from taskd.errors import TaskNotFound, ValidationError, WrongState
 from taskd.http.api import read_json
 from taskd.http.shapes import json_response
 from taskd.http.state import STATE
-from taskd.model import QUEUE_NAME, TASK_TYPE_NAME, Task
+from taskd.model import QUEUE_NAME, TASK_TYPE_NAME, Task, int_in
 from taskd.paging import Cursor
 from taskd.store import Store
 
@@ -80,9 +80,7 @@ def parse(action: str, body: Any) -> Selection:
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ValidationError("dry_run", "must be true or false")
-    limit = body.get("limit", DEFAULT_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    limit = int_in("limit", body.get("limit", DEFAULT_LIMIT), 1, MAX_LIMIT)
     return Selection(action, status, task_type, queue, dry_run, limit)
 
 

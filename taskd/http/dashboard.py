@@ -24,7 +24,18 @@ from typing import Final
 
 from aiohttp import web
 
-__all__ = ["ASSETS", "SECURITY_HEADERS", "Asset", "Assets", "asset", "index", "load_assets"]
+__all__ = [
+    "ASSETS",
+    "SECURITY_HEADERS",
+    "Asset",
+    "Assets",
+    "asset",
+    "favicon",
+    "index",
+    "load_assets",
+    "make_asset",
+    "send",
+]
 
 _NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.(?:js|css|svg|html)$")
 _TYPES: Final = {
@@ -89,14 +100,18 @@ def load_assets(folder: Traversable | None = None) -> Assets:
     for entry in root.iterdir():
         if not entry.is_file() or not _NAME.match(entry.name):
             continue
-        body = entry.read_bytes()
-        suffix = entry.name[entry.name.rindex(".") :]
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        found[entry.name] = Asset(body, _TYPES[suffix], etag)
+        found[entry.name] = make_asset(entry.name, entry.read_bytes())
     return Assets(found)
 
 
-def _send(request: web.Request, item: Asset) -> web.Response:
+def make_asset(name: str, body: bytes) -> Asset:
+    """A servable file: its type from the name's suffix, a strong ETag from its bytes."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return Asset(body, _TYPES[name[name.rindex(".") :]], etag)
+
+
+def send(request: web.Request, item: Asset) -> web.Response:
+    """A file with the security headers, or 304 when the client's copy is current."""
     headers = SECURITY_HEADERS | {"Cache-Control": "no-cache", "ETag": item.etag}
     if item.etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
@@ -108,7 +123,15 @@ async def index(request: web.Request) -> web.Response:
     item = request.app[ASSETS].get("index.html")
     if item is None:
         raise web.HTTPNotFound(reason="the dashboard is not installed")
-    return _send(request, item)
+    return send(request, item)
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """GET /favicon.ico: the icon (SVG) for pages that do not name one, so no 404."""
+    item = request.app[ASSETS].get("favicon.svg")
+    if item is None:
+        raise web.HTTPNotFound()
+    return send(request, item)
 
 
 async def asset(request: web.Request) -> web.Response:
@@ -117,4 +140,4 @@ async def asset(request: web.Request) -> web.Response:
     item = None if name.endswith(".html") else request.app[ASSETS].get(name)
     if item is None:
         raise web.HTTPNotFound()
-    return _send(request, item)
+    return send(request, item)

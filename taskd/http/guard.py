@@ -27,6 +27,17 @@ class Access(IntEnum):
     FULL = 2
 
 
+FAILURE_RATE = 1.0
+FAILURE_BURST = 20.0
+MIN_TOKEN_LEN = 16
+
+
+def weak_tokens(settings: AuthSettings) -> list[str]:
+    """Which kinds of configured token are shorter than MIN_TOKEN_LEN (never the tokens)."""
+    kinds = (("auth.tokens", settings.tokens), ("auth.read_tokens", settings.read_tokens))
+    return [kind for kind, tokens in kinds if any(len(t) < MIN_TOKEN_LEN for t in tokens)]
+
+
 class Auth:
     """Bearer-token checks with constant-time comparison.
 
@@ -40,6 +51,9 @@ class Auth:
         self._full = [t.encode() for t in settings.tokens]
         self._read = [t.encode() for t in settings.read_tokens]
         self.allow_anonymous = settings.allow_anonymous
+        #: Wrong tokens per peer address: a burst of FAILURE_BURST, then FAILURE_RATE/s;
+        #: beyond it 429, so guessing tokens is slow. Shared by the API and /ws.
+        self.failures = RateLimiter(FAILURE_RATE, burst=FAILURE_BURST)
 
     @property
     def required(self) -> bool:
@@ -107,6 +121,57 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header without its port: ``[::1]:80`` -> ``::1``."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        value = value.partition(":")[0]
+    return value.rstrip(".")
+
+
+class HostCheck:
+    """Which ``Host`` headers an open (tokenless) server answers: the DNS rebinding defence.
+
+    After a rebind, an attacker's page and taskd share an origin, so origin checks pass;
+    only the name in ``Host`` still tells them apart. Accepted: loopback names and
+    addresses, the address the client connected to, ``server.host`` and the
+    ``server.allowed_hosts`` entries (``*.example.com`` matches sub-domains; ``*`` any).
+    A request without ``Host`` (HTTP/1.0 tools) cannot come from a browser and passes.
+    """
+
+    def __init__(self, server_host: str, allowed: Iterable[str]) -> None:
+        names = {host_name(a) for a in allowed}
+        self.any = "*" in names
+        self._suffixes = tuple(n[1:] for n in names if n.startswith("*."))
+        self._names = {n for n in names if not n.startswith("*")}
+        if server_host not in {"0.0.0.0", "::", ""}:  # noqa: S104 - names, not binds
+            self._names.add(host_name(server_host))
+
+    def accepts(self, header: str | None, local_address: str | None) -> bool:
+        """True when ``header`` names this server rather than some other site."""
+        if self.any or header is None:
+            return True
+        name = host_name(header)
+        if name == "localhost" or name.endswith(".localhost") or is_loopback(name):
+            return True
+        if name in self._names or name.endswith(self._suffixes):
+            return True
+        return local_address is not None and _same_address(name, local_address)
+
+
+def _same_address(name: str, local: str) -> bool:
+    try:
+        given = ipaddress.ip_address(name)
+        here = ipaddress.ip_address(local.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(here, ipaddress.IPv6Address) and here.ipv4_mapped is not None:
+        here = here.ipv4_mapped  # a dual-stack listener reports IPv4 peers this way
+    return given == here
+
+
 class RateLimiter:
     """Token buckets per client: ``rate`` writes per second, bursts up to one second's worth.
 
@@ -118,14 +183,23 @@ class RateLimiter:
         self,
         rate: float,
         *,
+        burst: float | None = None,
         max_clients: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = rate
-        self.burst = max(1.0, rate)
+        self.burst = burst if burst is not None else max(1.0, rate)
         self.max_clients = max_clients
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait(self, client: str) -> float:
+        """Seconds until ``client`` may spend a token (0.0: now); spends nothing."""
+        if self.rate <= 0 or client not in self._buckets:
+            return 0.0
+        tokens, last = self._buckets[client]
+        tokens = min(self.burst, tokens + (self._clock() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def take(self, client: str) -> float:
         """Spend one token; 0.0 when allowed, else seconds until one is available."""
@@ -146,7 +220,9 @@ class RateLimiter:
 
 
 def client_key(token: str | None, remote: str | None) -> str:
-    """Rate-limit identity: the token (hashed, never kept in clear) or the peer address."""
+    """Rate-limit identity: a verified token (hashed, never kept in clear), else the peer
+    address; an unverified bearer value must never count, or each request could bring a
+    fresh one and escape the limit."""
     if token:
         return "t:" + hashlib.sha256(token.encode()).hexdigest()[:32]
     return "a:" + (remote or "?")

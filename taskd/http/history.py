@@ -16,7 +16,7 @@ from taskd.errors import ValidationError
 from taskd.history import BUCKET_S, RETENTION_MINUTES, shape, sum_by_minute
 from taskd.http.shapes import json_response
 from taskd.http.state import STATE
-from taskd.model import QUEUE_NAME, TASK_TYPE_NAME
+from taskd.model import QUEUE_NAME, TASK_TYPE_NAME, int_from_text
 
 PARAMS: Final = frozenset({"minutes", "queue", "task_type", "bucket_s"})
 DEFAULT_MINUTES: Final = 60
@@ -56,10 +56,4 @@ def _integer(query: Mapping[str, str], name: str, default: int, low: int, high: 
     raw = query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(name, "must be an integer") from None
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be from {low} to {high}")
-    return value
+    return int_from_text(name, raw, low, high)  # 60.0 too: an integer to JSON Schema

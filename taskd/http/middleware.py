@@ -26,8 +26,17 @@ from taskd.errors import (
     WorkflowNotFound,
     WrongState,
 )
-from taskd.http.guard import Access, Auth, RateLimiter, bearer, client_key, origin_allowed
+from taskd.http.guard import (
+    Access,
+    Auth,
+    HostCheck,
+    RateLimiter,
+    bearer,
+    client_key,
+    origin_allowed,
+)
 from taskd.http.guard import retry_after as retry_after_header
+from taskd.http.methods import MethodTable
 from taskd.http.shapes import json_response
 
 log = structlog.get_logger("taskd.http")
@@ -66,6 +75,24 @@ class Forbidden(HTTPProblem):
     code = "forbidden"
 
 
+class KeyConflict(HTTPProblem):
+    """The Idempotency-Key header and the body's unique_key disagree."""
+
+    code = "idempotency_conflict"
+
+
+class MisdirectedHost(HTTPProblem):
+    """A ``Host`` this open server does not answer to (a DNS rebinding attempt)."""
+
+    code = "misdirected_request"
+
+
+class Busy(HTTPProblem):
+    """A bounded resource (connections, WebSocket slots) is full; retry later."""
+
+    code = "busy"
+
+
 class RateLimited(HTTPProblem):
     """Too many writes from one client; ``retry_after_s`` says when to try again."""
 
@@ -81,6 +108,8 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
+    KeyConflict: 409,
+    MisdirectedHost: 421,
     TaskNotFound: 404,
     WorkflowNotFound: 404,
     WrongState: 409,
@@ -88,6 +117,7 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     RateLimited: 429,
     RedisUnavailable: 503,
     TimeoutError: 503,
+    Busy: 503,
 }
 _HTTP_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",
@@ -134,6 +164,8 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     if status == 405:
         message = f"method not allowed; use {exc.headers.get('Allow', 'another method')}"
     headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+    if status == 204:  # OPTIONS: no body
+        return web.Response(status=204, headers=headers)
     return json_response(error_body(code, message), status=status, headers=headers)
 
 
@@ -202,8 +234,12 @@ class Guard:
         limiter: RateLimiter,
         allowed_origins: tuple[str, ...],
         deadline_s: float,
+        hosts: HostCheck | None = None,
+        methods: MethodTable | None = None,
     ) -> None:
         self.auth = auth
+        self.hosts = hosts
+        self.methods = methods
         self.limiter = limiter
         self.allowed_origins = allowed_origins
         self.deadline_s = deadline_s
@@ -211,6 +247,7 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Let a request through, or raise the problem that stops it."""
+        self._check_host(request)
         path = request.path
         protected = path == "/api" or path.startswith("/api/") or path == "/ws"
         origin = request.headers.get("Origin")
@@ -221,6 +258,7 @@ class Guard:
             and "Access-Control-Request-Method" in (request.headers)
         ):
             return self._preflight(origin or "")
+        self._check_method(request)
         if cors and origin is not None:
             request[CORS_ORIGIN] = origin
         if protected:
@@ -240,15 +278,45 @@ class Guard:
         async with asyncio.timeout(self.deadline_s):
             return await handler(request)
 
+    def _check_method(self, request: web.Request) -> None:
+        """OPTIONS answers 204 with the path's methods; another method it lacks, 405."""
+        allowed = self.methods.allowed(request.path) if self.methods is not None else None
+        if allowed is None or request.method in allowed[:-1]:
+            return
+        allow = ", ".join(allowed)
+        if request.method == "OPTIONS":
+            raise web.HTTPNoContent(headers={"Allow": allow})
+        refused = web.HTTPMethodNotAllowed(request.method, allowed[:-1])
+        refused.headers["Allow"] = allow
+        raise refused
+
+    def _check_host(self, request: web.Request) -> None:
+        if self.hosts is None:
+            return
+        header = request.headers.get("Host")
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        local = str(sockname[0]) if isinstance(sockname, tuple) and sockname else None
+        if not self.hosts.accepts(header, local):
+            raise MisdirectedHost(
+                "this server does not answer to that Host name; add it to "
+                "server.allowed_hosts (TASKD_ALLOWED_HOSTS) or set auth.tokens",
+                host=(header or "")[:100],
+            )
+
     def _authenticate(self, request: web.Request) -> None:
         token = bearer(request.headers.get("Authorization"))
         if token is None and request.path == "/ws":
             token = request.query.get("token") or None
-        if token is not None:
-            request[TOKEN] = token
+        who = "a:" + (request.remote or "?")
+        guessing = token is not None and self.auth.required
+        if guessing and (wait := self.auth.failures.wait(who)) > 0:
+            raise RateLimited(wait)  # too many wrong tokens: stop comparing any more
         access = self.auth.check(token)
         if access is None:
+            self.auth.failures.take(who)
             raise Unauthorized("invalid token")
+        if token is not None and self.auth.required:
+            request[TOKEN] = token  # verified: the rate limit may key on it
         if access is Access.NONE and request.path != "/ws":  # the socket may send it first
             raise Unauthorized("this server needs 'Authorization: Bearer <token>'")
         if request.method in WRITE_METHODS and access < Access.FULL:

@@ -77,8 +77,3 @@ async def task_types(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     """GET /api/openapi.json."""
     return json_response(request.app[SERVICES].openapi)
-
-
-async def docs(request: web.Request) -> web.Response:
-    """GET /docs: the API reference, rendered from the OpenAPI description."""
-    return web.Response(text=request.app[SERVICES].docs_html, content_type="text/html")

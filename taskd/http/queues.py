@@ -4,8 +4,8 @@ A queue exists once a task was submitted to it or a daemon serves it (both regis
 in Redis); the routes that name one answer 404 for any other name, so a typo in
 ``taskd pause emials`` is an error instead of a new, silently paused queue.
 
-The JSON Schemas of these answers (:func:`schemas`) sit next to :func:`summary`, which
-builds them, so the two cannot drift apart; the paths are in :mod:`taskd.http.openapi`.
+The JSON Schemas of these answers are in :mod:`taskd.http.openapi.schemas`, with the
+rest of the description.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from aiohttp import web
 from taskd.errors import ValidationError
 from taskd.http.api import read_json
 from taskd.http.middleware import error_body
-from taskd.http.schemas import INT, STR, obj, ref
 from taskd.http.shapes import json_response
 from taskd.http.state import STATE
 from taskd.model import QUEUE_NAME, STATUS_NAMES, parse_queue_spec
@@ -202,35 +201,3 @@ async def purge_queue(request: web.Request) -> web.Response:
     if not exists:
         return _not_found(name)
     return json_response({"queue": name, "purged": await store.purge(name)})
-
-
-def schemas() -> dict[str, Any]:
-    """The OpenAPI component schemas of the queue routes' bodies."""
-    number = {"type": "number", "minimum": 0}
-    counts = obj(dict.fromkeys((*STATUS_NAMES, "total"), INT), *STATUS_NAMES, "total")
-    throughput = obj(
-        {"completed_per_s": number, "failed_per_s": number, "window_s": number},
-        "completed_per_s",
-        "failed_per_s",
-        "window_s",
-        description="Measured by this process from every daemon's events; window_s is "
-        "60 unless the process started less than a minute ago.",
-    )
-    fields = {
-        "name": STR,
-        "paused": {"type": "boolean"},
-        "counts": counts,
-        "depth_by_priority": {
-            "type": "object",
-            "additionalProperties": INT,
-            "description": "Ready tasks not yet fetched, per priority 1-10.",
-        },
-        "throughput": throughput,
-        "workers": INT | {"minimum": 0, "description": "Live daemons that serve the queue."},
-    }
-    return {
-        "Queue": obj(fields, *fields),
-        "QueueList": obj({"queues": {"type": "array", "items": ref("Queue")}}, "queues"),
-        "PurgeRequest": obj({"confirm": {"const": True}}, "confirm", additionalProperties=False),
-        "Purged": obj({"queue": STR, "purged": INT | {"minimum": 0}}, "queue", "purged"),
-    }

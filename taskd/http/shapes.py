@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
 from taskd.engine.registry import TaskType
-from taskd.model import ms_to_iso
+from taskd.model import Task, ms_to_iso
 from taskd.store import Event
+
+#: A list row or snapshot row carries a payload or result only up to this size (JSON
+#: bytes); bigger ones are null with ``<field>_truncated: true`` (GET /api/tasks/{id}
+#: has them in full). Without it, 100 one-MiB payloads made every snapshot 100 MiB.
+ROW_BODY_BYTES: Final = 1024
+#: At most this many payload/result bytes in one listing or snapshot; later rows are
+#: truncated even when small, so one response stays bounded whatever ``limit`` is.
+BODIES_BUDGET_BYTES: Final = 128 * 1024
+_BODIES: Final = ("payload", "result")
 
 _INTS = ("priority", "progress", "retry_count", "max_retries", "attempt")
 _TIMES = ("created_at", "updated_at", "started_at", "completed_at", "run_at")
@@ -39,6 +48,25 @@ def json_response(
 def dumps(body: Any) -> str:
     """JSON text for a WebSocket frame."""
     return orjson.dumps(body).decode()
+
+
+def task_rows(tasks: list[Task], budget: int = BODIES_BUDGET_BYTES) -> list[dict[str, Any]]:
+    """Tasks for a listing or snapshot: every field, bodies only where small (see above)."""
+    rows: list[dict[str, Any]] = []
+    left = budget
+    for task in tasks:
+        row = task.to_api()
+        for name in _BODIES:
+            value = row[name]
+            size = len(orjson.dumps(value)) if value is not None else 0
+            cut = size > ROW_BODY_BYTES or size > left
+            if cut:
+                row[name] = None
+            else:
+                left -= size
+            row[name + "_truncated"] = cut
+        rows.append(row)
+    return rows
 
 
 def _int(value: Any) -> int:

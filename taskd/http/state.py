@@ -38,7 +38,6 @@ class Services:
     hub: Hub
     metrics: Metrics
     openapi: dict[str, Any]
-    docs_html: str
 
 
 STATE = web.AppKey("state", AppState)

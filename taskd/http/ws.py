@@ -41,7 +41,7 @@ from taskd.engine.relay import (
 from taskd.errors import RedisUnavailable
 from taskd.http import shapes
 from taskd.http.guard import Access, Auth, origin_allowed
-from taskd.http.middleware import ACCESS, REQUEST_ID, REQUEST_ID_HEADER, Forbidden
+from taskd.http.middleware import ACCESS, REQUEST_ID, REQUEST_ID_HEADER, Busy, Forbidden
 from taskd.http.state import SERVICES, STATE, AppState
 from taskd.store import Event, stream_id_key
 
@@ -120,19 +120,68 @@ def batch_messages(batch: Batch, sub: Subscription) -> list[str]:
     return event_messages(events, merge_positions(after, batch.start)) if events else []
 
 
+class TooManyClients(Busy):
+    """Every WebSocket slot (``server.max_ws_clients``) is taken."""
+
+    code = "too_many_clients"
+
+
+class TooSlow(Exception):
+    """A client has unsent data while the queued bytes of all clients exceed the budget."""
+
+
 class Hub:
-    """This process's WebSocket clients: snapshots, replays, fan-out, slow-client drops."""
+    """This process's WebSocket clients: snapshots, replays, fan-out, slow-client drops.
+
+    Memory per client is bounded twice: the relay's per-client buffer (events), and the
+    bytes queued in transports, which all clients share (``server.ws_queued_bytes``).
+    """
 
     def __init__(self, state: AppState, auth: Auth) -> None:
         self.state = state
         self.auth = auth
         self.relay: Relay = state.relay
         self.clients: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.max_clients = state.settings.server.max_ws_clients
+        self.max_queued = state.settings.server.ws_queued_bytes
+        self.admitted = 0
+        self._transports: dict[web.WebSocketResponse, asyncio.BaseTransport] = {}
         self.dropped = 0
         #: Called once per dropped client (the app points it at a metrics counter).
         self.on_drop: Callable[[], None] | None = None
         self._next: asyncio.Future[Snapshot] | None = None
         self._builder: asyncio.Task[None] | None = None
+
+    def admit(self) -> None:
+        """Take a client slot (before the upgrade, so waiting handshakes count too)."""
+        if self.admitted >= self.max_clients:
+            raise TooManyClients(
+                f"{self.max_clients} WebSocket clients are connected; try again later"
+            )
+        self.admitted += 1
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.admitted -= 1
+
+    def queued(self) -> int:
+        """Bytes written to clients' transports that the peers have not taken yet."""
+        total = 0
+        for transport in self._transports.values():
+            if isinstance(transport, asyncio.WriteTransport):
+                total += transport.get_write_buffer_size()
+        return total
+
+    async def send(self, ws: web.WebSocketResponse, text: str) -> None:
+        """Send, unless this client is behind while all clients' queues are over budget."""
+        transport = self._transports.get(ws)
+        if (
+            isinstance(transport, asyncio.WriteTransport)
+            and transport.get_write_buffer_size() > 0
+            and self.queued() + len(text) > self.max_queued
+        ):
+            raise TooSlow
+        await ws.send_str(text)
 
     async def snapshot(self) -> Snapshot:
         """A snapshot that starts after this call: concurrent callers share one build."""
@@ -157,7 +206,7 @@ class Hub:
         position = await store.last_event_ids(await store.queues())
         stats = await overview(store, self.relay.throughput)
         tasks, _ = await store.list_tasks(limit=SNAPSHOT_TASKS)
-        return Snapshot(stats, [t.to_api() for t in tasks], position)
+        return Snapshot(stats, shapes.task_rows(tasks), position)
 
     async def serve(
         self, ws: web.WebSocketResponse, request: web.Request, since: Position | None
@@ -165,6 +214,9 @@ class Hub:
         """Run one client until it leaves, overflows, or the server shuts down."""
         sub = self.relay.subscribe()
         self.clients.add(ws)
+        if request.transport is not None:
+            self._transports[ws] = request.transport
+        slow = False
         try:
             await self._start(ws, sub, since)
             await self._run(ws, sub)
@@ -172,10 +224,13 @@ class Hub:
             await close(ws, request, WSCloseCode.TRY_AGAIN_LATER, b"redis unavailable")
         except ConnectionResetError:
             pass
+        except TooSlow:
+            slow = True
         finally:
             self.relay.unsubscribe(sub)
             self.clients.discard(ws)
-        if sub.overflowed:
+            self._transports.pop(ws, None)
+        if sub.overflowed or slow:
             self.dropped += 1
             if self.on_drop is not None:
                 self.on_drop()
@@ -193,7 +248,7 @@ class Hub:
             return
         snap = await self.snapshot()
         sub.after = snap.position
-        await ws.send_str(snap.text("initial" if since is None else "since_too_old"))
+        await self.send(ws, snap.text("initial" if since is None else "since_too_old"))
 
     async def _replay(self, ws: web.WebSocketResponse, sub: Subscription, since: Position) -> bool:
         """Send every event after ``since``; False when some were trimmed (too old)."""
@@ -209,22 +264,23 @@ class Hub:
             if not events:
                 break
             for text in event_messages(events, after):
-                await ws.send_str(text)
+                await self.send(ws, text)
             for e in events:
                 after[e.queue] = e.event_id
             replayed += len(events)
         sub.after = after
-        await ws.send_str(
+        await self.send(
+            ws,
             shapes.dumps(
                 {
                     "type": "resumed",
                     "replayed": replayed,
                     "last_event_id": encode_position(after),
                 }
-            )
+            ),
         )
         stats = self.relay.last_stats or await overview(store, self.relay.throughput)
-        await ws.send_str(shapes.dumps({"type": "stats", "stats": stats}))
+        await self.send(ws, shapes.dumps({"type": "stats", "stats": stats}))
         return True
 
     async def _run(self, ws: web.WebSocketResponse, sub: Subscription) -> None:
@@ -244,7 +300,7 @@ class Hub:
     async def _pump(self, ws: web.WebSocketResponse, sub: Subscription) -> None:
         while (item := await sub.next()) is not None:
             for text in await self._render(item, sub):
-                await ws.send_str(text)
+                await self.send(ws, text)
 
     async def _render(self, item: Item, sub: Subscription) -> list[str]:
         if isinstance(item, Batch):
@@ -291,9 +347,11 @@ async def close(ws: web.WebSocketResponse, request: web.Request, code: int, mess
         transport.abort()
 
 
-async def _first_message_auth(ws: web.WebSocketResponse, auth: Auth) -> bool:
+async def _first_message_auth(ws: web.WebSocketResponse, auth: Auth, who: str) -> bool:
     """Accept ``{"type": "auth", "token": "..."}`` as the first message (browsers cannot
-    set headers on a WebSocket, and a query parameter ends up in access logs)."""
+    set headers on a WebSocket, and a query parameter ends up in access logs). Wrong
+    tokens count against ``who`` like the API's, so the socket is no way around the
+    failure throttle."""
     try:
         async with asyncio.timeout(AUTH_TIMEOUT_S):
             msg = await ws.receive()
@@ -306,7 +364,11 @@ async def _first_message_auth(ws: web.WebSocketResponse, auth: Auth) -> bool:
     except orjson.JSONDecodeError:
         return False
     token = data.get("token") if isinstance(data, dict) and data.get("type") == "auth" else None
-    access = auth.check(token) if isinstance(token, str) else None
+    if not isinstance(token, str) or auth.failures.wait(who) > 0:
+        return False
+    access = auth.check(token)
+    if access is None:
+        auth.failures.take(who)
     return access is not None and access >= Access.READ
 
 
@@ -328,11 +390,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(reason="expected a WebSocket upgrade request")
     ws.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
-    await ws.prepare(request)
-    if request.get(ACCESS, Access.NONE) is Access.NONE and not await _first_message_auth(
-        ws, hub.auth
-    ):
-        await close(ws, request, WSCloseCode.POLICY_VIOLATION, b"authentication required")
-        return ws
-    await hub.serve(ws, request, since)
+    hub.admit()
+    try:
+        await ws.prepare(request)
+        if request.get(ACCESS, Access.NONE) is Access.NONE and not await _first_message_auth(
+            ws, hub.auth, "a:" + (request.remote or "?")
+        ):
+            await close(ws, request, WSCloseCode.POLICY_VIOLATION, b"authentication required")
+            return ws
+        await hub.serve(ws, request, since)
+    finally:
+        hub.release()
     return ws

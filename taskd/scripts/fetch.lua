@@ -52,26 +52,67 @@ if ARGV[7] ~= '' then
   for _, name in ipairs(cjson.decode(ARGV[7])) do runs[name] = true end
 end
 
--- true to start now, or the ms at which the task's reserved slot comes.
-local function admit(key, task_type, reserved)
-  if reserved == '1' then
-    redis.call('HDEL', key, 'rl')
-    return true
-  end
-  if not limits then return true end
-  local due, slots = now, {}
-  for _, scope in ipairs({'queue', 'type:' .. task_type}) do
-    local limit = limits[scope]
-    if limit then
-      local tat = tonumber(redis.call('HGET', limits_key, scope) or '0')
-      if tat < now then tat = now end
-      if tat - now > limit[2] then due = math.max(due, tat - limit[2]) end
-      slots[scope] = tat + limit[1]
+-- Rate limits (GCRA, one theoretical arrival time per scope). admit returns true to start
+-- now, or the ms of the slot the task is deferred to and the scopes it booked there ('a,b').
+--
+-- A task starts only when every scope admits it at that moment, or holds a slot booked
+-- for it at its deferral (``rl`` lists those scopes; '1', from older builds, means all).
+-- A deferral goes to the latest of the scopes' earliest slots and books it in every
+-- scope that is busy up to within one interval of it: always the scope that deferred
+-- it (so deferred tasks queue up, never herd), never a scope far idler (booking there
+-- would close its free slots until then, e.g. a queue behind one slow type). Scopes
+-- not booked are checked again at the start. A booked slot the task cannot use (another
+-- scope is busy at its start) is handed back when nobody booked after it.
+local function earliest(scope, tat)
+  return math.max(tat, now) - limits[scope][2]
+end
+
+-- Defer to the latest earliest slot; ``due`` already covers the scopes not held.
+local function defer(task, scopes, tats, holds, due)
+  local reserved_at = tonumber(task.run_at or '0')
+  local released = {}
+  for _, scope in ipairs(scopes) do
+    if holds(scope) then  -- its slot has come but goes unused: it lapses
+      if math.abs(tats[scope] - (reserved_at + limits[scope][1])) < 1 then
+        tats[scope], released[scope] = reserved_at, true  -- nobody booked after it
+      end
+      due = math.max(due, earliest(scope, tats[scope]))
     end
   end
-  for scope, tat in pairs(slots) do redis.call('HSET', limits_key, scope, int(tat)) end
-  if due <= now then return true end
-  return due
+  local booked = {}
+  for _, scope in ipairs(scopes) do
+    if earliest(scope, tats[scope]) >= due - limits[scope][1] then
+      redis.call('HSET', limits_key, scope, int(math.max(tats[scope], due) + limits[scope][1]))
+      booked[#booked + 1] = scope
+    elseif released[scope] then
+      redis.call('HSET', limits_key, scope, int(tats[scope]))
+    end
+  end
+  return due, table.concat(booked, ',')
+end
+
+local function admit(key, task)
+  local held = {}
+  for scope in string.gmatch(task.rl or '', '[^,]+') do held[scope] = true end
+  local function holds(scope) return held[scope] or held['1'] end
+  if limits then
+    local scopes, tats, due = {}, {}, now
+    for _, scope in ipairs({'queue', 'type:' .. task.task_type}) do
+      if limits[scope] then
+        scopes[#scopes + 1] = scope
+        tats[scope] = tonumber(redis.call('HGET', limits_key, scope) or '0')
+        if not holds(scope) then due = math.max(due, earliest(scope, tats[scope])) end
+      end
+    end
+    if due > now then return defer(task, scopes, tats, holds, due) end
+    for _, scope in ipairs(scopes) do
+      if not holds(scope) then
+        redis.call('HSET', limits_key, scope, int(math.max(tats[scope], now) + limits[scope][1]))
+      end
+    end
+  end
+  if task.rl then redis.call('HDEL', key, 'rl') end
+  return true
 end
 
 local function reserve(stream, sid, id)
@@ -86,10 +127,10 @@ local function reserve(stream, sid, id)
     hand_back(stream, group, front, sid, id, task.priority, now)
     return false
   end
-  local admitted = admit(key, task.task_type, task.rl)
+  local admitted, booked = admit(key, task)
   if admitted ~= true then
     redis.call('XACK', stream, group, sid)
-    redis.call('HSET', key, 'status', 'scheduled', 'run_at', int(admitted), 'rl', '1',
+    redis.call('HSET', key, 'status', 'scheduled', 'run_at', int(admitted), 'rl', booked,
       'sid', '', 'updated_at', now_text)
     redis.call('ZADD', delayed, int(admitted), id)
     emit(events, maxlen, 'rate_limited', key, now)

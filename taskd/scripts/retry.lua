@@ -23,7 +23,8 @@ if status ~= 'failed' and status ~= 'cancelled' then return fail_with('STATE', s
 local now = now_ms()
 local sid = redis.call('XADD', stream, '*', 'id', task.id)
 redis.call('HINCRBY', depth, task.priority, 1)
-clear(task_key, task, 'completed_at', 'started_at', 'worker', 'cancel', 'result', 'run_at')
+-- A rate-limit slot booked before it finished (`rl`) is long gone: check the limits anew.
+clear(task_key, task, 'completed_at', 'started_at', 'worker', 'cancel', 'result', 'run_at', 'rl')
 update(task_key, task, 'status', 'pending', 'sid', sid, 'retry_count', 0, 'progress', 0,
   'progress_message', '', 'updated_at', int(now))
 redis.call('ZREM', finished, task.id)

@@ -48,11 +48,19 @@ class KeySource(Protocol):
         """Key names of a queue."""
 
 
-def enqueue_call(store: KeySource, indexes: list[int], specs: Sequence[TaskSpec]) -> Call:
-    """The enqueue script call for ``specs[i]`` for i in ``indexes`` (all of one queue)."""
+def enqueue_call(
+    store: KeySource,
+    indexes: list[int],
+    specs: Sequence[TaskSpec],
+    occurrence: tuple[str, int, int] | None = None,
+) -> Call:
+    """The enqueue script call for ``specs[i]`` for i in ``indexes`` (all of one queue);
+    ``occurrence`` = (marker key, occurrence ms, next occurrence ms) of a periodic one."""
     k = store.keys(specs[indexes[0]].queue)
+    marker, at, next_at = occurrence or (k.seq, "", "")
     script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]
-    args: list[Any] = [store.events_maxlen, k.task_prefix]
+    script_keys.append(marker)
+    args: list[Any] = [store.events_maxlen, k.task_prefix, at, next_at]
     for i in indexes:
         s = specs[i]
         task_key = k.task(s.id)

@@ -14,6 +14,7 @@ from taskd.model import STATUS_NAMES, TASK_ID, Task, TaskSpec
 from taskd.paging import Cursor, Entry, advance, order
 from taskd.store.base import StoreBase
 from taskd.store.enqueue import Enqueuer, enqueue_call, enqueue_results, plan
+from taskd.store.records import new_task
 from taskd.store.translate import translated
 
 
@@ -53,6 +54,29 @@ class TaskOps(StoreBase):
                     len(chunks), lambda n: enqueue_call(self, chunks[n], specs), collect
                 )
         return [r for r in results if r is not None]
+
+    async def submit_occurrence(
+        self, spec: TaskSpec, schedule: str, occurrence_ms: int, next_ms: int
+    ) -> tuple[Task | None, int]:
+        """Enqueue one occurrence of a periodic schedule unless its marker already reached
+        it; returns (the task, or None when this call created none; Redis's now in ms).
+
+        The marker check, the task and the marker's move are one script (enqueue.lua), so
+        an occurrence is enqueued exactly once however many daemons race or stall. When
+        Redis's clock already reached ``next_ms``, nothing is written: the caller looks
+        again with the returned time. A schedule without a marker yet (no daemon saw it
+        before) gets one at this occurrence, and nothing is enqueued.
+        """
+        if spec.queue not in self._ready_queues:
+            await self.ensure_queue(spec.queue)
+        occurrence = (self.keys(spec.queue).schedule(schedule), occurrence_ms, next_ms)
+        async with translated():
+            (reply,) = await self._pipelined([enqueue_call(self, [0], [spec], occurrence)])
+        now = int(reply[0])
+        if len(reply) == 1 or not reply[1][0]:
+            return None, now
+        _, status, sid, due = reply[1]
+        return new_task(spec, status, sid, due, now), now
 
     async def locate(self, task_id: str) -> str:
         """The queue holding a task id (ids are unique over all queues)."""

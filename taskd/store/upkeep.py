@@ -109,11 +109,29 @@ class UpkeepOps(StoreBase):
         k = self.keys(queue)
         removed = 0
         async with translated():
-            for priority, stream in k.streams.items():
-                removed += int(
-                    await self._scripts["trim"](keys=[stream, k.depth], args=[GROUP, priority])
-                )
+            for stream in k.streams.values():
+                removed += int(await self._scripts["trim"](keys=[stream], args=[GROUP]))
         return removed
+
+    async def verify_depth(self, queue: str, limit: int = 1000) -> dict[int, tuple[int, int]]:
+        """Check each priority's depth counter against the entries really waiting and
+        correct a drift; returns {priority: (counter found, counter now)} for corrections.
+
+        Levels with more than ``limit`` entries waiting or delivered are not verified (the
+        check reads them in bounded steps inside one script).
+        """
+        k = self.keys(queue)
+        calls: list[Call] = [
+            ("verify_depth", [stream, k.depth], [GROUP, priority, k.task_prefix, limit])
+            for priority, stream in k.streams.items()
+        ]
+        async with translated():
+            replies = await self._pipelined(calls)
+        return {
+            priority: (int(reply[0]), int(reply[1]))
+            for priority, reply in zip(k.streams, replies, strict=True)
+            if reply and int(reply[0]) != int(reply[1])
+        }
 
     async def consumers(self, queue: str) -> dict[str, tuple[int, int]]:
         """Consumer name -> (entries pending, ms idle) summed over a queue's streams."""
@@ -166,17 +184,3 @@ class UpkeepOps(StoreBase):
                 keys=list(k.streams.values()), args=[GROUP, consumer, min_idle_ms]
             )
         return bool(removed)
-
-    async def schedule_seen(self, queue: str, name: str) -> int | None:
-        """The last occurrence (ms) a schedule enqueued, or None before its first start."""
-        async with translated():
-            value = await self.redis.get(self.keys(queue).schedule(name))
-        return None if value is None else int(value)
-
-    async def schedule_mark(self, queue: str, name: str, occurrence_ms: int) -> int | None:
-        """Move a schedule's marker forward to ``occurrence_ms``; returns the previous one."""
-        async with translated():
-            previous = await self._scripts["schedule_mark"](
-                keys=[self.keys(queue).schedule(name)], args=[occurrence_ms]
-            )
-        return int(previous) if previous != "" else None

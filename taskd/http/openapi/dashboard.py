@@ -12,21 +12,24 @@ from __future__ import annotations
 from typing import Any, Final
 
 from taskd.http.bulk import DEFAULT_LIMIT, MAX_LIMIT, STATUSES
-from taskd.http.schemas import INT, STR, TIME, obj, ref
+from taskd.http.openapi.common import (
+    INT,
+    JSON,
+    NULL_INT,
+    NULL_STR,
+    READ,
+    STR,
+    TASK_ID,
+    TIME,
+    WRITE,
+    json_body,
+    obj,
+    operation,
+    ref,
+    text_body,
+)
 from taskd.model import QUEUE_NAME, STATUS_NAMES, TASK_TYPE_NAME
 
-JSON: Final = "application/json"
-_READ: Final = ("401", "403", "503")
-_WRITE: Final = ("401", "403", "429", "503")
-_TASK_ID: Final = {
-    "name": "task_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-    "description": "The task's id (32 hex digits).",
-}
-_NULL_INT: Final = {"type": ["integer", "null"]}
-_NULL_STR: Final = {"type": ["string", "null"]}
 _ARTIFACT_TYPES: Final = (
     "text/html",
     "text/csv",
@@ -34,24 +37,6 @@ _ARTIFACT_TYPES: Final = (
     "text/plain",
     "application/octet-stream",
 )
-
-
-def _op(
-    op_id: str, summary: str, tag: str, ok: dict[str, Any], *errors: str, **extra: Any
-) -> dict[str, Any]:
-    responses = ok | {code: {"$ref": f"#/components/responses/E{code}"} for code in errors}
-    return {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses} | (
-        extra
-    )
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _text(media: tuple[str, ...], description: str) -> dict[str, Any]:
-    schema = {"type": "string"}
-    return {"description": description, "content": {m: {"schema": schema} for m in media}}
 
 
 def _task_paths() -> dict[str, Any]:
@@ -64,37 +49,37 @@ def _task_paths() -> dict[str, Any]:
     }
     return {
         "/api/tasks/{task_id}/lease": {
-            "parameters": [_TASK_ID],
-            "get": _op(
+            "parameters": [TASK_ID],
+            "get": operation(
                 "getTaskLease",
                 "Who holds a running task, the lease's age and the delivery count",
                 "tasks",
-                {"200": _json(ref("Lease"), "The lease (held: false when none)")},
+                {"200": json_body(ref("Lease"), "The lease (held: false when none)")},
                 "404",
-                *_READ,
+                *READ,
             ),
         },
         "/api/tasks/{task_id}/history": {
-            "parameters": [_TASK_ID],
-            "get": _op(
+            "parameters": [TASK_ID],
+            "get": operation(
                 "getTaskHistory",
                 "The task's transitions and attempt errors, from the capped event stream",
                 "tasks",
-                {"200": _json(ref("History"), "Oldest first")},
+                {"200": json_body(ref("History"), "Oldest first")},
                 "404",
-                *_READ,
+                *READ,
             ),
         },
         "/api/tasks/{task_id}/artifacts/{name}": {
-            "parameters": [_TASK_ID, name],
-            "get": _op(
+            "parameters": [TASK_ID, name],
+            "get": operation(
                 "getTaskArtifact",
                 "Download a file the task produced (always an attachment)",
                 "tasks",
-                {"200": _text(_ARTIFACT_TYPES, "The file")},
+                {"200": text_body(_ARTIFACT_TYPES, "The file")},
                 "404",
                 "422",
-                *_READ,
+                *READ,
             ),
         },
     }
@@ -109,15 +94,15 @@ def _bulk_paths() -> dict[str, Any]:
             else "Cancel every waiting task, optionally of one type and queue"
         )
         paths[f"/api/tasks/bulk/{action}"] = {
-            "post": _op(
+            "post": operation(
                 f"bulk{action.title()}",
                 summary + "; dry_run only counts",
                 "tasks",
-                {"200": _json(ref("BulkResult"), "What was (or would be) touched")},
+                {"200": json_body(ref("BulkResult"), "What was (or would be) touched")},
                 "400",
                 "413",
                 "422",
-                *_WRITE,
+                *WRITE,
                 requestBody={"required": True, "content": {JSON: {"schema": ref(schema)}}},
             )
         }
@@ -134,37 +119,78 @@ def _dashboard_paths() -> dict[str, Any]:
     }
     return {
         "/api/redis": {
-            "get": _op(
+            "get": operation(
                 "redisFacts",
                 "Redis version, memory, keys held by taskd, retention settings",
                 "system",
-                {"200": _json(ref("RedisFacts"), "Facts")},
-                *_READ,
+                {"200": json_body(ref("RedisFacts"), "Facts")},
+                *READ,
             )
         },
         "/": {
-            "get": _op(
+            "get": operation(
                 "dashboard",
                 "The real-time dashboard",
                 "system",
-                {"200": _text(("text/html",), "The page")},
+                {"200": text_body(("text/html",), "The page")},
                 "404",
+                "421",
+            )
+        },
+        "/docs": {
+            "get": operation(
+                "docs",
+                "This reference, interactive (Swagger UI, served by taskd itself)",
+                "system",
+                {"200": text_body(("text/html",), "The page")},
+                "404",
+                "421",
+            )
+        },
+        "/docs/{name}": {
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "A file of Swagger UI (swagger-ui-bundle.js, swagger-ui.css).",
+                }
+            ],
+            "get": operation(
+                "docsAsset",
+                "A script or style sheet of the reference page",
+                "system",
+                {"200": text_body(("text/javascript", "text/css"), "The file")},
+                "404",
+                "421",
+            ),
+        },
+        "/favicon.ico": {
+            "get": operation(
+                "favicon",
+                "The icon (SVG), for pages that name none",
+                "system",
+                {"200": text_body(("image/svg+xml",), "The icon")},
+                "404",
+                "421",
             )
         },
         "/assets/{name}": {
             "parameters": [asset],
-            "get": _op(
+            "get": operation(
                 "dashboardAsset",
                 "A script, style sheet or icon of the dashboard",
                 "system",
-                {"200": _text(("text/javascript", "text/css", "image/svg+xml"), "The file")},
+                {"200": text_body(("text/javascript", "text/css", "image/svg+xml"), "The file")},
                 "404",
+                "421",
             ),
         },
     }
 
 
-def paths() -> dict[str, Any]:
+def dashboard_paths() -> dict[str, Any]:
     """Every path of this module."""
     return _task_paths() | _bulk_paths() | _dashboard_paths()
 
@@ -186,7 +212,7 @@ def _bulk_request(action: str) -> dict[str, Any]:
     )
 
 
-def schemas() -> dict[str, Any]:
+def dashboard_schemas() -> dict[str, Any]:
     """The component schemas the paths refer to."""
     count = INT | {"minimum": 0}
     lease = obj(
@@ -194,15 +220,15 @@ def schemas() -> dict[str, Any]:
             "task_id": STR,
             "status": {"type": "string", "enum": list(STATUS_NAMES)},
             "attempt": count,
-            "worker": _NULL_STR,
+            "worker": NULL_STR,
             "started_at": TIME,
             "lease_s": {"type": "number"},
             "held": {"type": "boolean"},
-            "holder": _NULL_STR,
+            "holder": NULL_STR,
             "holder_alive": {"type": ["boolean", "null"]},
-            "lease_age_ms": _NULL_INT,
-            "expires_in_ms": _NULL_INT,
-            "delivery_count": _NULL_INT,
+            "lease_age_ms": NULL_INT,
+            "expires_in_ms": NULL_INT,
+            "delivery_count": NULL_INT,
         },
         "task_id",
         "status",
@@ -217,8 +243,8 @@ def schemas() -> dict[str, Any]:
             "status": STR,
             "attempt": count,
             "retry_count": count,
-            "worker": _NULL_STR,
-            "error": _NULL_STR,
+            "worker": NULL_STR,
+            "error": NULL_STR,
             "progress": count,
         },
         "event_id",
@@ -255,8 +281,8 @@ def schemas() -> dict[str, Any]:
         {
             "action": {"type": "string", "enum": ["retry", "cancel"]},
             "status": STR,
-            "task_type": _NULL_STR,
-            "queue": _NULL_STR,
+            "task_type": NULL_STR,
+            "queue": NULL_STR,
             "dry_run": {"type": "boolean"},
             "matched": count,
             "changed": count,

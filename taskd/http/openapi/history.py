@@ -1,8 +1,4 @@
-"""OpenAPI path and schema of GET /api/tasks/stats/history (see taskd.http.history).
-
-A module of its own so that the description's home can move without touching the
-handler; :mod:`taskd.http.openapi` merges it in.
-"""
+"""OpenAPI path and schema of GET /api/tasks/stats/history (see taskd.http.history)."""
 
 from __future__ import annotations
 
@@ -10,11 +6,10 @@ from typing import Any, Final
 
 from taskd.history import BUCKET_S, RETENTION_MINUTES
 from taskd.http.history import DEFAULT_MINUTES, MAX_BUCKET_S
-from taskd.http.schemas import INT, obj, ref
+from taskd.http.openapi.common import INT, JSON, READ, obj, ref
 from taskd.model import QUEUE_NAME, TASK_TYPE_NAME
 
-JSON: Final = "application/json"
-_ERRORS: Final = ("422", "401", "403", "503")
+_ERRORS: Final = ("422", *READ)
 _PERCENTILE: Final = {
     "type": ["number", "null"],
     "description": "Run time of completed tasks in ms, interpolated inside log-spaced "
@@ -32,7 +27,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-def paths() -> dict[str, Any]:
+def history_paths() -> dict[str, Any]:
     """The history route."""
     parameters = [
         _query(
@@ -84,7 +79,7 @@ def paths() -> dict[str, Any]:
     }
 
 
-def schemas() -> dict[str, Any]:
+def history_schemas() -> dict[str, Any]:
     """The history answer."""
     bucket = obj(
         {

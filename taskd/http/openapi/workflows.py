@@ -1,14 +1,11 @@
-"""OpenAPI paths and schemas of the workflow routes (see taskd.http.workflows).
-
-A module of its own so that the description's home can move without touching the
-handlers; :mod:`taskd.http.openapi` merges it in.
-"""
+"""OpenAPI paths and schemas of the workflow routes (see taskd.http.workflows);
+:func:`taskd.http.openapi.build_spec` merges them in."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from taskd.http.schemas import INT, STR, TIME, obj, ref
+from taskd.http.openapi.common import INT, STR, TIME, obj, ref
 from taskd.http.workflows import MAX_LIMIT
 from taskd.model import STATUS_NAMES
 from taskd.store.flowview import WORKFLOW_STATUSES
@@ -59,7 +56,7 @@ def _op(op_id: str, summary: str, ok: dict[str, Any], *codes: str, **extra: Any)
     }
 
 
-def paths() -> dict[str, Any]:
+def workflow_paths() -> dict[str, Any]:
     """The workflow routes."""
     one = {"200": _answer(ref("Workflow"), "The workflow with live task statuses")}
     listing = [
@@ -136,7 +133,7 @@ def paths() -> dict[str, Any]:
     }
 
 
-def schemas() -> dict[str, Any]:
+def workflow_schemas() -> dict[str, Any]:
     """Workflow, WorkflowSubmit."""
     counts = obj(dict.fromkeys((*STATUS_NAMES, "total"), INT), *STATUS_NAMES, "total")
     node = obj(

@@ -74,6 +74,16 @@ class WorkflowNotFound(TaskdError):
         self.workflow_id = workflow_id
 
 
+class UniqueKeyTaken(TaskdError):
+    """A workflow task's unique key already names a live task (nothing was written)."""
+
+    code = "conflict"
+
+    def __init__(self, field: str, unique_key: str) -> None:
+        super().__init__(f"{field}: {unique_key!r} already names a live task", field=field)
+        self.field = field
+
+
 class WrongState(TaskdError):
     """The task is in a status that does not allow the requested action."""
 

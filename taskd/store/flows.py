@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from taskd import keys
-from taskd.errors import ValidationError, WorkflowNotFound
+from taskd.errors import UniqueKeyTaken, WorkflowNotFound
 from taskd.model import TASK_ID, Task
 from taskd.store.base import Call, StoreBase
 from taskd.store.translate import translated
@@ -74,9 +74,9 @@ class FlowOps(StoreBase):
             for _, t in wanted:
                 pipe.exists(self.keys(t.spec.queue).unique(t.spec.unique_key or ""))
             taken = await pipe.execute()
-        for (key, _), exists in zip(wanted, taken, strict=True):
+        for (key, t), exists in zip(wanted, taken, strict=True):
             if exists:
-                raise ValidationError(f"tasks.{key}.unique_key", "already names a live task")
+                raise UniqueKeyTaken(f"tasks.{key}.unique_key", t.spec.unique_key or "")
 
     def _add_call(self, spec: WorkflowSpec, task_keys: list[str]) -> Call:
         k = self.keys(spec.tasks[task_keys[0]].spec.queue)

@@ -213,7 +213,7 @@ def _task_view(task: Task) -> dict[str, Any]:
 def _parse_cursor(cursor: str | None) -> tuple[float | None, str]:
     if not cursor:
         return None, ""
-    ms, _, last_id = cursor.partition(":")
-    if not ms.isdigit():
+    ms, colon, last_id = cursor.partition(":")
+    if not ms.isdigit() or not colon:
         raise ValidationError("cursor", "not a cursor this listing returned")
     return int(ms), last_id

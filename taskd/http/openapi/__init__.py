@@ -50,7 +50,7 @@ def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict
             | queue_schemas()
             | dashboard_schemas()
             | history_schemas()
-            | workflow_schemas()
+            | workflow_schemas(registry)
             | websocket.schemas(),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -135,7 +135,7 @@ def variant_name(task_type: str) -> str:
     return "TaskCreate_" + re.sub(r"[^A-Za-z0-9._-]", "_", task_type)
 
 
-def _variant(registry: Registry, task_type: TaskType) -> dict[str, Any]:
+def submit_variant(registry: Registry, task_type: TaskType) -> dict[str, Any]:
     """The submit schema of one type: its payload is the type's own schema, the very one
     that validates submissions (any object when the type declares none)."""
     fields = _submit_fields(registry)
@@ -236,7 +236,7 @@ def component_schemas(registry: Registry) -> dict[str, Any]:
         "Error": obj({"error": error}, "error"),
         "Task": _task_schema(),
         "TaskCreate": _create_schema(registry),
-        **{variant_name(t.name): _variant(registry, t) for t in registry},
+        **{variant_name(t.name): submit_variant(registry, t) for t in registry},
         "TaskRow": _row_schema(),
         "TaskList": obj(
             {

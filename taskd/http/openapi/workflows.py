@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any, Final
 
+from taskd.engine.registry import Registry, TaskType
 from taskd.http.openapi.common import INT, STR, TIME, obj, ref
+from taskd.http.openapi.schemas import submit_variant
 from taskd.http.workflows import MAX_LIMIT
 from taskd.model import STATUS_NAMES
 from taskd.store.flowview import WORKFLOW_STATUSES
@@ -71,7 +75,7 @@ def workflow_paths() -> dict[str, Any]:
             "name": "cursor",
             "in": "query",
             "required": False,
-            "schema": STR,
+            "schema": {"type": "string", "pattern": "^([0-9]+:[0-9a-f]*)?$"},
             "description": "next_cursor of the previous page.",
         },
         {
@@ -106,6 +110,7 @@ def workflow_paths() -> dict[str, Any]:
                 "Submit a workflow (a DAG of tasks)",
                 {"201": _answer(ref("Workflow"), "Created: roots pending, the rest waiting")},
                 "400",
+                "409",
                 "413",
                 "422",
                 *_WRITE,
@@ -133,8 +138,29 @@ def workflow_paths() -> dict[str, Any]:
     }
 
 
-def workflow_schemas() -> dict[str, Any]:
-    """Workflow, WorkflowSubmit."""
+def _task_name(task_type: str) -> str:
+    return "WorkflowTask_" + re.sub(r"[^A-Za-z0-9._-]", "_", task_type)
+
+
+def _task_variant(registry: Registry, task_type: TaskType) -> dict[str, Any]:
+    """A task type's submit schema plus key, depends_on and run_on_failure. Rules a JSON
+    Schema cannot state are checked by the server (422 naming the place): depends_on
+    names keys of the same workflow, no cycle, keys unique, and a payload's
+    {"$result": "<key>[.path]"} names a key of the task's own depends_on (it is replaced
+    by that dependency's result when the task starts)."""
+    schema = copy.deepcopy(submit_variant(registry, task_type))
+    schema["properties"] |= {
+        "key": {"type": "string", "pattern": WORKFLOW_KEY.pattern},
+        "depends_on": {"type": "array", "items": STR, "default": []},
+        "run_on_failure": {"type": "boolean", "default": False},
+    }
+    schema["required"] = [*schema["required"], "key"]
+    schema["example"] = {"key": "first"} | schema.get("example", {})
+    return schema
+
+
+def workflow_schemas(registry: Registry) -> dict[str, Any]:
+    """Workflow, WorkflowSubmit and one WorkflowTask_<type> per task type."""
     counts = obj(dict.fromkeys((*STATUS_NAMES, "total"), INT), *STATUS_NAMES, "total")
     node = obj(
         {
@@ -166,18 +192,7 @@ def workflow_schemas() -> dict[str, Any]:
         "status",
         "counts",
     )
-    task = {
-        "type": "object",
-        "required": ["key", "task_type"],
-        "properties": {
-            "key": {"type": "string", "pattern": WORKFLOW_KEY.pattern},
-            "depends_on": {"type": "array", "items": STR, "default": []},
-            "run_on_failure": {"type": "boolean", "default": False},
-        },
-        "description": "Every field of a task submit (POST /api/tasks) plus key, depends_on "
-        'and run_on_failure. Any payload value {"$result": "<key>[.path]"} is replaced by '
-        "that dependency's result when the task starts.",
-    }
+    task = {"oneOf": [ref(_task_name(t.name)) for t in registry]}
     submit = obj(
         {
             "name": STR | {"minLength": 1, "maxLength": 200},
@@ -185,10 +200,14 @@ def workflow_schemas() -> dict[str, Any]:
                 "type": "array",
                 "items": task,
                 "minItems": 1,
-                "maxItems": MAX_WORKFLOW_TASKS,
+                # (No maxItems: a longer array than the limit only fits the body size
+                # limit for tiny tasks; the server answers 422 past it, or 413.)
+                "description": f"1 to {MAX_WORKFLOW_TASKS} tasks.",
             },
         },
         "tasks",
+        additionalProperties=False,
         example=EXAMPLE,
     )
-    return {"Workflow": workflow, "WorkflowSubmit": submit}
+    variants = {_task_name(t.name): _task_variant(registry, t) for t in registry}
+    return {"Workflow": workflow, "WorkflowSubmit": submit} | variants

@@ -14,7 +14,7 @@
   priority, payload, max_retries, timeout_s, workflow fields of _flow.lua, unique_key)
 
   Reply: now ms.
-  Events: created (status waiting), one per task.
+  Events: created (status waiting, with workflow_id and depends_on as JSON), one per task.
   Errors: none; the caller validated every value.
 ]]
 local stats, index, events, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -41,7 +41,8 @@ for i = 0, count - 1 do
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'created', 'ts', now_text,
     'id', fields.id, 'status', 'waiting', 'name', fields.name,
     'task_type', fields.task_type, 'queue', fields.queue, 'priority', fields.priority,
-    'max_retries', fields.max_retries, 'timeout_s', fields.timeout_s)
+    'max_retries', fields.max_retries, 'timeout_s', fields.timeout_s,
+    'workflow_id', fields.workflow_id, 'depends_on', fields.depends_on)
   history_add(counts, fields.task_type, SUBMITTED, 1)
 end
 record_history(KEYS[#KEYS - 1], KEYS[#KEYS], now, counts)

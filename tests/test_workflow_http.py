@@ -134,3 +134,27 @@ async def test_cancel_then_delete_workflow(client: Client, store: Store, queue: 
     assert (await client.delete(f"/api/workflows/{body['id']}")).status == 204
     assert (await client.get(f"/api/workflows/{body['id']}")).status == 404
     assert (await store.stats(queue))["total"] == 0
+
+
+async def test_listing_cuts_a_large_depends_on(client: Client, queue: str) -> None:
+    """A fan-in's long depends_on is left out of listings and snapshots (flagged, like a
+    large payload) and shown whole by GET /api/tasks/{id}."""
+    tasks: list[dict[str, Any]] = [
+        {"key": f"p{i}", "task_type": "add", "queue": queue} for i in range(500)
+    ]
+    tasks.append(
+        {
+            "key": "join",
+            "task_type": "add",
+            "queue": queue,
+            "depends_on": [f"p{i}" for i in range(500)],
+        }
+    )
+    body = await (await client.post("/api/workflows", json={"tasks": tasks})).json()
+    rows = (await (await client.get(f"/api/tasks?queue={queue}&limit=1000")).json())["tasks"]
+    join = next(r for r in rows if r["id"] == body["tasks"]["join"]["id"])
+    assert (join["depends_on"], join["depends_on_truncated"]) == (None, True)
+    one = next(r for r in rows if r["id"] == body["tasks"]["p1"]["id"])
+    assert (one["depends_on"], one["depends_on_truncated"]) == ([], False)
+    whole = await (await client.get(f"/api/tasks/{join['id']}")).json()
+    assert len(whole["depends_on"]) == 500

@@ -86,8 +86,14 @@ def _row_schema() -> dict[str, Any]:
             "GET /api/tasks/{task_id} has it.",
         },
         "result_truncated": {"type": "boolean", "description": "As payload_truncated."},
+        "depends_on_truncated": {"type": "boolean", "description": "As payload_truncated."},
     }
-    row["required"] = [*row["required"], "payload_truncated", "result_truncated"]
+    row["required"] = [
+        *row["required"],
+        "payload_truncated",
+        "result_truncated",
+        "depends_on_truncated",
+    ]
     return row
 
 

@@ -33,10 +33,10 @@ HEADLINE = (
 )
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
+def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Namespace:
+    """The command line (``prog`` names the command in usage: ``taskd bench`` runs it too)."""
     p = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog=prog,
         description="taskd's benchmark suite (issue 6): taskd's workloads, then its peers', "
         "against one Redis. The Redis database is flushed between workloads.",
     )
@@ -115,9 +115,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     """Entry point; 0 when every workload ran, 1 when some failed (results still printed)."""
-    args = parse(argv)
+    args = parse(argv, prog)
     configure_logging("json", args.log_level)
     result = _run(run(args))
     if args.markdown:

@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The `taskd` console script pip installed beside this interpreter.
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "taskd")
 
 
 def free_port() -> int:
@@ -47,24 +49,30 @@ class DaemonProcess:
         *args: str,
         env: dict[str, str] | None = None,
         command: str = "serve",
+        console_script: bool = False,
     ) -> None:
+        """Start it in ``data_dir`` (its cwd too).
+
+        ``console_script`` runs the installed ``taskd`` script, as a user does, with no
+        PYTHONPATH; else ``python -m taskd`` with the checkout on PYTHONPATH.
+        """
         self.port = free_port()
         self.data_dir = data_dir
         self.log_path = data_dir / "daemon.log"
         data_dir.mkdir(parents=True, exist_ok=True)
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        path = {} if console_script else {"PYTHONPATH": str(REPO)}
         full_env = (
-            os.environ
-            | {
-                "PYTHONPATH": str(REPO),
-                "TASKD_LOG_FORMAT": "json",
-                "TASKD_DATA_DIR": str(data_dir),
-            }
+            inherited
+            | path
+            | {"TASKD_LOG_FORMAT": "json", "TASKD_DATA_DIR": str(data_dir)}
             | (env or {})
         )
+        program = [CONSOLE_SCRIPT] if console_script else [sys.executable, "-m", "taskd"]
         self._log = self.log_path.open("wb")
         port_flag = "--health-port" if command == "worker" else "--port"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "taskd", command, port_flag, str(self.port), *args],
+            [*program, command, port_flag, str(self.port), *args],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

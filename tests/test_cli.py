@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from taskd import __version__ as taskd_version_text
 from taskd.model import Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
@@ -114,6 +115,44 @@ async def test_submit_prints_the_task_and_get_shows_it(daemon: DaemonProcess, qu
     assert f"queue        {queue}" in shown.out
     assert '"s": 0' in shown.out
     assert (await taskd(daemon, "get", task_id, "--json")).json()["id"] == task_id
+
+
+async def test_get_cancel_retry_resolve_a_unique_id_prefix(
+    daemon: DaemonProcess, store: Store, queue: str
+) -> None:
+    """`get 4596770e` (the 8 digits the dashboard shows) finds the one task whose id
+    starts so; cancel and retry accept a prefix too."""
+    ((task, _),) = await store.submit([make_spec("sleepy", queue=queue, delay_s=3600)])
+    shown = await taskd(daemon, "get", task.id[:8], "--json")
+    assert shown.code == 0, shown
+    assert shown.json()["id"] == task.id
+    cancelled = await taskd(daemon, "cancel", task.id[:8], "--json")
+    assert (cancelled.code, cancelled.json()["status"]) == (0, "cancelled")
+    retried = await taskd(daemon, "retry", task.id[:10], "--json")
+    assert (retried.code, retried.json()["id"]) == (0, task.id)
+
+
+async def test_id_prefix_matching_none_or_several_is_a_clear_error(
+    daemon: DaemonProcess, store: Store, queue: str
+) -> None:
+    """A prefix no task id starts with, or several do, ends with exit 1 and says which."""
+    specs = [make_spec("sleepy", queue=queue, delay_s=3600) for _ in range(17)]
+    firsts = [t.id[0] for t, _ in await store.submit(specs)]
+    shared = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits
+    ambiguous = await taskd(daemon, "get", shared)
+    one_line_error(ambiguous, 1, f"{shared!r}", "ambiguous")
+    missing = await taskd(daemon, "get", "0" * 20)
+    one_line_error(missing, 1, f"no task id starts with {'0' * 20!r}")
+
+
+async def test_version_option_and_bench_help(daemon: DaemonProcess) -> None:
+    """`taskd --version` prints the version; `taskd bench --help` prints help, exit 0."""
+    version = await taskd(None, "--version")
+    assert (version.code, version.out.split()[:1]) == (0, ["taskd"])
+    assert taskd_version_text in version.out
+    bench = await taskd(None, "bench", "--help")
+    assert bench.code == 0, bench
+    assert "usage: taskd bench" in bench.out
 
 
 async def test_submit_options_and_payload_from_a_file_or_stdin(
@@ -272,7 +311,7 @@ async def test_queues_pause_resume_and_purge(
     await store.submit([make_spec("sleepy", queue=queue) for _ in range(3)])
     table = await taskd(daemon, "queues")
     row = next(line for line in table.out.splitlines() if line.startswith(queue + " "))
-    assert row.split()[1:3] == ["active", "3"]
+    assert row.split()[1:3] == ["running", "3"]
     listed = (await taskd(daemon, "queues", "--json")).json()["queues"]
     assert queue in [q["name"] for q in listed]
     paused = await taskd(daemon, "pause", queue)
@@ -311,7 +350,14 @@ async def test_drain_times_out_with_exit_4(daemon: DaemonProcess, store: Store, 
     assert run.err.splitlines()[-1] == f"taskd: queue {queue} not drained after 0.5 s: 1 tasks left"
 
 
-async def _watch(daemon: DaemonProcess, *args: str) -> asyncio.subprocess.Process:
+def _ignore_sigint() -> None:
+    """In the child before exec: what `taskd watch &` in a shell script inherits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+async def _watch(
+    daemon: DaemonProcess, *args: str, sigint_ignored: bool = False
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -322,6 +368,7 @@ async def _watch(daemon: DaemonProcess, *args: str) -> asyncio.subprocess.Proces
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
 
 
@@ -350,6 +397,26 @@ async def test_watch_prints_events_until_ctrl_c(daemon: DaemonProcess, queue: st
         assert line.split()[1:3] == [queue, "created"]
         assert " pending " in line
         proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_watch_stops_on_signal_whatever_it_inherited(
+    daemon: DaemonProcess, queue: str, sig: signal.Signals
+) -> None:
+    """`watch` ends with exit 0 on SIGINT/SIGTERM even when started with SIGINT ignored.
+
+    A shell script's background job (`taskd watch &`, a CI step run with `&`) starts
+    with SIGINT ignored; the test suite itself run that way once made `watch` hang.
+    """
+    proc = await _watch(daemon, "--json", "--queue", queue, sigint_ignored=True)
+    try:
+        await _line_with(proc, '"type":"snapshot"')
+        proc.send_signal(sig)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:
         if proc.returncode is None:

@@ -114,13 +114,37 @@ async def test_no_orphan_server_after_sigkill_of_daemon(tmp_path: Path) -> None:
         daemon.close()
 
 
+async def test_refused_second_daemon_leaves_the_first_ones_url_file(tmp_path: Path) -> None:
+    """A second `taskd serve` refused because the data dir's embedded server runs exits 1
+    and leaves the first daemon's ``redis/url`` in place: the file is not its to delete."""
+    first = DaemonProcess(tmp_path / "d", "--workers", "1")
+    second: DaemonProcess | None = None
+    try:
+        await first.ready()
+        url_file = embedded_url_file(tmp_path / "d")
+        url = url_file.read_text()
+        second = DaemonProcess(tmp_path / "e", env={"TASKD_DATA_DIR": str(tmp_path / "d")})
+        assert await second.wait() == 1
+        assert "another embedded server" in second.output()
+        assert url_file.read_text() == url
+        client = Client(url.strip())
+        try:
+            assert (await client.submit("email", {"recipient": "a@b.c", "subject": "hi"})).id
+        finally:
+            await client.close()
+    finally:
+        if second is not None:
+            second.close()
+        first.close()
+
+
 async def test_embedded_data_survives_restart(tmp_path: Path) -> None:
     """A task submitted to an embedded daemon is still there after a restart (AOF)."""
     first = DaemonProcess(tmp_path / "d", "--workers", "1", "--queues", "nobody-consumes")
     try:
         await first.ready()
         client = Client(embedded_url_file(tmp_path / "d").read_text().strip())
-        task = await client.submit("email", {"recipient": "a@b.c"}, queue="parked")
+        task = await client.submit("email", {"recipient": "a@b.c", "subject": "hi"}, queue="parked")
         await client.close()
         first.kill(signal.SIGTERM)
         assert await first.wait() == 0
@@ -133,7 +157,7 @@ async def test_embedded_data_survives_restart(tmp_path: Path) -> None:
         again = await client.get(task.id)
         await client.close()
         assert again.status == Status.PENDING
-        assert again.payload == {"recipient": "a@b.c"}
+        assert again.payload == {"recipient": "a@b.c", "subject": "hi"}
     finally:
         second.kill(signal.SIGTERM)
         await second.wait()
@@ -169,3 +193,30 @@ def test_config_errors_give_one_clear_line(
     assert len(lines) == 1, result.stderr
     assert needle in lines[0]
     assert "Traceback" not in result.stderr
+
+
+async def test_port_in_use_is_one_line_naming_the_port(tmp_path: Path, redis_url: str) -> None:
+    """A `taskd serve` on a port already taken exits 1 with one line naming the address
+    and what to do, not a traceback, and the daemon listening there keeps running."""
+    first = DaemonProcess(tmp_path / "a", "--redis-url", redis_url, "--workers", "1")
+    try:
+        await first.ready()
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "taskd", "serve", "--port", str(first.port)],
+            env=os.environ
+            | {"PYTHONPATH": str(REPO), "TASKD_DATA_DIR": str(tmp_path / "b")}
+            | {"TASKD_REDIS_URL": redis_url, "TASKD_LOG_LEVEL": "error"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert f"127.0.0.1:{first.port}" in line
+        assert "--port" in line
+        assert first.proc.poll() is None
+    finally:
+        first.close()

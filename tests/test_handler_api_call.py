@@ -262,3 +262,10 @@ async def test_unreachable_port_is_retried(loopback_ok: Settings, free_port: int
     """A refused connection is a network error and asks for a retry."""
     with pytest.raises(Retry, match=r"127\.0\.0\.1"):
         await call("api_call", {"url": f"http://127.0.0.1:{free_port}/"}, loopback_ok)
+
+
+def test_missing_url_is_required_not_malformed() -> None:
+    """A payload without url says the url is required (not that it must be a URL)."""
+    with pytest.raises(ValidationError) as info:
+        Registry.from_modules([]).check_payload("api_call", {"method": "GET"})
+    assert (info.value.field, str(info.value)) == ("payload.url", "payload.url: is required")

@@ -29,6 +29,23 @@ def results_of(result: dict[str, Any]) -> list[Any]:
     return [entry.get("value", entry.get("groups")) for entry in result["results"]]
 
 
+async def test_sums_and_means_carry_no_binary_noise() -> None:
+    """150.1 + 150.3 + 150.4 sums to 450.8 (not 450.79999999999995), per group too."""
+    records = [{"k": "a", "amount": a} for a in (150.1, 150.3, 150.4)]
+    payload = {
+        "records": records,
+        "operations": [
+            {"op": "sum", "field": "amount"},
+            {"op": "group_by", "field": "k", "aggregates": [{"op": "sum", "field": "amount"}]},
+        ],
+    }
+    result, _, _ = await call("data_processing", payload)
+    total, groups = results_of(result)
+    assert total == 450.8
+    assert "0000000" not in json.dumps(groups)
+    assert "9999999" not in json.dumps(groups)
+
+
 async def test_inline_records_every_operation() -> None:
     """count, sum, mean, min, max, distinct and group_by give one entry per operation."""
     payload = {

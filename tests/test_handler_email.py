@@ -15,7 +15,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from taskd.config import Settings
-from taskd.errors import Fail, Retry
+from taskd.engine.registry import Registry
+from taskd.errors import Fail, Retry, ValidationError
 from taskd.model import Status, make_spec
 from taskd.store import Store
 from tests.handlertools import call, finished, running_pool, settings_at
@@ -125,7 +126,7 @@ async def test_transient_refusal_asks_for_a_retry(smtp: tuple[Mailbox, Settings]
     """A 4xx reply is temporary: the handler raises Retry."""
     _, settings = smtp
     with pytest.raises(Retry, match="451"):
-        await call("email", {"recipient": "later@example.com"}, settings)
+        await call("email", {"recipient": "later@example.com", "subject": "later"}, settings)
 
 
 async def test_partly_refused_message_is_delivered_and_reports_refusals(
@@ -133,7 +134,8 @@ async def test_partly_refused_message_is_delivered_and_reports_refusals(
 ) -> None:
     """When some recipients are accepted the message is sent once; refusals are listed."""
     mailbox, settings = smtp
-    result, _, _ = await call("email", {"to": ["ok@example.com", "bad@example.com"]}, settings)
+    payload = {"to": ["ok@example.com", "bad@example.com"], "body": "hi"}
+    result, _, _ = await call("email", payload, settings)
     assert result["accepted"] == ["ok@example.com"]
     assert result["refused"]["bad@example.com"].startswith("550")
     assert len(mailbox.received) == 1
@@ -151,7 +153,7 @@ async def test_connection_refused_is_retried(tmp_path: Path, free_port: int) -> 
         },
     )
     with pytest.raises(Retry, match=rf"127\.0\.0\.1:{free_port}"):
-        await call("email", {"recipient": "a@example.com"}, settings)
+        await call("email", {"recipient": "a@example.com", "subject": "hi"}, settings)
 
 
 async def test_outbox_mode_writes_a_standard_eml_file(tmp_path: Path) -> None:
@@ -208,3 +210,16 @@ async def test_seed_email_task_completes_through_the_pool(
     assert done.progress == 100
     assert done.result["delivery"] == "outbox"
     assert done.result["path"] == f"outbox/{task.id}.eml"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"recipient": "a@example.com"},
+        {"recipient": "a@example.com", "subject": " ", "body": "", "html": "\n"},
+    ],
+)
+def test_message_with_neither_subject_nor_body_is_refused(payload: dict[str, Any]) -> None:
+    """An email with no subject and no body (text or HTML) is refused at submit."""
+    with pytest.raises(ValidationError, match="subject or a body"):
+        Registry.from_modules([]).check_payload("email", payload)

@@ -194,3 +194,21 @@ async def test_cancelled_conversion_stops_and_leaves_no_partial_file(sandbox: Se
         await job
     await eventually(lambda: asyncio.sleep(0, result=not list(root.glob(".*.part"))))
     assert sorted(p.name for p in root.iterdir()) == ["big.csv", "orders.csv"]
+
+
+async def test_missing_files_root_is_named_and_said_to_be_missing(tmp_path: Path) -> None:
+    """With no files root on disk, the failure names the root's path and says it is missing."""
+    settings = settings_at(tmp_path)
+    with pytest.raises(Fail) as info:
+        await convert(settings, source="orders.csv", target="orders.json")
+    message = str(info.value)
+    assert str(settings.files_root) in message
+    assert "does not exist" in message
+    assert "TASKD_FILES_ROOT" in message
+
+
+async def test_missing_source_names_the_files_root(sandbox: Settings) -> None:
+    """A source that is not in the (existing) files root is refused naming that root."""
+    with pytest.raises(Fail) as info:
+        await convert(sandbox, source="nosuch.csv", target="nosuch.json")
+    assert f"'nosuch.csv' is not a file in the files root {sandbox.files_root}" in str(info.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from taskd.model import Status, make_spec, new_task_id
 from taskd.store import Store
 from tests.handlertools import call, check_html, finished, running_pool, settings_at
 
+SNAKE = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")
 SALES = [
     {"region": "North", "product": "<script>alert(1)</script>", "revenue": 120.5, "units": 3},
     {"region": "South", "product": "Lamp", "revenue": 80, "units": 2},
@@ -64,6 +66,20 @@ async def test_records_report_artifacts(tmp_path: Path) -> None:
     assert data["columns"]["revenue"]["sum"] == 500.5
     assert result["summary"]["records"] == 3
     assert progress.percents[-1] == 100
+
+
+async def test_summary_numbers_are_rounded_and_keys_snake_case(tmp_path: Path) -> None:
+    """Sums print without binary noise (0.1 + 0.2 is 0.3, 450.8 not 450.80000000000007)
+    in the result, the JSON and the HTML, and summary keys are snake_case."""
+    records = [{"item": "c", "amount": a} for a in (150.1, 150.3, 150.4)]  # 450.79999999999995
+    result, ctx, _ = await call("report_generation", {"records": records}, settings_at(tmp_path))
+    summary = result["summary"]
+    assert all(SNAKE.fullmatch(key) for key in summary), summary
+    assert summary["sum_amount"] == 450.8
+    files = artifact_files(settings_at(tmp_path), ctx.task_id, result)
+    data = json.loads(files["report.json"])
+    assert data["columns"]["amount"]["sum"] == 450.8
+    assert "0000000" not in files["report.json"].decode()
 
 
 async def test_formats_choose_the_artifacts(tmp_path: Path) -> None:
@@ -124,6 +140,8 @@ async def test_queue_report_through_the_pool(store: Store, queue: str, tmp_path:
     assert statuses.pop(report.id) == "processing"  # the report sees itself running
     assert sorted(statuses.values()) == ["completed"] * 3 + ["failed"]
     assert done.result["summary"]["tasks"] == 5
+    assert all(SNAKE.fullmatch(key) for key in done.result["summary"]), done.result["summary"]
+    assert "completed_per_minute" in done.result["summary"]
 
 
 @pytest.mark.parametrize(

@@ -192,3 +192,48 @@ def test_builtin_validation_names_the_field(
     with pytest.raises(ValidationError) as info:
         Registry.from_modules([]).check_payload(task_type, payload)
     assert info.value.field == field
+
+
+def refusal(task_type: str, payload: dict[str, Any]) -> ValidationError:
+    """The ValidationError the built-in registry raises at submit for ``payload``."""
+    with pytest.raises(ValidationError) as info:
+        Registry.from_modules([]).check_payload(task_type, payload)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("task_type", "payload", "field", "hint"),
+    [
+        ("email", {"recipients": "a@b.c", "subject": "s"}, "payload.recipients", "'recipient'"),
+        ("data_processing", {"records": 5, "operation": "sum"}, "payload.operation", "'operations"),
+        ("report_generation", {"format": "pdf"}, "payload.format", "'formats'"),
+        ("api_call", {"url": "https://example.com/", "header": {}}, "payload.header", "'headers'"),
+        (
+            "file_conversion",
+            {"source": "a.csv", "target": "a.json", "infer_type": True},
+            "payload.infer_type",
+            "'infer_types'",
+        ),
+    ],
+)
+def test_unknown_payload_keys_of_built_ins_are_refused_with_a_hint(
+    task_type: str, payload: dict[str, Any], field: str, hint: str
+) -> None:
+    """A misspelt payload key of a built-in type is refused at submit, naming the likely key."""
+    error = refusal(task_type, payload)
+    assert error.field == field
+    assert f"did you mean {hint}" in str(error)
+
+
+def test_unknown_key_lists_every_allowed_key() -> None:
+    """The refusal lists the type's keys, so `recipients` also points at `to`."""
+    message = str(refusal("email", {"recipients": "a@b.c", "subject": "s"}))
+    assert "'recipient'" in message
+    assert "to" in message.split("fields:", 1)[1]
+
+
+def test_built_in_examples_pass_their_own_schemas() -> None:
+    """Every built-in type's example payload is accepted (no key refused by mistake)."""
+    registry = Registry.from_modules([])
+    for task_type in registry:
+        registry.check_payload(task_type.name, task_type.example)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from taskd.config import load
 from taskd.engine.registry import Registry
@@ -19,6 +19,7 @@ from taskd.errors import HandlerImportError, ValidationError
 from taskd.model import Status, make_spec
 from taskd.store import Store
 from tests.handlertools import finished, running_pool, settings_at
+from tests.procs import DaemonProcess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SECRET = "whsec-user-module"  # noqa: S105 - a test-only signing secret
@@ -129,3 +130,59 @@ async def test_webhook_delivered_through_the_pool_with_a_retry(
     assert done.result == {"status": 200, "webhook_id": task.id, "attempt": 2}
     event = {"type": "order.paid", "data": {"order": 42}}
     assert sub.received == [(event, task.id, True), (event, task.id, True)]
+
+
+JOBS = '''
+import taskd
+
+
+@taskd.task("myapp.hello")
+async def hello(ctx: taskd.Context, payload: dict) -> dict:
+    """Greet someone."""
+    return {"hello": payload.get("name", "world")}
+'''
+
+
+def _myapp(root: Path) -> None:
+    """A package ``myapp`` with a ``jobs`` module, as a user writes one in their project."""
+    (root / "myapp").mkdir(parents=True)
+    (root / "myapp" / "__init__.py").write_text("")
+    (root / "myapp" / "jobs.py").write_text(JOBS)
+
+
+@pytest.mark.slow
+async def test_console_script_imports_handlers_from_the_current_directory(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """`taskd serve --handlers myapp.jobs`, the installed script run in the project
+    directory with no PYTHONPATH, loads ``myapp`` from there (as `celery -A` does)."""
+    _myapp(tmp_path)
+    daemon = DaemonProcess(
+        tmp_path, "--redis-url", redis_url, "--handlers", "myapp.jobs", console_script=True
+    )
+    try:
+        await daemon.ready()
+        async with ClientSession() as http, http.get(f"{daemon.url}/api/task-types") as reply:
+            names = [t["name"] for t in (await reply.json())["task_types"]]
+        assert "myapp.hello" in names
+    finally:
+        daemon.close()
+
+
+@pytest.mark.slow
+async def test_console_script_says_where_it_looked_for_a_missing_module(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A handler module found nowhere is one line naming the directory searched and the fix."""
+    daemon = DaemonProcess(
+        tmp_path, "--redis-url", redis_url, "--handlers", "myapp.jobs", console_script=True
+    )
+    try:
+        assert await daemon.wait() == 1
+        output = daemon.output()
+        assert "cannot import handler module 'myapp.jobs'" in output
+        assert str(tmp_path) in output
+        assert "PYTHONPATH" in output
+        assert "Traceback" not in output
+    finally:
+        daemon.close()

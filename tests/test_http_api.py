@@ -323,6 +323,14 @@ async def test_workers_and_task_types(client: Client, store: Store, queue: str) 
     assert types["noop"]["description"]
 
 
+async def test_task_type_descriptions_are_plain_text(client: Client) -> None:
+    """/api/task-types shows descriptions without reStructuredText markup (``x``, `x`)."""
+    body = await (await client.get("/api/task-types")).json()
+    descriptions = {t["name"]: t["description"] for t in body["task_types"]}
+    assert all("`" not in text for text in descriptions.values()), descriptions
+    assert "(recipient or to, subject, body and/or html)" in descriptions["email"]
+
+
 async def test_malformed_json_is_400(client: Client) -> None:
     """A body that is not JSON is a 400 with the error shape."""
     for body in (b"{bad", b"", b"\xff\xfe", b"[1,"):
@@ -360,6 +368,16 @@ async def test_invalid_fields_are_422_naming_the_field(
     error = (await reply.json())["error"]
     assert error["code"] == "validation"
     assert error["details"]["field"] == field
+
+
+async def test_unknown_payload_key_is_422_with_a_hint(client: Client) -> None:
+    """A misspelt payload key of a built-in type is a 422 naming the key it resembles."""
+    body = {"task_type": "data_processing", "payload": {"records": 5, "operation": "sum"}}
+    reply = await client.post("/api/tasks", json=body)
+    assert reply.status == 422
+    error = (await reply.json())["error"]
+    assert error["details"]["field"] == "payload.operation"
+    assert "did you mean 'operations'?" in error["message"]
 
 
 async def test_body_over_the_limit_is_413(store: Store) -> None:

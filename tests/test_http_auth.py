@@ -19,7 +19,7 @@ from tests.test_http_support import serve_app
 Client = TestClient[Any, Any]
 FULL = {"Authorization": "Bearer full-1"}
 READ = {"Authorization": "Bearer read-1"}
-BODY = {"task_type": "email", "payload": {"to": "a@example.com"}, "queue": "authq"}
+BODY = {"task_type": "email", "payload": {"to": "a@example.com", "subject": "hi"}, "queue": "authq"}
 
 
 @pytest.fixture

@@ -23,7 +23,9 @@ PATH = "/api/tasks/stats/history"
 async def test_history_answers_per_minute_buckets(store: Store, queue: str) -> None:
     """The answer lists one bucket per minute, oldest first, the current one holding what
     was just submitted; bucket_s sums minutes into wider buckets."""
-    await store.submit([make_spec("email", {"to": "a@b.c"}, queue=queue) for _ in range(4)])
+    await store.submit(
+        [make_spec("email", {"to": "a@b.c", "subject": "hi"}, queue=queue) for _ in range(4)]
+    )
     async with serve_app(store) as client:
         reply = await client.get(PATH, params={"minutes": "5", "queue": queue})
         assert reply.status == 200
@@ -90,7 +92,7 @@ async def test_history_survives_a_daemon_restart(tmp_path: Path) -> None:
     first = DaemonProcess(tmp_path / "d", *args)
     try:
         await first.ready()
-        body = {"task_type": "email", "payload": {"to": "a@b.c"}, "queue": "hist"}
+        body = {"task_type": "email", "payload": {"to": "a@b.c", "subject": "hi"}, "queue": "hist"}
         async with aiohttp.ClientSession() as http:
             for _ in range(3):
                 async with http.post(f"{first.url}/api/tasks", json=body) as reply:

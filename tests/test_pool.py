@@ -225,6 +225,29 @@ async def test_fail_and_explicit_retry(store: Store, queue: str) -> None:
     assert retry_times[1] - retry_times[0] >= 0.3
 
 
+async def test_success_after_a_retry_clears_the_error(store: Store, queue: str) -> None:
+    """A task that raised Retry("busy") and then succeeded is completed without an error;
+    "busy" stays on that attempt's entry of its timeline, and the completed event clears
+    the error for readers that merge events."""
+    attempts: list[int] = []
+
+    async def flaky(ctx: Context, payload: dict[str, Any]) -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Retry("busy", delay_s=0)
+        return "done"
+
+    async with running_pool(store, registry_of(flaky=flaky), queue):
+        ((task, _),) = await store.submit([make_spec("flaky", queue=queue, max_retries=3)])
+        done = await wait_finished(store, task.id)
+    assert done.status == Status.COMPLETED
+    assert done.error is None
+    events, _ = await store.task_events(done)
+    assert [e.task.get("error") for e in events if e.kind == "retrying"] == ["busy"]
+    completed = [e.task for e in events if e.kind == "completed"]
+    assert [t.get("error") for t in completed] == [""]
+
+
 async def test_unknown_task_type_fails_clearly(store: Store, queue: str) -> None:
     """A task whose type has no handler fails at once with a clear error."""
     async with running_pool(store, registry_of(), queue):

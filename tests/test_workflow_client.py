@@ -3,6 +3,7 @@ real pool on a real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -88,3 +89,17 @@ async def test_chord_of_10000_releases_callback_once(
     assert [e["kind"] for _, e in events if e["id"] == callback].count("released") == 1
     stats = await store.stats(queue)
     assert (stats["completed"], stats["waiting"], stats["pending"]) == (n + 1, 0, 0)
+
+
+async def test_sync_client_submits_and_waits(redis_url: str, store: Store, queue: str) -> None:
+    """taskd.SyncClient submits a group and waits for it from a thread."""
+    flow = taskd.group(*(taskd.step("add", {"n": n}, queue=queue) for n in (1, 2)))
+    sync = taskd.SyncClient(redis_url)
+    try:
+        async with running_pool(store, registry_of(add=add), queue):
+            view = await asyncio.to_thread(sync.submit_workflow, flow, name="sync")
+            done = await asyncio.to_thread(sync.wait_workflow, view["id"], 30)
+    finally:
+        await asyncio.to_thread(sync.close)
+    assert done["status"] == "completed"
+    assert sorted(t["result"] for t in done["tasks"].values()) == [1, 2]

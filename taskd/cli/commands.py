@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from taskd import config
 from taskd.cli import display
 from taskd.errors import TaskdError
 from taskd.log import configure_logging
-from taskd.model import QUEUE_NAME, TASK_ID
+from taskd.model import QUEUE_NAME
 
 if TYPE_CHECKING:
     from taskd.cli.remote import Remote
@@ -37,6 +39,7 @@ def _run(coro: Any) -> None:
 
 
 @click.group()
+@click.version_option(taskd.__version__, prog_name="taskd", message="%(prog)s %(version)s")
 def main() -> None:
     """taskd: a real-time task queue on Redis Streams."""
 
@@ -125,6 +128,7 @@ def _run_node(role: str, config_path: Path | None, flags: dict[str, Any]) -> Non
     except TaskdError as exc:
         click.echo(f"taskd: {exc}", err=True)
         sys.exit(2)
+    _handlers_importable_from_cwd()
     # A daemon configures logging once, so loggers may cache their processor chain.
     configure_logging(settings.log.format, settings.log.level, cache=True)
     from taskd.daemon.root import Daemon, Role  # noqa: PLC0415 - keep `taskd version` light
@@ -139,18 +143,33 @@ def _run_node(role: str, config_path: Path | None, flags: dict[str, Any]) -> Non
         sys.exit(1)
 
 
+def _handlers_importable_from_cwd() -> None:
+    """Let ``--handlers myapp.jobs`` find ``myapp`` in the directory taskd runs in.
+
+    ``python -m taskd`` puts the current directory on the import path, the ``taskd``
+    console script does not; like ``arq`` (and ``celery -A``), serve makes them agree.
+    Appended, not prepended: a stray file there must not shadow an installed module.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
     """Run the benchmark suite of a source checkout (bench/; see `taskd bench --help`)."""
     root = Path(taskd.__file__).resolve().parent.parent
+    wants_help = bool({"-h", "--help"} & set(args))
     if not (root / "bench" / "cli.py").is_file():
+        if wants_help:
+            click.echo(click.get_current_context().get_help())
         click.echo("taskd: bench/ ships only in a source checkout of taskd", err=True)
-        sys.exit(2)
+        sys.exit(0 if wants_help else 2)
     sys.path.insert(0, str(root))
     import importlib  # noqa: PLC0415 - bench is not a dependency of the package
 
-    sys.exit(importlib.import_module("bench.cli").main(list(args)))
+    sys.exit(importlib.import_module("bench.cli").main(list(args), prog="taskd bench"))
 
 
 def _first_taskd_error(exc: BaseException) -> TaskdError | None:
@@ -170,6 +189,7 @@ def _first_taskd_error(exc: BaseException) -> TaskdError | None:
 # taskd.cli.display. Exit codes: 1 the API refused, 2 usage, 3 unreachable, 4 unfinished.
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+TASK_ID_PREFIX = re.compile(r"[0-9a-f]{1,32}")
 T = TypeVar("T")
 
 
@@ -181,9 +201,11 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _task_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not TASK_ID.match(value):
-        raise click.BadParameter(f"expected a task id (32 hex digits), got {value!r}")
-    return value
+    if not TASK_ID_PREFIX.match(value.lower()):
+        raise click.BadParameter(
+            f"expected a task id (32 hex digits) or its first digits, got {value!r}"
+        )
+    return value.lower()
 
 
 def _queue_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -286,8 +308,12 @@ def submit(
 @click.argument("task_id", callback=_task_id)
 @client_options
 def get(url: str, as_json: bool, task_id: str) -> None:
-    """Show one task with its payload and result."""
-    show(call(url, lambda r: r.get(f"/api/tasks/{task_id}")), as_json, display.task_detail)
+    """Show one task (by id or a unique prefix of it) with its payload and result."""
+
+    async def action(remote: Remote) -> Any:
+        return await remote.get(f"/api/tasks/{await remote.resolve(task_id)}")
+
+    show(call(url, action), as_json, display.task_detail)
 
 
 @main.command("list")
@@ -313,8 +339,12 @@ def stats(url: str, as_json: bool) -> None:
 @click.argument("task_id", callback=_task_id)
 @client_options
 def cancel(url: str, as_json: bool, task_id: str) -> None:
-    """Cancel a waiting task, or ask a running one to stop."""
-    done, task = call(url, lambda r: r.cancel(task_id))
+    """Cancel a waiting task, or ask a running one to stop (by id or a unique prefix)."""
+
+    async def action(remote: Remote) -> tuple[bool, dict[str, Any]]:
+        return await remote.cancel(await remote.resolve(task_id))
+
+    done, task = call(url, action)
     verb = "cancelled" if done else "cancelling (running: the worker stops it)"
     show(task, as_json, lambda t: f"{verb} {display.task_line(t)}")
 
@@ -323,8 +353,12 @@ def cancel(url: str, as_json: bool, task_id: str) -> None:
 @click.argument("task_id", callback=_task_id)
 @client_options
 def retry(url: str, as_json: bool, task_id: str) -> None:
-    """Send a failed or cancelled task back to pending."""
-    task = call(url, lambda r: r.post(f"/api/tasks/{task_id}/retry"))
+    """Send a failed or cancelled task back to pending (by id or a unique prefix)."""
+
+    async def action(remote: Remote) -> Any:
+        return await remote.post(f"/api/tasks/{await remote.resolve(task_id)}/retry")
+
+    task = call(url, action)
     show(task, as_json, lambda t: f"retried {display.task_line(t)}")
 
 
@@ -355,7 +389,35 @@ def watch(url: str, as_json: bool, queue: str | None, task_type: str | None) -> 
         async for message in remote.messages(reconnecting):
             show(message)
 
-    call(url, action, interrupt_code=0)
+    call(url, lambda remote: _until_signalled(action(remote)), interrupt_code=0)
+
+
+async def _until_signalled(work: Awaitable[None]) -> None:
+    """Run ``work`` until SIGINT or SIGTERM ends it cleanly (the command exits 0).
+
+    The handlers go on the loop instead of relying on Python's KeyboardInterrupt: a
+    process that inherited SIGINT ignored (a shell script's ``taskd watch &``) never
+    raises one, so ``kill -INT`` and Ctrl-C left it running forever.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None  # always inside a task: asyncio.run made one
+    signalled: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        signalled.append(sig)
+        task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 @main.command("queues")

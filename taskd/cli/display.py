@@ -187,7 +187,7 @@ def queue_table(body: Mapping[str, Any]) -> str:
         rows.append(
             (
                 q["name"],
-                "paused" if q.get("paused") else "active",
+                "paused" if q.get("paused") else "running",
                 *(counts.get(s, 0) for s in statuses),
                 counts.get("cancelled", 0),
                 counts.get("total", 0),
@@ -218,7 +218,7 @@ def queue_line(queue: Mapping[str, Any]) -> str:
     """One queue in one line: what pause, resume and drain print."""
     counts = queue.get("counts") or {}
     waiting = ", ".join(f"{counts.get(s, 0)} {s}" for s in UNFINISHED)
-    state = "paused" if queue.get("paused") else "active"
+    state = "paused" if queue.get("paused") else "running"
     return printable(f"queue {queue['name']} is {state}: {waiting}")
 
 

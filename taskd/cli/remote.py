@@ -24,6 +24,7 @@ from taskd.cli.display import left
 from taskd.errors import TaskdError
 
 FINISHED: Final = frozenset({"completed", "failed", "cancelled"})
+ID_DIGITS: Final = 32
 RECONNECT_FOR_S: Final = 30.0
 
 
@@ -141,6 +142,32 @@ class Remote:
     async def post(self, path: str, body: Any = None) -> Any:
         """POST ``path`` with a JSON body."""
         return await self.request("POST", path, body)
+
+    async def resolve(self, prefix: str, *, max_pages: int = 100) -> str:
+        """The id of the one task whose id starts with ``prefix`` (a full id as it is).
+
+        The dashboard shows ids by their first 8 digits. The API's ``q`` filter matches
+        id prefixes (and names, hence the second check here); it is paged newest first,
+        so the search stops at a second match or after ``max_pages`` pages.
+        """
+        if len(prefix) == ID_DIGITS:
+            return prefix
+        found: list[str] = []
+        cursor: str | None = None
+        for _ in range(max_pages):
+            page = await self.get("/api/tasks", q=prefix, limit=1000, cursor=cursor)
+            found += [t["id"] for t in page["tasks"] if t["id"].startswith(prefix)]
+            cursor = page.get("next_cursor")
+            if len(found) > 1 or not cursor:
+                break
+        if len(found) > 1:
+            raise RemoteError(
+                f"task id prefix {prefix!r} is ambiguous: {found[0]}, {found[1]} and maybe"
+                " more start with it; give more digits"
+            )
+        if not found:
+            raise RemoteError(f"no task id starts with {prefix!r}")
+        return found[0]
 
     async def cancel(self, task_id: str) -> tuple[bool, dict[str, Any]]:
         """Cancel a task: (True, task) when done, (False, task) while a running one stops."""

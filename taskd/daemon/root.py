@@ -178,9 +178,11 @@ class Daemon:
             # serve` sharing its data dir (as taskd.Client() does), else says what to set.
             return resolve_redis_url(self.settings)
         binary = find_server_binary(self.settings.redis.server_bin or None)
-        data = self.settings.data_dir / "redis"
-        self.embedded = EmbeddedRedis(data, binary=binary)
-        url = await self.embedded.start()
+        embedded = EmbeddedRedis(self.settings.data_dir / "redis", binary=binary)
+        url = await embedded.start()
+        # Ours only once started: a start refused because another daemon's server runs
+        # in this data dir must leave that daemon's url file alone on the way out.
+        self.embedded = embedded
         _write_private(embedded_url_file(self.settings.data_dir), url)
         return url
 
@@ -265,7 +267,11 @@ class Daemon:
         except OSError as exc:  # taken port, unknown address: one line, not a traceback
             await runner.cleanup()
             key = "server.port" if self.role is Role.SERVE else "server.health_port"
-            reason = f"cannot listen on {server.host}:{port}: {exc.strerror}"
+            flag = "--port or TASKD_PORT" if self.role is Role.SERVE else "--health-port"
+            reason = (
+                f"cannot listen on {server.host}:{port}: {exc.strerror} (is another taskd"
+                f" running there? choose another port with {flag})"
+            )
             raise ConfigError(key, reason) from exc
         self.port = site.port
         return runner

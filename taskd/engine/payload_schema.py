@@ -14,6 +14,7 @@ annotations ``title``, ``description``, ``default``, ``examples``, ``format``, `
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -188,6 +189,28 @@ def _check_object(schema: Mapping[str, Any], value: dict[str, Any], path: str) -
         if name in properties:
             validate(properties[name], item, f"{path}.{name}")
         elif extra is False:
-            raise ValidationError(f"{path}.{name}", "is not an allowed field")
+            raise ValidationError(f"{path}.{name}", _not_allowed(name, properties))
         elif isinstance(extra, dict):
             validate(extra, item, f"{path}.{name}")
+
+
+def _not_allowed(name: str, properties: Mapping[str, Any]) -> str:
+    """The refusal of an unknown key: the likely intended key, then every allowed one."""
+    close = difflib.get_close_matches(name, list(properties), n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    allowed = f" (fields: {', '.join(sorted(properties))})" if properties else ""
+    return f"is not an allowed field{hint}{allowed}"
+
+
+def known_keys(descriptions: Mapping[str, str]) -> dict[str, Any]:
+    """A payload schema that documents each key and refuses any other.
+
+    The built-in types check values in their own validators; this is the half a
+    validator cannot do well: a misspelt optional key (``operation`` for ``operations``)
+    would otherwise be ignored and the task would run with defaults.
+    """
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: {"description": text} for name, text in descriptions.items()},
+    }

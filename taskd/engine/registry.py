@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -27,6 +29,7 @@ from taskd.model import TASK_TYPE_NAME
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARK = "__taskd_task__"
+_RST_QUOTES = re.compile(r"(?::[a-z:]+:)?`{1,2}([^`]+)`{1,2}_?")
 BUILTIN_MODULES = (
     "taskd.handlers.api_call",
     "taskd.handlers.data_processing",
@@ -87,7 +90,7 @@ def task(
             TaskType(
                 name=name,
                 func=func,
-                description=description or doc.split("\n\n")[0].replace("\n", " "),
+                description=description or _plain(doc.split("\n\n")[0]),
                 schema=schema,
                 example=example or {},
                 validate=validate,
@@ -169,11 +172,31 @@ class Registry:
         return len(self._types)
 
 
+def _plain(text: str) -> str:
+    """A docstring paragraph as plain text: one line, reStructuredText roles and
+    quotes (``x``, `x`, :func:`x`) dropped, for the API, the dashboard and the CLI."""
+    return _RST_QUOTES.sub(r"\1", text.replace("\n", " "))
+
+
 def import_handlers(name: str) -> ModuleType:
     """Import a handler module, turning any failure into one clear error."""
     try:
         return importlib.import_module(name)
     except Exception as exc:
         raise HandlerImportError(
-            f"cannot import handler module {name!r}: {type(exc).__name__}: {exc}", module=name
+            f"cannot import handler module {name!r}: {type(exc).__name__}: {exc}"
+            + _where_to_put(name, exc),
+            module=name,
         ) from exc
+
+
+def _where_to_put(name: str, exc: Exception) -> str:
+    """A hint when the module itself (not something it imports) was found nowhere."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if not missing or not (name == missing or name.startswith(missing + ".")):
+        return ""
+    top = name.split(".", maxsplit=1)[0]
+    return (
+        f" (searched the current directory {os.getcwd()} and the Python path: run taskd"
+        f" where {top!r} lives, or add the directory that contains it to PYTHONPATH)"
+    )

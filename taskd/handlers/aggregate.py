@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from taskd.errors import ValidationError
-from taskd.handlers.records import RecordError, cell, to_number
+from taskd.handlers.records import RecordError, cell, tidy, to_number
 
 NUMERIC_OPS: Final = ("sum", "mean", "min", "max")
 SIMPLE_OPS: Final = ("count", *NUMERIC_OPS, "distinct")
@@ -156,7 +156,7 @@ class Numeric(Aggregate):
             "min": self.low,
             "max": self.high,
         }[self.spec.op]
-        entry: dict[str, Any] = {"value": value, "n": self.n}
+        entry: dict[str, Any] = {"value": tidy(value), "n": self.n}
         if self.skipped:
             entry["skipped"] = self.skipped
         return entry

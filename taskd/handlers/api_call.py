@@ -23,6 +23,7 @@ from yarl import URL
 from taskd import __version__
 from taskd.config import ApiCallSettings, Settings
 from taskd.engine.context import Context
+from taskd.engine.payload_schema import known_keys
 from taskd.engine.registry import task
 from taskd.errors import Fail, Retry, ValidationError
 from taskd.handlers.ssrf import AddressRefused, Policy, check_url, guarded_session, literal_address
@@ -46,6 +47,19 @@ EXAMPLE: Final = {
     "timeout_s": 10,
     "expect_status": [200, 201],
 }
+
+SCHEMA: Final = known_keys(
+    {
+        "url": "http:// or https:// URL (required).",
+        "method": f"One of {', '.join(METHODS)} [GET].",
+        "headers": "Object of header name: value strings.",
+        "json": "JSON request body (or use body).",
+        "body": "Text request body (or use json).",
+        "timeout_s": f"Seconds, at most {MAX_TIMEOUT_S:g} [{DEFAULT_TIMEOUT_S:g}].",
+        "expect_status": "A status code or a list of them that count as success [2xx].",
+        "follow_redirects": "Follow redirects [true].",
+    }
+)
 
 
 def validate(payload: dict[str, Any], settings: Settings | None) -> None:
@@ -72,6 +86,8 @@ def validate(payload: dict[str, Any], settings: Settings | None) -> None:
 
 
 def _check_url(value: Any, policy: Policy) -> URL:
+    if value is None:
+        raise ValidationError("payload.url", "is required")
     if not isinstance(value, str) or not 0 < len(value) <= MAX_URL_CHARS:
         raise ValidationError("payload.url", f"must be a URL of at most {MAX_URL_CHARS} chars")
     try:
@@ -115,7 +131,7 @@ def expected_statuses(payload: dict[str, Any]) -> frozenset[int] | None:
     return frozenset(codes)
 
 
-@task("api_call", example=EXAMPLE, validate=validate)
+@task("api_call", example=EXAMPLE, schema=SCHEMA, validate=validate)
 async def api_call(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     """Make one HTTP request (method, headers, json or body) and return the response.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from taskd.engine.context import Context
+from taskd.engine.payload_schema import known_keys
 from taskd.engine.registry import task
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.aggregate import Plan, parse_plan
@@ -29,7 +30,13 @@ from taskd.handlers.records import (
     open_text,
     read_records,
 )
-from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
+from taskd.handlers.sandbox import (
+    check_relative,
+    display,
+    files_root,
+    not_a_file,
+    resolve_inside,
+)
 
 MAX_SAMPLE_RECORDS = 1_000_000
 PROGRESS_EVERY = 1_000  # records between updates: a few ms, where crunching threads take turns
@@ -60,6 +67,17 @@ EXAMPLE: Final = {
         {"op": "group_by", "field": "city", "aggregates": [{"op": "mean", "field": "amount"}]},
     ],
 }
+
+SCHEMA: Final = known_keys(
+    {
+        "records": "A list of objects, or a number of generated sample records.",
+        "source": "A CSV/TSV/JSON/JSONL file (optionally .gz) in the files root.",
+        "format": "The source's format when its name does not tell.",
+        "encoding": "The source's text encoding [utf-8-sig].",
+        "filter": 'Conditions, e.g. [{"field": "amount", "op": ">", "value": 5}].',
+        "operations": "Aggregates: count, sum, mean, min, max, distinct, group_by.",
+    }
+)
 
 
 def validate(payload: dict[str, Any]) -> None:
@@ -105,7 +123,7 @@ def source_format(payload: Mapping[str, Any]) -> FileFormat | None:
     return found if found is not None and found.is_records else None
 
 
-@task("data_processing", example=EXAMPLE, validate=validate)
+@task("data_processing", example=EXAMPLE, schema=SCHEMA, validate=validate)
 async def data_processing(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     """Aggregate records (count, sum, mean, min, max, distinct, group_by with filters).
 
@@ -122,7 +140,7 @@ async def data_processing(ctx: Context, payload: dict[str, Any]) -> dict[str, An
         root = files_root(ctx.settings)
         path = resolve_inside(root, payload["source"], "payload.source")
         if not path.is_file():
-            raise Fail(f"payload.source: {payload['source']!r} is not a file in the files root")
+            raise not_a_file(root, payload["source"], "payload.source")
         fmt, encoding = source_format(payload), payload.get("encoding", "utf-8-sig")
         if fmt is None:  # validate() refuses this; keeps the type checker informed
             raise Fail("payload.format: unknown record format")

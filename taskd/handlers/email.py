@@ -23,9 +23,16 @@ import aiosmtplib
 
 from taskd.config import EmailSettings
 from taskd.engine.context import Context
+from taskd.engine.payload_schema import known_keys
 from taskd.engine.registry import task
 from taskd.errors import Fail, Retry, ValidationError
-from taskd.handlers.sandbox import check_relative, data_dir, files_root, resolve_inside
+from taskd.handlers.sandbox import (
+    check_relative,
+    data_dir,
+    files_root,
+    not_a_file,
+    resolve_inside,
+)
 
 MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 20
@@ -42,6 +49,20 @@ EXAMPLE: Final = {
     "body": "Hi Ada,\n\nyour account is ready.",
     "html": "<p>Hi Ada,</p><p>your account is <b>ready</b>.</p>",
 }
+
+SCHEMA: Final = known_keys(
+    {
+        "recipient": "Address or list of addresses (or use to).",
+        "to": "Address or list of addresses (or use recipient).",
+        "cc": "Address or list of addresses.",
+        "bcc": "Address or list of addresses.",
+        "reply_to": "Address or list of addresses.",
+        "subject": "One line; a subject or a body is required.",
+        "body": "Plain-text body.",
+        "html": "HTML body (sent beside the text body).",
+        "attachments": "Paths in the files root.",
+    }
+)
 
 
 def addresses(payload: dict[str, Any], key: str) -> list[str]:
@@ -103,9 +124,12 @@ def validate(payload: dict[str, Any]) -> None:
         )
     for i, path in enumerate(attachments):
         check_relative(path, f"payload.attachments[{i}]")
+    texts = (subject, payload.get("body", ""), payload.get("html", ""))
+    if not (attachments or any(text.strip() for text in texts)):
+        raise ValidationError("payload.body", "give a subject or a body (the message is empty)")
 
 
-@task("email", example=EXAMPLE, validate=validate)
+@task("email", example=EXAMPLE, schema=SCHEMA, validate=validate)
 async def email(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     """Send an email (``recipient`` or ``to``, ``subject``, ``body`` and/or ``html``).
 
@@ -141,7 +165,7 @@ def read_attachments(ctx: Context, paths: list[str]) -> list[tuple[str, bytes]]:
         where = f"payload.attachments[{i}]"
         path = resolve_inside(root, value, where)
         if not path.is_file():
-            raise Fail(f"{where}: {value!r} is not a file in the files root")
+            raise not_a_file(root, value, where)
         size = path.stat().st_size
         total += size
         if size > MAX_ATTACHMENT_BYTES or total > MAX_TOTAL_ATTACHMENT_BYTES:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from taskd.engine.context import Context
+from taskd.engine.payload_schema import known_keys
 from taskd.engine.registry import task
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.progress import ThreadProgress, run_in_thread
@@ -34,13 +35,32 @@ from taskd.handlers.records import (
     open_write,
     read_records,
 )
-from taskd.handlers.sandbox import check_relative, display, files_root, resolve_inside
+from taskd.handlers.sandbox import (
+    check_relative,
+    display,
+    files_root,
+    not_a_file,
+    resolve_inside,
+)
 
 CHUNK_BYTES = 1 << 16
 PROGRESS_EVERY = 1_000  # records between updates: a few ms, where crunching threads take turns
 MAX_COLUMNS = 10_000
 ERROR_MODES: Final = ("strict", "replace")
 EXAMPLE: Final = {"source": "orders.csv", "target": "orders.jsonl.gz", "infer_types": True}
+SCHEMA: Final = known_keys(
+    {
+        "source": "The file to read, relative to the files root.",
+        "target": "The file to write, relative to the files root.",
+        "from": "The source's format when its name does not tell (csv, tsv, json, jsonl, txt).",
+        "to": "The target's format when its name does not tell.",
+        "encoding": "The source's text encoding [utf-8-sig].",
+        "target_encoding": "The target's text encoding [utf-8].",
+        "errors": "strict or replace: what to do with undecodable bytes [strict].",
+        "infer_types": "Turn CSV strings into numbers, booleans and nulls [false].",
+        "overwrite": "Replace an existing target [true].",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +139,7 @@ def validate(payload: dict[str, Any]) -> None:
     plan(payload)
 
 
-@task("file_conversion", example=EXAMPLE, validate=validate)
+@task("file_conversion", example=EXAMPLE, schema=SCHEMA, validate=validate)
 async def file_conversion(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     """Convert a file in the files root: CSV, TSV, JSON, JSONL, gzip, text encodings.
 
@@ -135,7 +155,7 @@ async def file_conversion(ctx: Context, payload: dict[str, Any]) -> dict[str, An
     source = resolve_inside(root, payload["source"], "payload.source")
     target = resolve_inside(root, payload["target"], "payload.target")
     if not source.is_file():
-        raise Fail(f"payload.source: {payload['source']!r} is not a file in the files root")
+        raise not_a_file(root, payload["source"], "payload.source")
     if target.is_dir() or (target.exists() and not payload.get("overwrite", True)):
         raise Fail(f"payload.target: {payload['target']!r} exists (set overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)

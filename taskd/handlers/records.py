@@ -279,6 +279,17 @@ def infer(value: Any) -> Any:
     return value if number is None else number
 
 
+def tidy(value: int | float | None) -> int | float | None:
+    """A computed number as people read it: the noise of binary fractions rounded away.
+
+    Sums of decimal values pick up error in the last bits (450.79999999999995 for
+    150.1 + 150.3 + 150.4); 12 significant digits are more than the inputs carried.
+    """
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.12g}")
+    return value
+
+
 def to_number(value: Any) -> int | float | None:
     """A number from a number or numeric string (as CSV gives them); None otherwise."""
     if isinstance(value, bool):

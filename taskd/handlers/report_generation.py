@@ -10,6 +10,7 @@ through ``GET /api/tasks/{id}/artifacts/{name}``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from typing import Any, Final
 
 from taskd.config import Settings
 from taskd.engine.context import Context
+from taskd.engine.payload_schema import known_keys
 from taskd.engine.registry import task
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.artifacts import write_artifact
-from taskd.handlers.records import cell, to_number
+from taskd.handlers.records import cell, tidy, to_number
 from taskd.handlers.report_render import (
     Chart,
     Report,
@@ -53,6 +55,17 @@ CSV_COLUMNS: Final = (
 )
 TYPE_COLUMNS: Final = ("type", "total", "completed", "failed", "p50", "p95", "p99")
 EXAMPLE: Final = {"period_s": 3600, "title": "Last hour"}
+SCHEMA: Final = known_keys(
+    {
+        "title": "At most 200 characters.",
+        "queue": "Report on this queue only [all queues].",
+        "period_s": f"Tasks created in the last S seconds [{DEFAULT_PERIOD_S:g}].",
+        "max_tasks": f"At most this many tasks [{DEFAULT_MAX_TASKS}].",
+        "formats": "Any of html, csv, json [all three].",
+        "records": "Report on these objects instead of the queue.",
+        "chart": 'With records: {"label": field, "value": field}.',
+    }
+)
 
 
 def validate(payload: dict[str, Any]) -> None:
@@ -88,7 +101,7 @@ def validate(payload: dict[str, Any]) -> None:
             raise ValidationError("payload.chart", 'must be {"label": field, "value": field}')
 
 
-@task("report_generation", example=EXAMPLE, validate=validate)
+@task("report_generation", example=EXAMPLE, schema=SCHEMA, validate=validate)
 async def report_generation(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     """Build a report (HTML with a chart, CSV, JSON) of the queue or of given records.
 
@@ -236,10 +249,10 @@ def queue_report(
         "tasks": len(rows),
         "completed": by_status.get("completed", 0),
         "failed": by_status.get("failed", 0),
-        "p50 ms": durations["p50"],
-        "p95 ms": durations["p95"],
-        "p99 ms": durations["p99"],
-        "per minute": round(by_status.get("completed", 0) / (period_s / 60), 2),
+        "p50_ms": durations["p50"],
+        "p95_ms": durations["p95"],
+        "p99_ms": durations["p99"],
+        "completed_per_minute": round(by_status.get("completed", 0) / (period_s / 60), 2),
     }
     data = {
         "kind": "queue",
@@ -321,7 +334,7 @@ def records_report(payload: dict[str, Any]) -> Report:
     title = payload.get("title") or "Records report"
     facts: dict[str, Any] = {"records": len(records), "columns": len(columns)}
     for c in numeric[:3]:
-        facts[f"sum of {c}"] = summary[c]["sum"]
+        facts[f"sum_{_snake(c)}"] = summary[c]["sum"]
     data = {
         "kind": "records",
         "generated_at": ms_to_iso(int(time.time() * 1000)),
@@ -344,6 +357,11 @@ def records_report(payload: dict[str, Any]) -> Report:
     return Report(title, subtitle, facts, data, columns, rows, tables, chart)
 
 
+def _snake(name: str) -> str:
+    """A column name as part of a snake_case key ("Unit Price" -> "unit_price")."""
+    return "_".join(re.findall(r"[0-9a-z]+", name.lower())) or "column"
+
+
 def _column_summary(values: list[Any]) -> dict[str, Any]:
     present = [v for v in values if v is not None and v != ""]
     numbers = [n for n in (to_number(v) for v in present) if n is not None]
@@ -352,8 +370,8 @@ def _column_summary(values: list[Any]) -> dict[str, Any]:
             "count": len(present),
             "min": min(numbers),
             "max": max(numbers),
-            "sum": sum(numbers),
-            "mean": sum(numbers) / len(numbers),
+            "sum": tidy(sum(numbers)),
+            "mean": tidy(sum(numbers) / len(numbers)),
         }
     distinct = Counter(cell(v) for v in present)
     return {

@@ -116,7 +116,8 @@ def render_html(report: Report) -> bytes:
 
 def _facts(facts: dict[str, Any]) -> str:
     items = "".join(
-        f"<div><dt>{escape(str(k))}</dt><dd>{escape(_show(v))}</dd></div>" for k, v in facts.items()
+        f"<div><dt>{escape(str(k).replace('_', ' '))}</dt><dd>{escape(_show(v))}</dd></div>"
+        for k, v in facts.items()
     )
     return f'<dl class="facts">{items}</dl>\n'
 

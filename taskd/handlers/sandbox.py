@@ -61,6 +61,17 @@ def resolve_inside(root: Path, value: Any, field: str) -> Path:
     return candidate
 
 
+def not_a_file(root: Path, value: Any, field: str) -> Fail:
+    """The failure for a payload path that names no file: where the files root is, and
+    whether the root itself is missing (the usual cause on a fresh install)."""
+    if not root.is_dir():
+        return Fail(
+            f"{field}: {value!r} is not a file: the files root {root} does not exist "
+            "(create it and put the file there, or set files.root / TASKD_FILES_ROOT)"
+        )
+    return Fail(f"{field}: {value!r} is not a file in the files root {root}")
+
+
 def display(root: Path, path: Path) -> str:
     """A path as shown in results: relative to the files root."""
     return path.relative_to(root.resolve()).as_posix()

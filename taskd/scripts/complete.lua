@@ -13,8 +13,9 @@
          written before and the reply lost), CODE.STALE (the attempt is not the one held:
          the caller was presumed dead and the task moved on; nothing is written for it) or
          CODE.NOTFOUND (no such task).
-  Events: completed (one per completed task); released or cancelled for workflow
-          dependents in this slot (others get an outbox entry, see _flow.lua).
+  Events: completed (one per completed task; with error '' when an earlier attempt's
+          error was cleared); released or cancelled for workflow dependents in this
+          slot (others get an outbox entry, see _flow.lua).
 ]]
 -- ``items``: {task hash, its ready stream, attempt, stream entry id, result JSON} each.
 -- Returns per item 'completed', CODE.STALE (not the attempt held: nothing written) or
@@ -25,7 +26,7 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
   for _, item in ipairs(items) do
     local task_key, stream, attempt, sid, result = item[1], item[2], item[3], item[4], item[5]
     local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel',
-      'children', 'wf_key', 'task_type', 'started_at')
+      'children', 'wf_key', 'task_type', 'started_at', 'error')
     if not state[1] then
       reply[#reply + 1] = CODE.NOTFOUND
     elseif state[2] ~= attempt or state[3] ~= sid then
@@ -43,9 +44,16 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
       finished_args[#finished_args + 1] = now_text
       finished_args[#finished_args + 1] = state[4]
       -- What emit_task would write for these changes, without building the task table.
-      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'completed',
+      local event = {events, 'MAXLEN', '~', maxlen, '*', 'kind', 'completed',
         'ts', now_text, 'id', state[4], 'status', 'completed', 'progress', '100',
-        'completed_at', now_text, 'updated_at', now_text)
+        'completed_at', now_text, 'updated_at', now_text}
+      if state[10] then
+        -- An earlier attempt's error belongs to that attempt's event, not to the success.
+        redis.call('HDEL', task_key, 'error')
+        event[#event + 1] = 'error'
+        event[#event + 1] = ''
+      end
+      redis.call('XADD', unpack(event))
       if state[6] then
         flow_ended(tag_of(task_key), {id = state[4], children = state[6], wf_key = state[7]},
           'completed', now, maxlen)

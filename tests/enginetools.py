@@ -9,9 +9,11 @@ from taskd.store import Store
 from taskd.store.replies import raise_for
 
 
-async def take(store: Store, queue: str, consumer: str, count: int, limits: str = "") -> list[Task]:
+async def take(
+    store: Store, queue: str, consumer: str, count: int, *, limits: str = ""
+) -> list[Task]:
     """Reserve up to ``count`` tasks for ``consumer`` and start them (reserved ->
-    processing), as a worker's fetcher and runners do (``limits``: fetch.lua's JSON)."""
+    processing), as a worker's fetcher and runners do."""
     fetched = await store.reserve_ready(queue, consumer, count, limits)
     return [task for task in await store.begin_many(consumer, fetched.tasks) if task is not None]
 

@@ -45,8 +45,7 @@ async def test_submitted_completed_and_failed_are_counted_per_task_type(
 
 async def test_a_call_repeated_after_a_lost_reply_counts_once(store: Store, queue: str) -> None:
     """A completion, failure or unique submission sent again (its first reply was lost but
-    it applied) is answered as before by its script (the engine's idempotent replies) and
-    counted exactly once."""
+    it applied) is answered as the first was, or deduplicated, and counted exactly once."""
     first = make_spec("t", {}, queue=queue, unique_key="once", max_retries=0)
     await store.submit([first])
     await store.submit([make_spec("t", {}, queue=queue, unique_key="once")])

@@ -336,12 +336,6 @@ async def test_verify_depth_counts_entries_a_blocking_read_delivered(
     assert (await store.depth_by_priority(queue))[5] == 0
 
 
-@pytest.mark.xfail(
-    reason="issue 14 item 3(b): fetch.lua zeroes an exhausted level's counter while an "
-    "entry delivered by another consumer's blocking read is still counted in it; fetch.lua "
-    "then counts that entry out again (the fetch/cancel rework for the reserved state)",
-    strict=False,
-)
 async def test_an_exhausted_level_keeps_the_count_of_an_entry_delivered_elsewhere(
     store: Store, queue: str
 ) -> None:
@@ -356,12 +350,6 @@ async def test_an_exhausted_level_keeps_the_count_of_an_entry_delivered_elsewher
     assert [t.id for t in await take(store, queue, "c2", 10)] == [late.id]
 
 
-@pytest.mark.xfail(
-    reason="issue 14 item 3(b): cancel.lua and fetch.lua both count out a task cancelled "
-    "between a blocking read delivering it and fetch.lua starting it (the fetch/cancel "
-    "rework for the reserved state)",
-    strict=False,
-)
 async def test_a_cancel_between_delivery_and_start_counts_the_task_out_once(
     store: Store, queue: str
 ) -> None:
@@ -371,5 +359,5 @@ async def test_a_cancel_between_delivery_and_start_counts_the_task_out_once(
     (first, _), _ = await store.submit([make_spec("t", queue=queue) for _ in range(2)])
     delivered = await store.wait_ready([queue], "c", 1000)
     await store.cancel(first.id)
-    assert (await store.reserve_ready(queue, "c", 1, "", delivered[queue])).tasks == []
+    assert (await store.reserve_ready(queue, "c", 0, "", delivered[queue])).tasks == []
     assert await store.redis.hget(store.keys(queue).depth, "5") == "1"

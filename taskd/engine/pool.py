@@ -201,8 +201,8 @@ class WorkerPool:
         return {
             "concurrency": self.config.concurrency,
             "queues": list(self.config.queues),
-            # What this worker runs: a task no live worker of its queue runs fails (the
-            # supervisor), one that another runs waits for it at the front.
+            # What this worker runs: read by other nodes' submit check (taskd.engine.known);
+            # a handed-back task no live worker of its queue runs fails (the supervisor).
             "task_types": sorted(t.name for t in self.registry),
             "held": len(self.held),
             "running": running,

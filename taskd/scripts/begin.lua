@@ -50,7 +50,7 @@ for i = 0, (#ARGV - 3) / 2 - 1 do
       'updated_at', now_text)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'started', 'ts', now_text,
       'id', task.id, 'status', 'processing', 'progress', '0', 'started_at', now_text,
-      'updated_at', now_text)
+      'updated_at', now_text, 'worker', consumer, 'attempt', attempt)
     begun = begun + 1
     reply[#reply + 1] = now_text
   end

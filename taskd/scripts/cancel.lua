@@ -41,13 +41,13 @@ if status == 'reserved' then
   redis.call('XACK', stream, group, sid)
   redis.call('PUBLISH', channel, task.id)
 elseif status == 'pending' and sid ~= '' then
-  -- Remove the entry so no worker ever sees it. Depth counts undelivered entries only:
-  -- one handed back (front) or delivered by a blocking read but not yet reserved is
-  -- acknowledged, and fetch.lua already counted it out of depth.
-  local delivered = redis.call('ZREM', front, task.id) == 1
-    or #redis.call('XPENDING', stream, group, sid, sid, 1) > 0
+  -- Remove the entry so no worker ever sees it. Depth counts undelivered entries and
+  -- ones a blocking read delivered that fetch.lua has not taken (it skips this one now),
+  -- not the front's.
+  local at_front = redis.call('ZREM', front, task.id) == 1
+  local delivered = at_front or #redis.call('XPENDING', stream, group, sid, sid, 1) > 0
   if delivered then redis.call('XACK', stream, group, sid) end
-  if redis.call('XDEL', stream, sid) == 1 and not delivered then
+  if redis.call('XDEL', stream, sid) == 1 and not at_front then
     redis.call('HINCRBY', depth, task.priority, -1)
   end
 end

@@ -202,7 +202,12 @@ for i = first_delivered, #ARGV, 3 do
     put_back(stream, sid, id)
   else
     local priority = 11 - position
-    delivered[priority] = (delivered[priority] or 0) + 1
+    -- In the counter while its task is pending under it (else whoever changed that, e.g.
+    -- a cancel, already counted it out).
+    local state = redis.call('HMGET', prefix .. id, 'status', 'sid')
+    if state[1] == 'pending' and state[2] == sid then
+      delivered[priority] = (delivered[priority] or 0) + 1
+    end
     if #started >= count then
       -- Beyond the room (one read delivers one entry per level): first in line still.
       if not hand_back(stream, group, front, sid, id, priority, now) then
@@ -240,11 +245,11 @@ for position = 1, 10 do
 end
 
 for priority = 1, 10 do
-  -- Never below zero, and zero once the stream had nothing left: a drifted counter heals
-  -- here (and in trim.lua).
-  if delivered[priority] or exhausted[priority] then
-    local now_waiting = (waiting[priority] or 0) - (delivered[priority] or 0)
-    if exhausted[priority] or now_waiting < 0 then now_waiting = 0 end
+  -- Never below zero. An exhausted stream does not zero the counter: entries another
+  -- consumer's blocking read delivered are still in it (verify_depth.lua heals drift).
+  if delivered[priority] then
+    local now_waiting = (waiting[priority] or 0) - delivered[priority]
+    if now_waiting < 0 then now_waiting = 0 end
     redis.call('HSET', depth, priority, now_waiting)
   end
 end

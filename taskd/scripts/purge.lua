@@ -62,7 +62,7 @@ for priority = 1, 10 do
 end
 
 -- Delivered entries (pending in the group): a blocking read's not yet reserved, the
--- front's, reserved ones. Depth is untouched: fetch.lua counted them out on delivery.
+-- front's, reserved ones. Only a blocking read's is in the depth counter.
 local function entry_id_of(stream, sid)
   local range = redis.call('XRANGE', stream, sid, sid)
   if #range == 0 then return nil end
@@ -91,7 +91,10 @@ for priority = 1, 10 do
         elseif task.status == 'pending' or task.status == 'reserved' then
           redis.call('XACK', stream, group, sid)
           redis.call('XDEL', stream, sid)
-          redis.call('ZREM', front, task.id)
+          -- A pending one a blocking read delivered is in the depth counter; the front's not.
+          if redis.call('ZREM', front, task.id) == 0 and task.status == 'pending' then
+            redis.call('HINCRBY', depth, priority, -1)
+          end
           if task.status == 'reserved' then redis.call('PUBLISH', channel, task.id) end
           cancel(key, task, task.status)
           examined = examined + 1

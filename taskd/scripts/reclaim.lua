@@ -7,8 +7,8 @@
 
   KEYS[1]  ready stream    KEYS[2]  stats hash    KEYS[3]  events stream
   KEYS[4]  finished zset   KEYS[5]  dead zset     KEYS[6]  depth hash
-  KEYS[7]  front zset      KEYS[8]  history hash  KEYS[9]  history index zset
-                                                  (see record_history)
+  KEYS[7]  front zset      KEYS[8]  history hash  KEYS[9]  history index zset (see
+  record_history)
 
   ARGV[1]  group    ARGV[2]  claiming consumer    ARGV[3]  min idle ms (the lease)
   ARGV[4]  XAUTOCLAIM cursor    ARGV[5]  COUNT    ARGV[6]  task key prefix
@@ -54,8 +54,15 @@ end
 
 -- Back to the front of its level (the entry is claimed, so it cannot be gone).
 local function requeue(key, task, sid)
+  if task.status == 'pending' then  -- never reserved: it only waits again
+    -- One a blocking read delivered (in the depth counter) moves to the front (not in it).
+    if not redis.call('ZSCORE', front, task.id) then
+      redis.call('HINCRBY', depth, task.priority, -1)
+    end
+    hand_back(stream, group, front, sid, task.id, task.priority, now)
+    return
+  end
   hand_back(stream, group, front, sid, task.id, task.priority, now)
-  if task.status == 'pending' then return end  -- never reserved: it only waits again
   requeued[#requeued + 1] = task.id
   local reason = 'worker lost: ' .. (task.worker or '?') .. ' stopped renewing its lease'
   local was = task.status

@@ -4,7 +4,7 @@
   it does not hold (a fetch applied whose reply was lost).
 
   KEYS[1..10]  ready streams of priority 1..10    KEYS[11]  stats hash
-  KEYS[12]  events stream    KEYS[13]  front zset
+  KEYS[12]  events stream    KEYS[13]  front zset    KEYS[14]  depth hash
 
   ARGV[1]  group    ARGV[2]  consumer    ARGV[3]  orphan idle ms (an entry in the
            consumer's name idle this long that it does not hold is an orphan)
@@ -18,7 +18,7 @@
   Only entries still this consumer's are renewed (XCLAIM JUSTID resets the idle time and
   keeps the delivery count): renewing one that was reclaimed would take it back.
 ]]
-local stats, events, front = KEYS[11], KEYS[12], KEYS[13]
+local stats, events, front, depth = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local group, consumer, orphan_ms = ARGV[1], ARGV[2], ARGV[3]
 local prefix, maxlen = ARGV[4], ARGV[5]
 local cancels, lost, orphans = {}, {}, {}
@@ -64,6 +64,9 @@ for priority = 1, 10 do
         if not task or task.sid ~= sid then
           redis.call('XACK', stream, group, sid)
         elseif task.status == 'pending' then
+          -- Delivered by a blocking read whose reply was lost: out of the depth counter,
+          -- to the front.
+          redis.call('HINCRBY', depth, priority, -1)
           hand_back(stream, group, front, sid, id, priority, now)
         elseif task.status == 'reserved' and task.worker == consumer then
           hand_back(stream, group, front, sid, id, priority, now)

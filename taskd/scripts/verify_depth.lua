@@ -57,7 +57,10 @@ while true do
         if entry[2][i] == 'id' then id = entry[2][i + 1] end
       end
       local state = redis.call('HMGET', prefix .. id, 'status', 'sid')
-      if state[1] == 'pending' and state[2] == row[1] then in_flight = in_flight + 1 end
+      -- (Entries handed back to the front, held by 'taskd:front', are not in the counter.)
+      if state[1] == 'pending' and state[2] == row[1] and row[2] ~= 'taskd:front' then
+        in_flight = in_flight + 1
+      end
     end
   end
   if #rows < STEP then break end

@@ -247,7 +247,7 @@ class WorkerOps(StoreBase):
         calls: list[Call] = []
         for queue in sorted(set(by_queue) | set(queues)):
             k = self.keys(queue)
-            script_keys = [*k.streams.values(), k.stats, k.events, k.front]
+            script_keys = [*k.streams.values(), k.stats, k.events, k.front, k.depth]
             args = [GROUP, consumer, orphan_ms, k.task_prefix, self.events_maxlen]
             calls.append(("renew", script_keys, args + by_queue.get(queue, [])))
         async with translated():

@@ -39,7 +39,9 @@ async def _held_by(store: Store, queue: str, ids: list[str], pid: int) -> list[s
     return [
         i
         for i, t in tasks.items()
-        if t is not None and t.status == Status.PROCESSING and mark in (t.worker or "")
+        if t is not None
+        and t.status in (Status.RESERVED, Status.PROCESSING)
+        and mark in (t.worker or "")
     ]
 
 
@@ -63,9 +65,12 @@ async def test_sigkilled_daemons_lose_no_task(
             assert time.monotonic() < deadline, statuses(await census(store, queue, ids))
             if time.monotonic() - last_kill >= SIZES.crash_kill_every_s:
                 victim = rng.choice(cluster.alive)
-                held = await _held_by(store, queue, ids, victim.proc.pid)
+                killed_at = time.time()
                 cluster.kill(victim)
-                kills.append((victim.proc.pid, time.time(), held))
+                # Read after the kill: what it held then still names it until reclaimed (a
+                # census before the kill, slow on 10,000 tasks, saw tasks it had finished).
+                held = await _held_by(store, queue, ids, victim.proc.pid)
+                kills.append((victim.proc.pid, killed_at, held))
                 cluster.spawn()
                 last_kill = time.monotonic()
             await asyncio.sleep(0.1)

@@ -6,6 +6,7 @@ handler receives), :class:`Retry` and :class:`Fail` (what a handler may raise), 
 error classes.
 """
 
+from taskd.canvas import Workflow, chain, chord, group, result, step
 from taskd.client import Client, Page
 from taskd.engine.context import Context
 from taskd.engine.registry import task
@@ -40,7 +41,13 @@ __all__ = [
     "TaskNotFound",
     "TaskdError",
     "ValidationError",
+    "Workflow",
     "WrongState",
     "__version__",
+    "chain",
+    "chord",
+    "group",
+    "result",
+    "step",
     "task",
 ]

@@ -16,6 +16,7 @@ from taskd import config
 from taskd.engine.known import KnownTypes
 from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
+from taskd.flowclient import WorkflowClient
 from taskd.intake import checked_spec
 from taskd.model import DEFAULT_PRIORITY, FINISHED, SUBMIT_FIELDS, Status, Task, TaskSpec
 from taskd.paging import Cursor
@@ -60,7 +61,7 @@ def _own_copy(payload: Any) -> Any:
     return payload
 
 
-class Client:
+class Client(WorkflowClient):
     """Async client. ``redis_url=None`` resolves the URL like ``taskd serve`` does.
 
     Submits are validated as the HTTP API validates them (:mod:`taskd.intake`): the task

@@ -64,6 +64,26 @@ class TaskNotFound(TaskdError):
         self.task_id = task_id
 
 
+class WorkflowNotFound(TaskdError):
+    """No workflow with this id exists (or it expired after retention)."""
+
+    code = "not_found"
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id} not found", workflow_id=workflow_id)
+        self.workflow_id = workflow_id
+
+
+class UniqueKeyTaken(TaskdError):
+    """A workflow task's unique key already names a live task (nothing was written)."""
+
+    code = "conflict"
+
+    def __init__(self, field: str, unique_key: str) -> None:
+        super().__init__(f"{field}: {unique_key!r} already names a live task", field=field)
+        self.field = field
+
+
 class WrongState(TaskdError):
     """The task is in a status that does not allow the requested action."""
 

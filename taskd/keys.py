@@ -24,6 +24,10 @@ taskd:{q}:events                stream  one entry per transition / progress (cap
 taskd:{q}:history               hash    '<minute>:<task type>' -> packed per-minute counts
 taskd:{q}:history:index         zset    history field -> its minute (drops old fields)
 taskd:{q}:unique:<key>          string  id of the task submitted with this unique key
+taskd:{q}:outbox                stream  workflow ends bound for a child in another queue
+                                        (drained by the supervisor, see scripts/_flow.lua)
+taskd:workflow:<id>             hash    a workflow: name, created_at, its tasks (JSON)
+taskd:workflows                 zset    workflow ids, score = created ms
 taskd:queues                    set     names of queues that ever had a task
 taskd:workers                   zset    consumer name -> last heartbeat ms
 taskd:worker:<consumer>         string  JSON info of a live consumer (expires)
@@ -39,10 +43,16 @@ GROUP = "taskd"
 QUEUES = "taskd:queues"
 WORKERS = "taskd:workers"
 CANCEL_CHANNEL = "taskd:cancel"
+WORKFLOWS = "taskd:workflows"
 #: The group consumer that holds handed-back entries (reclaimed, released, or delivered
 #: beyond a fetch's room) until a fetch takes them from the front zset.
 HANDBACK = "taskd:front"
 PRIORITIES = tuple(range(MIN_PRIORITY, MAX_PRIORITY + 1))
+
+
+def workflow(workflow_id: str) -> str:
+    """Key of a workflow's record (its own slot: its tasks may live in many queues)."""
+    return f"taskd:workflow:{workflow_id}"
 
 
 def worker_info(consumer: str) -> str:
@@ -63,6 +73,7 @@ class Keys:
         "history",
         "history_index",
         "index",
+        "outbox",
         "paused",
         "queue",
         "ratelimit",
@@ -90,6 +101,7 @@ class Keys:
         self.dead = f"{self.tag}:dead"
         self.stats = f"{self.tag}:stats"
         self.events = f"{self.tag}:events"
+        self.outbox = f"{self.tag}:outbox"
         self.history = f"{self.tag}:history"
         self.history_index = f"{self.tag}:history:index"
         self.streams: dict[int, str] = {p: f"{self.tag}:stream:{p}" for p in PRIORITIES}

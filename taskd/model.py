@@ -35,6 +35,8 @@ class Status(StrEnum):
     """Where a task is in its lifecycle (DESIGN.md, "The task")."""
 
     PENDING = "pending"
+    #: A workflow task whose dependencies have not all finished.
+    WAITING = "waiting"
     SCHEDULED = "scheduled"
     #: Held by a worker (in its prefetch buffer) but not started: cancelled at once when
     #: asked, handed back on shutdown without using an attempt, never a busy slot.
@@ -173,6 +175,12 @@ class Task:
     attempt: int = 0
     sid: str = ""
     cancel_requested: bool = False
+    workflow_id: str | None = None
+    wf_key: str | None = None
+    depends_on: list[str] | None = None
+    #: key -> (queue, id) of the tasks it depends on (workflow tasks only).
+    parents: dict[str, tuple[str, str]] | None = None
+    run_on_failure: bool = False
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> Task:
@@ -218,6 +226,7 @@ class Task:
             attempt=int(get("attempt") or 0),
             sid=get("sid", ""),
             cancel_requested=get("cancel") == "1",
+            **(_flow_fields(h) if "workflow_id" in h else {}),
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -246,7 +255,21 @@ class Task:
             "worker": self.worker,
             "unique_key": self.unique_key,
             "cancel_requested": self.cancel_requested,
+            "workflow_id": self.workflow_id,
+            "depends_on": self.depends_on,
         }
+
+
+def _flow_fields(h: dict[str, str]) -> dict[str, Any]:
+    """The workflow fields of a task hash (see scripts/_flow.lua)."""
+    parents = orjson.loads(h.get("parents") or "{}")
+    return {
+        "workflow_id": h["workflow_id"],
+        "wf_key": h.get("wf_key"),
+        "depends_on": orjson.loads(h.get("depends_on") or "[]"),
+        "parents": {key: (ref[0], ref[1]) for key, ref in parents.items()},
+        "run_on_failure": h.get("run_on_failure") == "1",
+    }
 
 
 def _opt_int(value: str | None) -> int | None:

@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 
 from taskd.client import Client, Page, resolve_redis_url
 from taskd.engine.registry import Registry
+from taskd.flowclient import WorkflowLike
 from taskd.model import Task
 from taskd.store.sync_enqueue import SyncEnqueuer, direct_url
 
@@ -178,6 +179,22 @@ class SyncClient:
     def wait(self, task_id: str, timeout_s: float = 60.0) -> Task:
         """Block until the task is finished and return it (TimeoutError after timeout_s)."""
         return self._run(self._started().client.wait(task_id, timeout_s))
+
+    def submit_workflow(self, flow: WorkflowLike, *, name: str | None = None) -> dict[str, Any]:
+        """Submit a workflow (see :meth:`taskd.Client.submit_workflow`); returns its view."""
+        return self._run(self._started().client.submit_workflow(flow, name=name))
+
+    def get_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow's view: status, counts, each task by key."""
+        return self._run(self._started().client.get_workflow(workflow_id))
+
+    def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Cancel every unfinished task of a workflow."""
+        return self._run(self._started().client.cancel_workflow(workflow_id))
+
+    def wait_workflow(self, workflow_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Block until the workflow is no longer running; returns its view."""
+        return self._run(self._started().client.wait_workflow(workflow_id, timeout_s))
 
 
 async def _submit(client: Client, spec: Any) -> list[tuple[Task, bool]]:

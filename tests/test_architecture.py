@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "taskd"
-FOUNDATION = {"errors", "model", "keys", "config", "log", "paging"}
+FOUNDATION = {"errors", "model", "keys", "config", "log", "paging", "workflow"}
 
 
 def imports_of(path: Path) -> set[str]:

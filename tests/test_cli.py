@@ -461,3 +461,35 @@ async def test_token_from_taskd_token(redis_url: str, tmp_path: Path, queue: str
         one_line_error(wrong, 1, "WebSocket refused", "TASKD_TOKEN", "(HTTP 401)")
     finally:
         secured.close()
+
+
+async def test_workflow_submit_get_list_cancel(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """`taskd workflow submit FILE` creates the workflow, `get` and `list` show it, and
+    `cancel` ends its unfinished tasks."""
+    body = {
+        "name": "cli-flow",
+        "tasks": [
+            {"key": "first", "task_type": "sleepy", "queue": SERVED, "delay_s": 3600},
+            {"key": "then", "task_type": "sleepy", "queue": SERVED, "depends_on": ["first"]},
+        ],
+    }
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(body))
+    made = await taskd(daemon, "workflow", "submit", str(path), "--json")
+    assert made.code == 0, made
+    view = made.json()
+    assert {k: t["status"] for k, t in view["tasks"].items()} == {
+        "first": "scheduled",
+        "then": "waiting",
+    }
+    shown = await taskd(daemon, "workflow", "get", view["id"])
+    assert shown.code == 0
+    assert "then" in shown.out
+    assert "waiting" in shown.out
+    listed = await taskd(daemon, "workflow", "list", "--status", "running", "--limit", "200")
+    assert view["id"] in listed.out
+    cancelled = await taskd(daemon, "workflow", "cancel", view["id"])
+    assert cancelled.code == 0, cancelled
+    assert "cancelled" in cancelled.out
+    bad = await taskd(daemon, "workflow", "submit", "-", stdin='{"tasks": [{"key": "x"}]}')
+    one_line_error(bad, 1, "task_type")

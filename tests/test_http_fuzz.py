@@ -10,11 +10,16 @@ cannot state (an SSRF guard on a URL, a path inside the files root, one of two r
 keys). A 422 that names a field *inside* ``payload`` is such a check; a schema-valid
 request refused for anything else (limit, cursor, headers, the envelope) still fails.
 The per-type payload schemas come from the registry, so as the built-in types declare
-schemas, their payloads are held to them here too.
+schemas, their payloads are held to them here too. Likewise for a workflow: that its
+``depends_on`` name keys of the same workflow without a cycle, that its keys are unique,
+and that a ``$result`` in a payload names one of the task's dependencies are graph rules
+no JSON Schema states; a 422 naming only such places (``tasks.<key>.depends_on``,
+``tasks.<key>.payload``, ``tasks[<i>].key``) is allowed as well.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,14 +38,21 @@ from tests.test_http_support import Daemon
 pytestmark = pytest.mark.slow
 
 
+_GRAPH_RULE = re.compile(r"^tasks(\.[A-Za-z0-9_-]+\.(depends_on|payload)|\[\d+\]\.key)")
+
+
 def _payload_refusal(body: Any) -> bool:
-    """A 422 whose every problem lies inside a task's payload (a type's code check)."""
+    """A 422 whose every problem lies inside a task's payload (a type's code check) or
+    in a workflow's graph rules."""
     error = body.get("error") if isinstance(body, dict) else None
     details = error.get("details") if isinstance(error, dict) else None
     if not isinstance(details, dict):
         return False
     problems = details.get("errors") or [details]
-    return all(str(p.get("field", "")).startswith("payload.") for p in problems)
+    return all(
+        str(p.get("field", "")).startswith("payload.") or _GRAPH_RULE.match(str(p.get("field", "")))
+        for p in problems
+    )
 
 
 def positive_data_accepted(ctx: Any, response: Any, case: Any) -> bool | None:

@@ -230,7 +230,7 @@ def _payload(ctx: click.Context, param: click.Parameter, value: str) -> dict[str
     return payload
 
 
-def _client_options(func: F) -> F:
+def client_options(func: F) -> F:
     """``--url`` and ``--json``, shared by every command that talks to a server."""
     func = click.option(
         "--json", "as_json", is_flag=True, help="Print the API's JSON instead of text."
@@ -245,7 +245,7 @@ def _client_options(func: F) -> F:
     )(func)
 
 
-def _call(url: str, action: Callable[[Remote], Awaitable[T]], interrupt_code: int = 130) -> T:
+def call(url: str, action: Callable[[Remote], Awaitable[T]], interrupt_code: int = 130) -> T:
     """Run ``action`` against the server; a failure ends the command with one line."""
     from taskd.cli.remote import Remote, RemoteError  # noqa: PLC0415 - aiohttp only when used
 
@@ -262,7 +262,7 @@ def _call(url: str, action: Callable[[Remote], Awaitable[T]], interrupt_code: in
         sys.exit(interrupt_code)
 
 
-def _show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+def show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
     try:
         click.echo(display.json_text(data) if as_json else render(data))
     except (KeyError, TypeError, AttributeError):
@@ -280,7 +280,7 @@ def _show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
 @click.option("--unique-key", help="Idempotency key: a live task with it is returned instead.")
 @click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after failures [3].")
 @click.option("--wait", is_flag=True, help="Wait until it ends; exit 4 unless it completed.")
-@_client_options
+@client_options
 def submit(
     url: str, as_json: bool, task_type: str, payload: dict[str, Any], wait: bool, **fields: Any
 ) -> None:
@@ -296,8 +296,8 @@ def submit(
             click.echo(f"submitted {display.task_line(task)}; waiting", err=True)
         return await remote.wait(task["id"])
 
-    task = _call(url, action)
-    _show(task, as_json, display.task_detail if wait else display.task_line)
+    task = call(url, action)
+    show(task, as_json, display.task_detail if wait else display.task_line)
     if wait and task.get("status") != "completed":
         problem = display.printable(f"{task.get('status')}: {task.get('error')}")
         click.echo(f"taskd: task {task['id']} {problem}", err=True)
@@ -306,14 +306,14 @@ def submit(
 
 @main.command()
 @click.argument("task_id", callback=_task_id)
-@_client_options
+@client_options
 def get(url: str, as_json: bool, task_id: str) -> None:
     """Show one task (by id or a unique prefix of it) with its payload and result."""
 
     async def action(remote: Remote) -> Any:
         return await remote.get(f"/api/tasks/{await remote.resolve(task_id)}")
 
-    _show(_call(url, action), as_json, display.task_detail)
+    show(call(url, action), as_json, display.task_detail)
 
 
 @main.command("list")
@@ -322,50 +322,50 @@ def get(url: str, as_json: bool, task_id: str) -> None:
 @click.option("--queue", callback=_queue_name, help="Only this queue.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--cursor", help="Continue after a previous page (its next_cursor).")
-@_client_options
+@client_options
 def list_tasks(url: str, as_json: bool, **query: Any) -> None:
     """List tasks, newest first."""
-    _show(_call(url, lambda r: r.get("/api/tasks", **query)), as_json, display.task_table)
+    show(call(url, lambda r: r.get("/api/tasks", **query)), as_json, display.task_table)
 
 
 @main.command()
-@_client_options
+@client_options
 def stats(url: str, as_json: bool) -> None:
     """Counts per status, throughput and ready depth over every queue."""
-    _show(_call(url, lambda r: r.get("/api/tasks/stats/overview")), as_json, display.stats_view)
+    show(call(url, lambda r: r.get("/api/tasks/stats/overview")), as_json, display.stats_view)
 
 
 @main.command()
 @click.argument("task_id", callback=_task_id)
-@_client_options
+@client_options
 def cancel(url: str, as_json: bool, task_id: str) -> None:
     """Cancel a waiting task, or ask a running one to stop (by id or a unique prefix)."""
 
     async def action(remote: Remote) -> tuple[bool, dict[str, Any]]:
         return await remote.cancel(await remote.resolve(task_id))
 
-    done, task = _call(url, action)
+    done, task = call(url, action)
     verb = "cancelled" if done else "cancelling (running: the worker stops it)"
-    _show(task, as_json, lambda t: f"{verb} {display.task_line(t)}")
+    show(task, as_json, lambda t: f"{verb} {display.task_line(t)}")
 
 
 @main.command()
 @click.argument("task_id", callback=_task_id)
-@_client_options
+@client_options
 def retry(url: str, as_json: bool, task_id: str) -> None:
     """Send a failed or cancelled task back to pending (by id or a unique prefix)."""
 
     async def action(remote: Remote) -> Any:
         return await remote.post(f"/api/tasks/{await remote.resolve(task_id)}/retry")
 
-    task = _call(url, action)
-    _show(task, as_json, lambda t: f"retried {display.task_line(t)}")
+    task = call(url, action)
+    show(task, as_json, lambda t: f"retried {display.task_line(t)}")
 
 
 @main.command()
 @click.option("--queue", callback=_queue_name, help="Only events of this queue.")
 @click.option("--type", "task_type", help="Only events of this task type.")
-@_client_options
+@client_options
 def watch(url: str, as_json: bool, queue: str | None, task_type: str | None) -> None:
     """Print task events as they happen (Ctrl-C to stop); --json: one message per line."""
 
@@ -389,7 +389,7 @@ def watch(url: str, as_json: bool, queue: str | None, task_type: str | None) -> 
         async for message in remote.messages(reconnecting):
             show(message)
 
-    _call(url, lambda remote: _until_signalled(action(remote)), interrupt_code=0)
+    call(url, lambda remote: _until_signalled(action(remote)), interrupt_code=0)
 
 
 async def _until_signalled(work: Awaitable[None]) -> None:
@@ -421,46 +421,46 @@ async def _until_signalled(work: Awaitable[None]) -> None:
 
 
 @main.command("queues")
-@_client_options
+@client_options
 def list_queues(url: str, as_json: bool) -> None:
     """Every queue: state, counts, serving daemons and throughput."""
-    _show(_call(url, lambda r: r.get("/api/queues")), as_json, display.queue_table)
+    show(call(url, lambda r: r.get("/api/queues")), as_json, display.queue_table)
 
 
 @main.command()
 @click.argument("queue", callback=_queue_name)
-@_client_options
+@client_options
 def pause(url: str, as_json: bool, queue: str) -> None:
     """Stop every daemon from starting QUEUE's tasks (submitting still works)."""
-    _show(_call(url, lambda r: r.post(f"/api/queues/{queue}/pause")), as_json, display.queue_line)
+    show(call(url, lambda r: r.post(f"/api/queues/{queue}/pause")), as_json, display.queue_line)
 
 
 @main.command()
 @click.argument("queue", callback=_queue_name)
-@_client_options
+@client_options
 def resume(url: str, as_json: bool, queue: str) -> None:
     """Let daemons start QUEUE's tasks again."""
-    _show(_call(url, lambda r: r.post(f"/api/queues/{queue}/resume")), as_json, display.queue_line)
+    show(call(url, lambda r: r.post(f"/api/queues/{queue}/resume")), as_json, display.queue_line)
 
 
 @main.command()
 @click.argument("queue", callback=_queue_name)
 @click.option("--yes", is_flag=True, help="Confirm without asking.")
-@_client_options
+@client_options
 def purge(url: str, as_json: bool, queue: str, yes: bool) -> None:
     """Cancel every waiting task of QUEUE (running ones finish)."""
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("purge cancels every waiting task of the queue: add --yes")
         click.confirm(f"Cancel every waiting task of queue {queue}?", abort=True)
-    result = _call(url, lambda r: r.post(f"/api/queues/{queue}/purge", {"confirm": True}))
-    _show(result, as_json, lambda b: f"purged {b['purged']} waiting tasks of queue {b['queue']}")
+    result = call(url, lambda r: r.post(f"/api/queues/{queue}/purge", {"confirm": True}))
+    show(result, as_json, lambda b: f"purged {b['purged']} waiting tasks of queue {b['queue']}")
 
 
 @main.command()
 @click.argument("queue", callback=_queue_name)
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up after S seconds (exit 4).")
-@_client_options
+@client_options
 def drain(url: str, as_json: bool, queue: str, timeout: float | None) -> None:
     """Wait until QUEUE has nothing pending, scheduled, retrying or processing."""
     warned: list[bool] = []
@@ -473,5 +473,5 @@ def drain(url: str, as_json: bool, queue: str, timeout: float | None) -> None:
         if not as_json and remaining:
             click.echo(display.queue_line(found), err=True)
 
-    result = _call(url, lambda r: r.drain(queue, timeout, progress))
-    _show(result, as_json, lambda q: f"queue {q['name']} is drained")
+    result = call(url, lambda r: r.drain(queue, timeout, progress))
+    show(result, as_json, lambda q: f"queue {q['name']} is drained")

@@ -17,8 +17,9 @@ import structlog
 from taskd.engine.context import Context, ProgressSink
 from taskd.engine.inline import InContext
 from taskd.engine.outcome import Kind, Outcome
+from taskd.engine.parents import with_parents
 from taskd.engine.registry import TaskType
-from taskd.errors import Fail, Retry, describe
+from taskd.errors import Fail, Retry, ValidationError, describe
 from taskd.log import bind_task_fields
 from taskd.model import Task
 
@@ -161,15 +162,19 @@ class Attempts:
         bind_task_fields(task.id, task.task_type, task.attempt)
         if self.config.debug:
             log.debug("task_started", worker=self.config.consumer)
+        payload = task.payload
+        if task.parents:
+            try:
+                payload = await with_parents(self.store, task, ctx)
+            except ValidationError as exc:
+                return Outcome(Kind.FAIL, error=exc.message.partition(": ")[2])
         try:
             if handler.is_async:
-                result = await handler.func(ctx, task.payload)
+                result = await handler.func(ctx, payload)
             else:
                 call = contextvars.copy_context().run
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self.executor, call, handler.func, ctx, task.payload
-                )
+                result = await loop.run_in_executor(self.executor, call, handler.func, ctx, payload)
             return Outcome(Kind.COMPLETED, result=result)
         except asyncio.CancelledError:
             raise

@@ -43,6 +43,9 @@ class Context:
         self._loop = loop
         self._last_write = 0.0
         self.cancel_requested = False
+        #: Workflow tasks: each dependency's result by key ({"error", "status"} for a
+        #: dependency that failed or was cancelled, seen by ``run_on_failure`` tasks).
+        self.parents: dict[str, Any] = {}
 
     @functools.cached_property
     def log(self) -> Any:

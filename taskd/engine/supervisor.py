@@ -72,6 +72,9 @@ class Supervisor:
         """Housekeeping for every queue, one at a time; returns seconds until the next pass."""
         for queue in self.config.queues or await self.store.queues():
             await self.housekeep(queue)
+        expired = await self.store.expire_workflows(int(self.config.retention_s * 1000))
+        if expired:
+            log.debug("workflows_expired", count=expired)
         return self.config.sweep_interval_s * self.config.housekeeping_every
 
     async def sweep(self) -> float:
@@ -90,6 +93,8 @@ class Supervisor:
                 log.debug("tasks_promoted", queue=queue, count=moved)
             if next_due_ms >= 0:
                 wait = min(wait, next_due_ms / 1000)
+        if await self.store.drain_outboxes(queues):
+            wait = 0.0  # ends may have released tasks with outbox entries of their own
         now = time.monotonic()
         if now - self._last_reclaim >= min(max(self.config.lease_s / 4, 0.02), 5.0):
             self._last_reclaim = now

@@ -12,7 +12,18 @@ from aiohttp import web
 from taskd import __version__
 from taskd.engine.relay import raise_if_cancelling
 from taskd.errors import RedisUnavailable
-from taskd.http import api, bulk, dashboard, docs, history, inspection, ops, queues, ws
+from taskd.http import (
+    api,
+    bulk,
+    dashboard,
+    docs,
+    history,
+    inspection,
+    ops,
+    queues,
+    workflows,
+    ws,
+)
 from taskd.http.guard import Auth, HostCheck, RateLimiter
 from taskd.http.methods import MethodTable
 from taskd.http.metrics import Metrics
@@ -42,6 +53,11 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/api/tasks/{task_id}/lease", inspection.task_lease),
     ("GET", "/api/tasks/{task_id}/history", inspection.task_history),
     ("GET", "/api/tasks/{task_id}/artifacts/{name}", inspection.task_artifact),
+    ("GET", "/api/workflows", workflows.list_workflows),
+    ("POST", "/api/workflows", workflows.create_workflow),
+    ("GET", "/api/workflows/{workflow_id}", workflows.get_workflow),
+    ("DELETE", "/api/workflows/{workflow_id}", workflows.delete_workflow),
+    ("POST", "/api/workflows/{workflow_id}/cancel", workflows.cancel_workflow),
     ("GET", "/api/queues", queues.list_queues),
     ("GET", "/api/queues/{name}", queues.get_queue),
     ("POST", "/api/queues/{name}/pause", queues.pause_queue),

@@ -18,7 +18,15 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
-from taskd.errors import RedisUnavailable, TaskdError, TaskNotFound, ValidationError, WrongState
+from taskd.errors import (
+    RedisUnavailable,
+    TaskdError,
+    TaskNotFound,
+    UniqueKeyTaken,
+    ValidationError,
+    WorkflowNotFound,
+    WrongState,
+)
 from taskd.http.guard import (
     Access,
     Auth,
@@ -104,6 +112,8 @@ STATUS: Final[Mapping[type[BaseException], int]] = {
     KeyConflict: 409,
     MisdirectedHost: 421,
     TaskNotFound: 404,
+    WorkflowNotFound: 404,
+    UniqueKeyTaken: 409,
     WrongState: 409,
     ValidationError: 422,
     RateLimited: 429,

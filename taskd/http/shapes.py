@@ -25,7 +25,7 @@ ROW_BODY_BYTES: Final = 1024
 #: At most this many payload/result bytes in one listing or snapshot; later rows are
 #: truncated even when small, so one response stays bounded whatever ``limit`` is.
 BODIES_BUDGET_BYTES: Final = 128 * 1024
-_BODIES: Final = ("payload", "result")
+_BODIES: Final = ("payload", "result", "depends_on")  # a 10,000-parent fan-in is large
 
 _INTS = ("priority", "progress", "retry_count", "max_retries", "attempt")
 _TIMES = ("created_at", "updated_at", "started_at", "completed_at", "run_at")

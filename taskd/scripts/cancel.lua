@@ -1,5 +1,5 @@
 --[[
-  Cancel a task: at once when it waits (pending, scheduled, retrying) or is reserved by a
+  Cancel a task: at once when it waits (pending, scheduled, retrying, waiting) or is reserved by a
   worker that has not started it; cooperatively when it runs (flag it and publish its id
   so the holding worker cancels the handler; the holder also sees the flag at its next
   lease renewal, should the publish not reach it).
@@ -11,14 +11,14 @@
   ARGV[1]  events MAXLEN    ARGV[2]  cancel pub/sub channel    ARGV[3]  group
 
   Reply: 'cancelled' or 'cancelling' (processing; the worker will confirm).
-  Events: cancelled, or cancel_requested.
+  Events: cancelled, or cancel_requested; workflow dependents cancel too (_flow.lua).
   Errors: TASKD_NOTFOUND, TASKD_STATE <status> (already finished).
 ]]
 local task_key, stats, events, finished, delayed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local stream, depth, front = KEYS[6], KEYS[7], KEYS[8]
 local maxlen, channel, group = ARGV[1], ARGV[2], ARGV[3]
 
-local task = load_task(task_key, {'sid'})
+local task = load_task(task_key, {'sid', 'children', 'wf_key'})
 if not task then return fail_with(CODE.NOTFOUND, task_key) end
 local status = task.status
 local now = now_ms()
@@ -30,7 +30,7 @@ if status == 'processing' then
   return 'cancelling'
 end
 if status ~= 'pending' and status ~= 'scheduled' and status ~= 'retrying'
-    and status ~= 'reserved' then
+    and status ~= 'reserved' and status ~= 'waiting' then
   return fail_with(CODE.STATE, status)
 end
 
@@ -56,4 +56,5 @@ update(task_key, task, 'status', 'cancelled', 'completed_at', int(now), 'updated
 move(stats, status, 'cancelled')
 redis.call('ZADD', finished, int(now), task.id)
 emit_task(events, maxlen, 'cancelled', task, now)
+flow_ended(tag_of(task_key), task, 'cancelled', now, maxlen)
 return 'cancelled'

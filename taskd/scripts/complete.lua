@@ -14,7 +14,8 @@
          the caller was presumed dead and the task moved on; nothing is written for it) or
          CODE.NOTFOUND (no such task).
   Events: completed (one per completed task; with error '' when an earlier attempt's
-          error was cleared).
+          error was cleared); released or cancelled for workflow dependents in this
+          slot (others get an outbox entry, see _flow.lua).
 ]]
 -- ``items``: {task hash, its ready stream, attempt, stream entry id, result JSON} each.
 -- Returns per item 'completed', CODE.STALE (not the attempt held: nothing written) or
@@ -25,7 +26,7 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
   for _, item in ipairs(items) do
     local task_key, stream, attempt, sid, result = item[1], item[2], item[3], item[4], item[5]
     local state = redis.call('HMGET', task_key, 'status', 'attempt', 'sid', 'id', 'cancel',
-      'task_type', 'started_at', 'error')
+      'children', 'wf_key', 'task_type', 'started_at', 'error')
     if not state[1] then
       reply[#reply + 1] = CODE.NOTFOUND
     elseif state[2] ~= attempt or state[3] ~= sid then
@@ -46,15 +47,19 @@ local function complete_tasks(stats, events, finished, maxlen, group, now, items
       local event = {events, 'MAXLEN', '~', maxlen, '*', 'kind', 'completed',
         'ts', now_text, 'id', state[4], 'status', 'completed', 'progress', '100',
         'completed_at', now_text, 'updated_at', now_text}
-      if state[8] then
+      if state[10] then
         -- An earlier attempt's error belongs to that attempt's event, not to the success.
         redis.call('HDEL', task_key, 'error')
         event[#event + 1] = 'error'
         event[#event + 1] = ''
       end
       redis.call('XADD', unpack(event))
+      if state[6] then
+        flow_ended(tag_of(task_key), {id = state[4], children = state[6], wf_key = state[7]},
+          'completed', now, maxlen)
+      end
       done = done + 1
-      history_run(counts, state[6] or '', now - tonumber(state[7] or now))
+      history_run(counts, state[8] or '', now - tonumber(state[9] or now))
       reply[#reply + 1] = 'completed'
     end
   end

@@ -1,6 +1,8 @@
 --[[
   Delete finished tasks older than the retention period, with their index entries and
-  unique-key pointers, keeping the per-status counters exact.
+  unique-key pointers, keeping the per-status counters exact. A workflow's task only
+  leaves this zset: it expires with its workflow, after retention from the workflow's
+  end (taskd.store.flowview.expire_workflows), so no parent result vanishes early.
 
   KEYS[1]  finished zset    KEYS[2]  index zset    KEYS[3]  dead zset    KEYS[4]  stats hash
 
@@ -17,18 +19,20 @@ local cutoff = now_ms() - retention_ms
 local ids = redis.call('ZRANGE', finished, '-inf', int(cutoff), 'BYSCORE', 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   local key = prefix .. id
-  local state = redis.call('HMGET', key, 'status', 'unique_key')
-  if state[1] then
-    move(stats, state[1], nil)
-    redis.call('HINCRBY', stats, 'total', -1)
-    redis.call('DEL', key)
-  end
-  if state[2] and state[2] ~= '' then
-    local ptr = unique_prefix .. state[2]
-    if redis.call('GET', ptr) == id then redis.call('DEL', ptr) end
+  local state = redis.call('HMGET', key, 'status', 'unique_key', 'workflow_id')
+  if not state[3] then  -- a workflow's task stays (only its entry here goes)
+    if state[1] then
+      move(stats, state[1], nil)
+      redis.call('HINCRBY', stats, 'total', -1)
+      redis.call('DEL', key)
+    end
+    if state[2] and state[2] ~= '' then
+      local ptr = unique_prefix .. state[2]
+      if redis.call('GET', ptr) == id then redis.call('DEL', ptr) end
+    end
+    redis.call('ZREM', index, id)
+    redis.call('ZREM', dead, id)
   end
   redis.call('ZREM', finished, id)
-  redis.call('ZREM', index, id)
-  redis.call('ZREM', dead, id)
 end
 return #ids

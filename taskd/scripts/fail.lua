@@ -13,7 +13,7 @@
 
   Reply: the new status ('retrying', 'failed' or 'cancelled'); writing the same attempt's
          end again (its reply was lost) answers the status the first write set.
-  Events: retrying, failed or cancelled.
+  Events: retrying, failed or cancelled (and the workflow dependents' ends, _flow.lua).
   Errors: TASKD_NOTFOUND, TASKD_STALE (see complete.lua).
 ]]
 local task_key, stream, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -21,7 +21,7 @@ local finished, delayed, dead = KEYS[5], KEYS[6], KEYS[7]
 local group, attempt, sid, err, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delay_ms, maxlen = tonumber(ARGV[6]), ARGV[7]
 
-local task = load_task(task_key, {'sid', 'cancel', 'task_type'})
+local task = load_task(task_key, {'sid', 'cancel', 'task_type', 'children', 'wf_key'})
 if not task then return fail_with(CODE.NOTFOUND, task_key) end
 if task.attempt ~= attempt or task.sid ~= sid then
   return fail_with(CODE.STALE, task.id .. ' ' .. attempt)
@@ -63,4 +63,5 @@ else
 end
 move(stats, 'processing', status)
 emit_task(events, maxlen, status, task, now)
+if status ~= 'retrying' then flow_ended(tag_of(task_key), task, status, now, maxlen) end
 return status

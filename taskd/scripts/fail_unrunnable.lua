@@ -22,7 +22,7 @@ local failed = {}
 
 for _, id in ipairs(redis.call('ZRANGE', front, 0, limit - 1)) do
   local key = prefix .. id
-  local task = load_task(key, {'sid', 'task_type'})
+  local task = load_task(key, {'sid', 'task_type', 'children', 'wf_key'})
   if not task or task.status ~= 'pending' then
     redis.call('ZREM', front, id)  -- a leftover: fetch.lua would skip it too
   elseif not runs[task.task_type] then
@@ -37,6 +37,7 @@ for _, id in ipairs(redis.call('ZRANGE', front, 0, limit - 1)) do
     redis.call('HINCRBY', stats, 'failed_total', 1)
     move(stats, 'pending', 'failed')
     emit_task(events, maxlen, 'failed', task, now)
+    flow_ended(tag_of(key), task, 'failed', now, maxlen)
     failed[#failed + 1] = id
   end
 end

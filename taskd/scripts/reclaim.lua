@@ -49,6 +49,7 @@ local function finish(key, task, status, reason)
   redis.call('ZADD', finished, int(now), task.id)
   move(stats, 'processing', status)
   emit_task(events, maxlen, status, task, now)
+  flow_ended(tag_of(key), task, status, now, maxlen)
 end
 
 -- Back to the front of its level (the entry is claimed, so it cannot be gone).
@@ -81,7 +82,7 @@ for _, entry in ipairs(claimed[2]) do
   local sid = entry[1]
   local id = entry_task_id(entry[2])
   local key = prefix .. id
-  local task = load_task(key, {'sid', 'cancel', 'task_type'})
+  local task = load_task(key, {'sid', 'cancel', 'children', 'wf_key', 'task_type'})
   local live = task and task.sid == sid and (task.status == 'pending'
     or task.status == 'reserved' or task.status == 'processing')
   if not live then

@@ -8,14 +8,14 @@
   ARGV[1]  events MAXLEN
 
   Reply: 'pending'.
-  Events: retried.
+  Events: retried; rearmed for workflow dependents its failure cancelled (_flow.lua).
   Errors: TASKD_NOTFOUND, TASKD_STATE <status> (not failed or cancelled).
 ]]
 local task_key, stats, events, finished, dead, stream, depth =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local maxlen = ARGV[1]
 
-local task = load_task(task_key)
+local task = load_task(task_key, {'children', 'wf_key'})
 if not task then return fail_with('NOTFOUND', task_key) end
 local status = task.status
 if status ~= 'failed' and status ~= 'cancelled' then return fail_with('STATE', status) end
@@ -31,4 +31,5 @@ redis.call('ZREM', finished, task.id)
 redis.call('ZREM', dead, task.id)
 move(stats, status, 'pending')
 emit_task(events, maxlen, 'retried', task, now)
+flow_run({{tag_of(task_key), task, 'rearm', ''}}, now, maxlen)
 return 'pending'

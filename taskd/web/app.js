@@ -20,6 +20,7 @@ import { SubmitForm } from "./submit.js";
 import { TaskTable } from "./table.js";
 import { PAGE_SIZE, TaskView } from "./tasks.js";
 import { Throughput } from "./throughput.js";
+import { Workflows } from "./workflows.js";
 
 const FRAME_MIN_MS = 250;
 const TICK_MS = 1000;
@@ -29,7 +30,7 @@ const STATE_TEXT = {
   reconnecting: "Reconnecting…",
   offline: "Offline",
 };
-const CARD_STATUSES = ["total", "pending", "scheduled", "reserved", "processing", "completed", "failed", "retrying", "cancelled"];
+const CARD_STATUSES = ["total", "pending", "waiting", "scheduled", "reserved", "processing", "completed", "failed", "retrying", "cancelled"];
 
 /** Renders at most once per FRAME_MIN_MS, inside an animation frame. */
 class Frame {
@@ -62,6 +63,7 @@ const depth = new DepthBars(byId("depth"));
 const detail = new Detail(closeDetail);
 const panels = new Panels();
 const bulk = new BulkActions();
+const workflows = new Workflows();
 const submit = new SubmitForm((task) => {
   location.hash = `#/tasks/${task.id}`;
 });
@@ -78,10 +80,12 @@ function onMessage(m) {
     view.snapshot(m.tasks);
     chart.load(); // a (re)connect: the daemon may have restarted, history is in Redis
     if (detail.open) detail.fetch();
+    if (workflows.id) workflows.refresh(true);
     panels.refresh();
   } else if (m.type === "events") {
     view.apply(m.events);
     detail.apply(m.events);
+    workflows.apply(m.events);
   } else if (m.type === "stats") {
     setStats(m.stats);
   }
@@ -149,9 +153,15 @@ function renderPager() {
 }
 
 function route() {
+  const flow = /^#\/workflows\/([0-9a-f]{32})$/.exec(location.hash);
+  if (flow) {
+    workflows.show(flow[1]);
+    return;
+  }
   const match = /^#\/tasks\/([0-9a-f]{32})$/.exec(location.hash);
   if (match) detail.show(match[1]).then(() => frame.request());
   else if (detail.open) detail.hide();
+  if (!match && workflows.id) workflows.hide(); // a task opened from the graph keeps it
   frame.request();
 }
 
@@ -224,6 +234,8 @@ async function boot() {
   select.replaceChildren(new Option("any type", ""), ...names.map((n) => new Option(n, n)));
   select.value = names.includes(current) ? current : "";
   panels.start(Boolean(spec.paths && spec.paths["/api/queues"]));
+  if (spec.paths && spec.paths["/api/workflows"]) workflows.start();
+  else byId("workflows-panel").hidden = true;
   booted = true;
   if (view.filtered) view.load(0);
   live.start();

@@ -9,7 +9,8 @@ fuzz test holds the running server to, so it has to be exact. Where things live:
 - :mod:`.paths`: the core API (tasks, queues, system, probes);
 - :mod:`.websocket`: ``/ws`` and its messages (``x-websocket``: not a REST operation);
 - :mod:`.dashboard`: what the dashboard needs beyond it (lease, history, artifacts, bulk);
-- :mod:`.history`: the per-minute metrics history.
+- :mod:`.history`: the per-minute metrics history;
+- :mod:`.workflows`: workflows (DAGs of tasks).
 
 A new route's documentation goes into the module of its part, and :func:`build_spec`
 merges them.
@@ -26,6 +27,7 @@ from taskd.http.openapi.dashboard import dashboard_paths, dashboard_schemas
 from taskd.http.openapi.history import history_paths, history_schemas
 from taskd.http.openapi.paths import paths
 from taskd.http.openapi.schemas import component_schemas, queue_schemas
+from taskd.http.openapi.workflows import workflow_paths, workflow_schemas
 
 __all__ = ["build_spec"]
 
@@ -40,14 +42,15 @@ def build_spec(registry: Registry, *, auth_required: bool, version: str) -> dict
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "taskd", "version": version, "description": description},
-        "tags": [{"name": n} for n in ("tasks", "queues", "events", "system")],
-        "paths": paths() | dashboard_paths() | history_paths(),
+        "tags": [{"name": n} for n in ("tasks", "workflows", "queues", "events", "system")],
+        "paths": paths() | dashboard_paths() | history_paths() | workflow_paths(),
         "x-websocket": websocket.extension(),
         "components": {
             "schemas": component_schemas(registry)
             | queue_schemas()
             | dashboard_schemas()
             | history_schemas()
+            | workflow_schemas(registry)
             | websocket.schemas(),
             "responses": {f"E{code}": response for code, response in ERRORS.items()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

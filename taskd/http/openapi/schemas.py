@@ -65,6 +65,12 @@ def _task_schema() -> dict[str, Any]:
             "worker": string_or_null,
             "unique_key": string_or_null,
             "cancel_requested": {"type": "boolean"},
+            "workflow_id": {"type": ["string", "null"]},
+            "depends_on": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "Keys of the workflow tasks it waits for (null outside one).",
+            },
         },
     }
 
@@ -80,8 +86,14 @@ def _row_schema() -> dict[str, Any]:
             "GET /api/tasks/{task_id} has it.",
         },
         "result_truncated": {"type": "boolean", "description": "As payload_truncated."},
+        "depends_on_truncated": {"type": "boolean", "description": "As payload_truncated."},
     }
-    row["required"] = [*row["required"], "payload_truncated", "result_truncated"]
+    row["required"] = [
+        *row["required"],
+        "payload_truncated",
+        "result_truncated",
+        "depends_on_truncated",
+    ]
     return row
 
 
@@ -129,7 +141,7 @@ def variant_name(task_type: str) -> str:
     return "TaskCreate_" + re.sub(r"[^A-Za-z0-9._-]", "_", task_type)
 
 
-def _variant(registry: Registry, task_type: TaskType) -> dict[str, Any]:
+def submit_variant(registry: Registry, task_type: TaskType) -> dict[str, Any]:
     """The submit schema of one type: its payload is the type's own schema, the very one
     that validates submissions (any object when the type declares none)."""
     fields = _submit_fields(registry)
@@ -230,7 +242,7 @@ def component_schemas(registry: Registry) -> dict[str, Any]:
         "Error": obj({"error": error}, "error"),
         "Task": _task_schema(),
         "TaskCreate": _create_schema(registry),
-        **{variant_name(t.name): _variant(registry, t) for t in registry},
+        **{variant_name(t.name): submit_variant(registry, t) for t in registry},
         "TaskRow": _row_schema(),
         "TaskList": obj(
             {

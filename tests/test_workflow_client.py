@@ -1,0 +1,105 @@
+"""taskd.chain / group / chord / Workflow and the client's workflow methods, run by a
+real pool on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import taskd
+from taskd.engine.context import Context
+from taskd.store import Store
+from tests.pooltools import registry_of, running_pool
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[taskd.Client]:
+    """A client on the session Redis."""
+    c = taskd.Client(redis_url)
+    yield c
+    await c.close()
+
+
+async def add(ctx: Context, payload: dict[str, Any]) -> int:
+    return int(payload.get("n", 0)) + sum(int(v) for v in ctx.parents.values())
+
+
+async def test_unknown_type_refused_naming_the_task(client: taskd.Client, queue: str) -> None:
+    """The client checks each task's type as submit does, naming the task's key."""
+    flow = taskd.chain(taskd.step("nobody-runs-this", key="x", queue=queue))
+    with pytest.raises(taskd.ValidationError, match=r"tasks\.x\.task_type"):
+        await client.submit_workflow(flow)
+
+
+def test_chain_group_chord_bodies() -> None:
+    """chain links members one after another, a group's members share their parents,
+    and a chord's callback depends on every member."""
+    flow = taskd.chain(
+        taskd.step("a", key="a"),
+        taskd.chord(
+            [taskd.step("b", key="b1"), taskd.step("b", key="b2")], taskd.step("c", key="c")
+        ),
+    )
+    deps = {t["key"]: t["depends_on"] for t in flow.body()["tasks"]}
+    assert deps == {"a": [], "b1": ["a"], "b2": ["a"], "c": ["b1", "b2"]}
+
+
+async def test_submit_and_wait_workflow(client: taskd.Client, store: Store, queue: str) -> None:
+    """A chain submitted by the client runs to completion; wait_workflow returns it with
+    each result (a step's result flows to the next through ctx.parents)."""
+    flow = taskd.chain(*(taskd.step("add", {"n": 1}, queue=queue) for _ in range(3)))
+    async with running_pool(store, registry_of(add=add), queue):
+        view = await client.submit_workflow(flow, name="adds")
+        assert view["status"] in ("running", "completed")
+        done = await client.wait_workflow(view["id"], timeout_s=30)
+    assert done["status"] == "completed"
+    assert [t["result"] for t in done["tasks"].values()] == [1, 2, 3]
+    listed, _ = await client.list_workflows(status="completed", limit=200)
+    assert view["id"] in [w["id"] for w in listed]
+
+
+@pytest.mark.timeout(400)  # 10,000 real tasks through one pool on a shared 2-core machine
+async def test_chord_of_10000_releases_callback_once(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """A chord of 10,000 members run by a pool releases its callback exactly once, which
+    sees all 10,000 results."""
+    n = int(__import__("os").environ.get("WF_N", "10000"))
+    seen: list[int] = []
+
+    async def total(ctx: Context, payload: dict[str, Any]) -> int:
+        seen.append(len(ctx.parents))
+        return sum(int(v) for v in ctx.parents.values())
+
+    flow = taskd.chord(
+        [taskd.step("add", {"n": 1}, queue=queue) for _ in range(n)],
+        taskd.step("total", key="total", queue=queue),
+    )
+    async with running_pool(store, registry_of(add=add, total=total), queue, concurrency=32):
+        view = await client.submit_workflow(flow)
+        done = await client.wait_workflow(view["id"], timeout_s=300)
+    assert done["status"] == "completed"
+    assert done["tasks"]["total"]["result"] == n
+    assert seen == [n]
+    callback = done["tasks"]["total"]["id"]
+    events = await store.redis.xrange(store.keys(queue).events, count=1_000_000)
+    assert [e["kind"] for _, e in events if e["id"] == callback].count("released") == 1
+    stats = await store.stats(queue)
+    assert (stats["completed"], stats["waiting"], stats["pending"]) == (n + 1, 0, 0)
+
+
+async def test_sync_client_submits_and_waits(redis_url: str, store: Store, queue: str) -> None:
+    """taskd.SyncClient submits a group and waits for it from a thread."""
+    flow = taskd.group(*(taskd.step("add", {"n": n}, queue=queue) for n in (1, 2)))
+    sync = taskd.SyncClient(redis_url)
+    try:
+        async with running_pool(store, registry_of(add=add), queue):
+            view = await asyncio.to_thread(sync.submit_workflow, flow, name="sync")
+            done = await asyncio.to_thread(sync.wait_workflow, view["id"], 30)
+    finally:
+        await asyncio.to_thread(sync.close)
+    assert done["status"] == "completed"
+    assert sorted(t["result"] for t in done["tasks"].values()) == [1, 2]

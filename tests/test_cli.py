@@ -369,6 +369,9 @@ async def _watch(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=_ignore_sigint if sigint_ignored else None,
+        # The --json snapshot is one line holding the newest tasks of every queue the
+        # suite's Redis has seen: far over asyncio's 64 KiB default line limit.
+        limit=16 * 1024 * 1024,
     )
 
 

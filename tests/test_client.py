@@ -11,7 +11,7 @@ import pytest
 import taskd
 from taskd.engine.context import Context
 from taskd.store import Store
-from tests.conftest import eventually
+from tests.conftest import CLUSTER, eventually
 from tests.pooltools import registry_of, running_pool
 
 
@@ -156,6 +156,9 @@ async def test_thousands_of_concurrent_submits_all_succeed(
     assert (await client.stats(queue))["pending"] == 2000
 
 
+@pytest.mark.skipif(
+    CLUSTER, reason="on a Cluster single submits go through the cluster client, bounded, not shared"
+)
 async def test_concurrent_submits_share_round_trips(
     client: taskd.Client, queue: str, redis_url: str
 ) -> None:

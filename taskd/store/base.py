@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from taskd.store.enqueue import Enqueuer
 
 Call = tuple[str, list[str], list[Any]]  # (script name, KEYS, ARGV)
+CLUSTER_SUBMITS = 32  # single submits in flight at once on a Cluster
 
 
 class StoreBase:
@@ -46,6 +47,9 @@ class StoreBase:
         self._ready_queues: set[str] = set()
         self._ensuring: dict[str, asyncio.Future[None]] = {}
         self._enqueuer: Enqueuer | None = None
+        # On a Cluster single submits use the cluster client's per-node pools, which refuse
+        # a connection past their cap: a burst of concurrent callers waits here instead.
+        self._cluster_submits = asyncio.Semaphore(CLUSTER_SUBMITS)
 
     @classmethod
     async def connect(cls, url: str, *, cluster: bool = False, events_maxlen: int = 10_000) -> Self:

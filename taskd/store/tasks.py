@@ -37,6 +37,13 @@ class TaskOps(StoreBase):
             if self._enqueuer is None:
                 self._enqueuer = Enqueuer(self)
             return [await self._enqueuer.submit(specs[0])]
+        if len(specs) == 1:
+            async with self._cluster_submits:
+                return await self._submit_scripts(specs)
+        return await self._submit_scripts(specs)
+
+    async def _submit_scripts(self, specs: Sequence[TaskSpec]) -> list[tuple[Task, bool]]:
+        """The enqueue scripts of ``specs``: one pipelined call, or streamed chunks."""
         for queue in dict.fromkeys(spec.queue for spec in specs):
             await self.ready_queue(queue)
         results: list[tuple[Task, bool] | None] = [None] * len(specs)

@@ -103,16 +103,6 @@ class Workload:
             pass
 
 
-# Drifts from the window between a blocking read delivering an entry and fetch.lua taking
-# it (a cancel there counts the task out twice; fetch.lua's clamp of an exhausted level to 0
-# drops entries another consumer's read holds; a reclaim of such an entry counts it again)
-# belong to the rework of fetch/cancel/purge/reclaim for the `reserved` state.
-OTHER_PATHS = (
-    "issue 14 item 3(b)/5: housekeeping had to correct depth drifts made in the window "
-    "between a blocking read delivering an entry and fetch.lua starting it"
-)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("racing", [False, True], ids=["controls", "cancels-racing-delivery"])
 async def test_random_workload_keeps_every_depth_exact(
@@ -120,8 +110,7 @@ async def test_random_workload_keeps_every_depth_exact(
 ) -> None:
     """After a random workload with killed daemons, each priority's depth counter equals
     the entries really waiting, once everything ran and again with 40 new tasks held by
-    a pause; expected to fail (xfail) while housekeeping still finds drifts to correct
-    on the other paths."""
+    a pause, and housekeeping never had a drift to correct."""
     env = {
         "TASKD_RATE_LIMITS": f"chancy=150/s,queue:{queue}=250/s",
         "TASKD_LEASE_S": "1.5",
@@ -173,8 +162,7 @@ async def test_random_workload_keeps_every_depth_exact(
     logs = "\n".join(d.log_path.read_text(errors="replace") for d in daemons + gone)
     corrections = [line for line in logs.splitlines() if "depth_corrected" in line]
     print(f"{len(corrections)} corrections by housekeeping", *corrections, sep="\n")
-    if corrections:
-        pytest.xfail(OTHER_PATHS)
+    assert corrections == []  # depth is exact by construction on every path
 
 
 async def _matches(store: Store, queue: str, ready: int) -> bool:

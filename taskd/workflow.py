@@ -13,27 +13,18 @@ from typing import Any
 import orjson
 
 from taskd.errors import ValidationError
-from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, TaskSpec, make_spec, new_task_id
+from taskd.model import (
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    SUBMIT_FIELDS,
+    TaskSpec,
+    make_spec,
+    new_task_id,
+)
 
 WORKFLOW_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")  # no '.': it starts a $result path
 MAX_WORKFLOW_TASKS = 20_000
-_TASK_FIELDS = frozenset(
-    {
-        "key",
-        "task_type",
-        "payload",
-        "name",
-        "priority",
-        "queue",
-        "delay_s",
-        "run_at",
-        "max_retries",
-        "timeout_s",
-        "unique_key",
-        "depends_on",
-        "run_on_failure",
-    }
-)
+_TASK_FIELDS = SUBMIT_FIELDS | {"key", "depends_on", "run_on_failure"}
 
 
 @dataclass(slots=True)

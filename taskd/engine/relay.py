@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import structlog
 
+from taskd.engine.flowwatch import FlowWatch, WorkflowUpdate
 from taskd.errors import RedisUnavailable, ValidationError
 from taskd.store import Event, Store, stream_id_key
 
@@ -111,7 +112,7 @@ class Resync:
     """The relay was cut off from Redis longer than the capped streams cover: start over."""
 
 
-Item = Batch | StatsUpdate | Resync
+Item = Batch | StatsUpdate | Resync | WorkflowUpdate
 
 
 class Subscription:
@@ -258,6 +259,7 @@ class Relay:
         self._queues_at: tuple[float, list[str]] | None = None
         self._subscriptions_made = 0
         self._subscribed = asyncio.Event()  # set by subscribe(): wakes an idle relay
+        self.flows = FlowWatch(store, self.publish)
 
     @property
     def last_stats(self) -> dict[str, Any] | None:
@@ -301,6 +303,7 @@ class Relay:
             group.create_task(self._forever(self._read_once, "event_relay"))
             group.create_task(self._flush_loop())
             group.create_task(self._forever(self._sample_stats, "stats_sampling"))
+            group.create_task(self._forever(self.flows.step, "workflow_watch"))
 
     async def _forever(self, step: Callable[[], Awaitable[None]], name: str) -> None:
         """Repeat ``step``: Redis outages back off, bugs are logged, cancellation always wins.
@@ -347,6 +350,7 @@ class Relay:
             if await self.store.event_gaps(state.position):
                 log.warning("event_relay_resync", reason="events trimmed while cut off")
                 self.publish(Resync())
+                self.flows.recheck()
         if not state.position:
             await asyncio.sleep(self.config.block_ms / 1000)
             return
@@ -366,6 +370,7 @@ class Relay:
             # so new tasks arrive in creation order.
             merged = event if earlier is None else replace(event, task=earlier.task | event.task)
             state.pending[task_id] = merged
+        self.flows.observe(events)
         for listener in self._listeners:
             listener(events)
         self._has_pending.set()
@@ -404,6 +409,7 @@ class Relay:
                 position = dict(state.position)
                 self.publish(Batch(events, published or self._initial, position))
                 published = position
+                self.flows.flushed(position)  # workflow updates follow the events that caused them
 
     async def _sample_stats(self) -> None:
         stats = await overview(self.store, self.throughput)

@@ -7,6 +7,8 @@ Messages (JSON text frames, documented in the README):
   and replayed history; ``last_event_id`` is the token to reconnect with (``?since=``).
 - ``{"type": "resumed", "replayed", "last_event_id"}`` once a replay is complete.
 - ``{"type": "stats", "stats": {...}}`` when the overview changed (at most ~1/s).
+- ``{"type": "workflow", "kind", "workflow": {id, name, status, created_at, counts}}``
+  when a workflow was created or changed status (taskd.engine.flowwatch); live only.
 
 Each client has a bounded buffer in the relay; a client that falls too far behind is
 closed with 1013 (try again later) and may reconnect with ``since``. A wrong or missing
@@ -25,6 +27,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from taskd.engine.flowwatch import WorkflowUpdate
 from taskd.engine.relay import (
     Batch,
     Item,
@@ -308,6 +311,11 @@ class Hub:
         if isinstance(item, StatsUpdate):
             if item.rendered is None:
                 item.rendered = [shapes.dumps({"type": "stats", "stats": item.stats})]
+            return item.rendered
+        if isinstance(item, WorkflowUpdate):
+            if item.rendered is None:
+                message = {"type": "workflow", "kind": item.kind, "workflow": item.workflow}
+                item.rendered = [shapes.dumps(message)]
             return item.rendered
         snap = await self.snapshot()  # Resync: the relay lost events; start over
         sub.after = snap.position

@@ -126,6 +126,31 @@ class FlowOps(StoreBase):
             found = await pipe.execute()
         return {i: str(s) for i, s in zip(tasks, found, strict=True) if s}
 
+    async def workflows_of(self, tasks: Mapping[str, str]) -> dict[str, str]:
+        """The workflow id of each task (id -> queue), '' for a plain or vanished task;
+        one round trip (finishing events do not name their workflow)."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for task_id, queue in tasks.items():
+                pipe.hget(self.keys(queue).task(task_id), "workflow_id")
+            found = await pipe.execute()
+        return {i: str(w or "") for i, w in zip(tasks, found, strict=True)}
+
+    async def workflow_glance(
+        self, workflow_id: str, tasks: Mapping[str, str]
+    ) -> tuple[bool | None, dict[str, str]]:
+        """Whether the workflow is marked cancelled (None when it is gone) and the status
+        of each given task (id -> queue; vanished ones left out), in one round trip: a
+        look at part of a workflow without reading its record."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hmget(keys.workflow(workflow_id), "id", "cancelled")
+            for task_id, queue in tasks.items():
+                pipe.hget(self.keys(queue).task(task_id), "status")
+            (exists, cancelled), *found = await pipe.execute()
+        statuses = {i: str(s) for i, s in zip(tasks, found, strict=True) if s}
+        return (None if exists is None else cancelled == "1"), statuses
+
     async def workflow_ids(self, limit: int, before: float | None) -> list[tuple[str, int]]:
         """Workflow ids newest first, created at or before ``before`` ms when given."""
         top = str(before) if before is not None else "+inf"

@@ -88,6 +88,8 @@ function onMessage(m) {
     workflows.apply(m.events);
   } else if (m.type === "stats") {
     setStats(m.stats);
+  } else if (m.type === "workflow") {
+    workflows.update(m.workflow);
   }
   frame.request();
 }

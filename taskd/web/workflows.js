@@ -70,6 +70,15 @@ export class Workflows {
     setTimeout(() => this.refresh(false), wait);
   }
 
+  /** A workflow message from /ws: its row updated at once (a new one listed first). */
+  update(wf) {
+    const i = this.list.findIndex((w) => w.id === wf.id);
+    if (i >= 0) this.list[i] = wf;
+    else this.list = [wf, ...this.list].slice(0, 20);
+    this.renderList();
+    if (wf.id === this.id) this.refresh(false);
+  }
+
   async refresh(force) {
     if (!this.id || (this.refreshing && !force)) return;
     this.refreshing = true;

@@ -4,7 +4,8 @@ OpenAPI 3.1 cannot describe a WebSocket, and listing ``GET /ws`` as an operation
 client generators and fuzzers treat it as one (a plain GET that answers 400). So ``/ws``
 is not under ``paths``: the ``x-websocket`` extension names its URL, query parameters,
 authentication, close codes and messages, and each message has a component schema
-(``WsSnapshot``, ``WsEvents``, ``WsResumed``, ``WsStats``) a typed client can use.
+(``WsSnapshot``, ``WsEvents``, ``WsResumed``, ``WsStats``, ``WsWorkflow``) a typed
+client can use.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ first message). The server sends JSON text messages:
   "last_event_id"}` batches, at most about ten per second, latest state per task;
 * `{"type": "resumed", "replayed", "last_event_id"}` after replaying history for `since`
   (too old: a fresh snapshot with `"reason": "since_too_old"` instead);
-* `{"type": "stats", "stats"}` when the overview changes, at most about once a second.
+* `{"type": "stats", "stats"}` when the overview changes, at most about once a second;
+* `{"type": "workflow", "kind", "workflow": {"id", "name", "status", "created_at",
+  "counts"}}` when a workflow was created (`kind` `created`) or its status changed
+  (`kind` = the new status: `completed`, `failed`, `cancelled`, or `running` again after
+  a hand retry); sent after the task events that caused it, once per server process,
+  live only (not replayed for `since`: read `GET /api/workflows` after a reconnect).
 
 A client that falls behind, or has unread data while the server's budget for queued bytes
 is spent, is closed with 1013 and may reconnect with `since`; a failed first-message
@@ -33,6 +39,7 @@ authentication closes with 1008. Over `server.max_ws_clients` the upgrade is ans
 See `x-websocket` and the `Ws*` schemas.
 """
 
+MESSAGES: Final = ("WsSnapshot", "WsEvents", "WsResumed", "WsStats", "WsWorkflow")
 EVENT_ID_PATTERN: Final = "^[0-9]{1,19}(-[0-9]{1,19})?$"
 
 
@@ -62,7 +69,7 @@ def extension() -> dict[str, Any]:
             "1008": "authentication required or failed",
             "1013": "too slow, or Redis unavailable: reconnect with since",
         },
-        "messages": {"oneOf": [ref(n) for n in ("WsSnapshot", "WsEvents", "WsResumed", "WsStats")]},
+        "messages": {"oneOf": [ref(n) for n in MESSAGES]},
     }
 
 
@@ -120,5 +127,15 @@ def schemas() -> dict[str, Any]:
         ),
         "WsStats": obj(
             {"type": kind | {"const": "stats"}, "stats": ref("Overview")}, "type", "stats"
+        ),
+        "WsWorkflow": obj(
+            {
+                "type": kind | {"const": "workflow"},
+                "kind": {"enum": ["created", "running", "completed", "failed", "cancelled"]},
+                "workflow": ref("Workflow"),
+            },
+            "type",
+            "kind",
+            "workflow",
         ),
     }

@@ -38,3 +38,15 @@ async def wait(ctx: taskd.Context, payload: dict[str, Any]) -> None:
 async def quick(ctx: taskd.Context, payload: dict[str, Any]) -> dict[str, bool]:
     """Done at once."""
     return {"ok": True}
+
+
+_failed_once: set[str] = set()  # task ids this process has failed once
+
+
+@taskd.task("fail_once", example={})
+async def fail_once(ctx: taskd.Context, payload: dict[str, Any]) -> dict[str, bool]:
+    """Fail for good the first time a task runs in this process, succeed when retried."""
+    if ctx.task_id not in _failed_once:
+        _failed_once.add(ctx.task_id)
+        raise taskd.Fail("fails once; retry it")
+    return {"ok": True}

@@ -122,3 +122,58 @@ async def test_cancel_from_the_workflow_view(live: Watched, api: Api) -> None:
     await page.locator("#confirm-ok").click()
     await expect(after).to_have_attribute("data-status", "cancelled")
     await expect(page.locator("#wf-status")).to_have_text("cancelled")
+
+
+async def test_retry_a_failed_node_from_the_workflow_view(live: Watched, api: Api) -> None:
+    """A failed node opens its task beside the graph; Retry there queues it again and the
+    graph follows live: the node completes, the dependent its failure cancelled is
+    re-armed and completes, and the workflow turns from failed to completed."""
+    page = live.page
+    wf = await submit(
+        api,
+        {
+            "name": "to retry",
+            "tasks": [
+                {"key": "flaky", "task_type": "fail_once", "max_retries": 0},
+                {"key": "after", "task_type": "quick", "depends_on": ["flaky"]},
+            ],
+        },
+    )
+    await page.goto(f"/#/workflows/{wf['id']}")
+    flaky = page.locator('#wf-graph .node[data-key="flaky"]')
+    after = page.locator('#wf-graph .node[data-key="after"]')
+    await expect(flaky).to_have_attribute("data-status", "failed", timeout=20_000)
+    await expect(after).to_have_attribute("data-status", "cancelled")
+    await expect(page.locator("#wf-status")).to_have_text("failed")
+    await flaky.click()
+    await expect(page.locator("#detail-title")).to_have_text("fail_once")
+    await expect(page.locator("#wf-view")).to_be_visible()
+    retry = page.locator("#act-retry")
+    await expect(retry).to_be_enabled()
+    await retry.click()
+    await expect(after).to_have_attribute("data-status", "completed", timeout=20_000)
+    await expect(flaky).to_have_attribute("data-status", "completed")
+    await expect(page.locator("#wf-status")).to_have_text("completed")
+
+
+async def test_retry_failed_button_retries_the_workflow(live: Watched, api: Api) -> None:
+    """'Retry failed' in the workflow view queues every failed task again: the failed
+    workflow runs on to completed."""
+    page = live.page
+    wf = await submit(
+        api,
+        {
+            "name": "retry all",
+            "tasks": [
+                *({"key": f"f{i}", "task_type": "fail_once", "max_retries": 0} for i in range(3)),
+                {"key": "join", "task_type": "quick", "depends_on": ["f0", "f1", "f2"]},
+            ],
+        },
+    )
+    await page.goto(f"/#/workflows/{wf['id']}")
+    await expect(page.locator("#wf-status")).to_have_text("failed", timeout=20_000)
+    await expect(page.locator('#wf-graph .node[data-status="failed"]')).to_have_count(3)
+    await page.locator("#wf-retry").click()
+    await expect(page.locator("#wf-status")).to_have_text("completed", timeout=20_000)
+    await expect(page.locator('#wf-graph .node[data-status="completed"]')).to_have_count(4)
+    await expect(page.locator("#wf-retry")).to_be_hidden()

@@ -1,6 +1,7 @@
 // Workflows: the recent ones listed, and one drawn as its DAG (SVG built here, no library),
 // nodes coloured by live status, the critical path (the longest chain) highlighted, a
-// click on a node opening that task's detail.
+// click on a node opening that task's detail (with its Retry) beside the graph; the
+// workflow's own actions: cancel, and retry every failed task.
 
 import { api } from "./api.js";
 import { confirmDialog, toast } from "./dialogs.js";
@@ -14,6 +15,7 @@ const NODE_H = 34;
 const GAP_X = 56;
 const GAP_Y = 12;
 const PER_LEVEL = 14; // nodes drawn per level; the rest become one "+N more" node
+const RETRY_AT_ONCE = 8; // retry calls in flight from one "Retry failed" click
 
 export class Workflows {
   constructor() {
@@ -27,6 +29,7 @@ export class Workflows {
     this.refreshing = false;
     this.lastRefresh = 0;
     byId("wf-cancel").addEventListener("click", () => this.cancel());
+    byId("wf-retry").addEventListener("click", () => this.retryFailed());
     byId("wf-close").addEventListener("click", () => {
       location.hash = "";
     });
@@ -115,6 +118,26 @@ export class Workflows {
     }
   }
 
+  /** Retry every failed task of the open workflow (their cancelled dependents re-arm). */
+  async retryFailed() {
+    if (!this.current) return;
+    const ids = Object.values(this.current.tasks)
+      .filter((t) => t.status === "failed")
+      .map((t) => t.id);
+    let done = 0;
+    const errors = [];
+    for (let i = 0; i < ids.length; i += RETRY_AT_ONCE) {
+      const calls = ids.slice(i, i + RETRY_AT_ONCE).map((id) => api(`/api/tasks/${id}/retry`, { method: "POST" }));
+      for (const r of await Promise.allSettled(calls)) {
+        if (r.status === "fulfilled") done += 1;
+        else errors.push(r.reason.message);
+      }
+    }
+    if (errors.length) toast(`Could not retry ${errors.length} of ${ids.length}: ${errors[0]}`, "error");
+    else toast(`${count(done)} failed task${done === 1 ? "" : "s"} queued again`);
+    await this.refresh(true);
+  }
+
   renderList() {
     const rows = this.list.map((wf) =>
       h(
@@ -140,6 +163,7 @@ export class Workflows {
       .map(([k, v]) => `${count(v)} ${k}`);
     setText(byId("wf-counts"), `${count(wf.counts.total)} tasks: ${parts.join(", ")}`);
     byId("wf-cancel").hidden = wf.status !== "running";
+    byId("wf-retry").hidden = !Object.values(wf.tasks).some((t) => t.status === "failed");
     replace(byId("wf-graph"), drawGraph(wf.tasks));
     this.renderList();
   }

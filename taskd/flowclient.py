@@ -83,7 +83,9 @@ class WorkflowClient:
     async def list_workflows(
         self, *, limit: int = 50, cursor: str | None = None, status: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Workflows newest first (without tasks) and the cursor of the next page."""
+        """Workflows newest first (without tasks), optionally of one status (running,
+        completed, failed, cancelled), and the cursor of the next page (None at the end):
+        the filters of ``GET /api/workflows``; ValidationError for a bad one."""
         return await (await self.store()).list_workflows(limit=limit, cursor=cursor, status=status)
 
     async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from taskd.model import Task
 from taskd.store.sync_enqueue import SyncEnqueuer, direct_url
 
 T = TypeVar("T")
+Workflows = list[dict[str, Any]]  # (named here: inside SyncClient, `list` is a method)
 
 
 class _Loop:
@@ -187,6 +188,14 @@ class SyncClient:
     def get_workflow(self, workflow_id: str) -> dict[str, Any]:
         """A workflow's view: status, counts, each task by key."""
         return self._run(self._started().client.get_workflow(workflow_id))
+
+    def list_workflows(
+        self, *, limit: int = 50, cursor: str | None = None, status: str | None = None
+    ) -> tuple[Workflows, str | None]:
+        """Workflows newest first (without tasks), optionally of one status (running,
+        completed, failed, cancelled), and the cursor of the next page (None at the end)."""
+        client = self._started().client
+        return self._run(client.list_workflows(limit=limit, cursor=cursor, status=status))
 
     def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
         """Cancel every unfinished task of a workflow."""

@@ -12,6 +12,7 @@ import pytest
 import taskd
 from taskd.engine.context import Context
 from taskd.store import Store
+from tests.flowtools import submit as flow_submit
 from tests.pooltools import registry_of, running_pool
 
 
@@ -103,3 +104,64 @@ async def test_sync_client_submits_and_waits(redis_url: str, store: Store, queue
         await asyncio.to_thread(sync.close)
     assert done["status"] == "completed"
     assert sorted(t["result"] for t in done["tasks"].values()) == [1, 2]
+
+
+async def _three_workflows(store: Store, queue: str) -> list[str]:
+    """Three one-task workflows, oldest first, the middle one cancelled (nothing runs
+    them)."""
+    ids = []
+    for n in range(3):
+        spec = await flow_submit(store, [{"key": "a", "task_type": "add", "queue": queue}], f"l{n}")
+        ids.append(spec.id)
+    await store.cancel_workflow(ids[1])
+    return ids
+
+
+async def test_list_workflows_filters_by_status_and_pages(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """Client.list_workflows takes the filters of GET /api/workflows: status selects, and
+    following the cursor one at a time walks newest first without repeats."""
+    ids = await _three_workflows(store, queue)
+    cancelled, _ = await client.list_workflows(status="cancelled", limit=200)
+    running, _ = await client.list_workflows(status="running", limit=200)
+    assert ids[1] in [w["id"] for w in cancelled]
+    assert {ids[0], ids[2]} <= {w["id"] for w in running}
+    assert ids[1] not in [w["id"] for w in running]
+    walked: list[str] = []
+    cursor = None
+    while len(walked) < 3:
+        page, cursor = await client.list_workflows(limit=1, cursor=cursor)
+        assert len(page) == 1
+        assert cursor is not None
+        walked.append(page[0]["id"])
+    assert walked == ids[::-1]
+    assert set(page[0]) >= {"id", "name", "status", "created_at", "counts"}
+
+
+async def test_list_workflows_refuses_bad_filters(client: taskd.Client) -> None:
+    """An unknown status, a limit out of range or a foreign cursor is a ValidationError
+    naming the argument."""
+    for kwargs, field in (
+        ({"status": "done"}, "status"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 201}, "limit"),
+        ({"cursor": "nope"}, "cursor"),
+    ):
+        with pytest.raises(taskd.ValidationError) as caught:
+            await client.list_workflows(**kwargs)  # type: ignore[arg-type]
+        assert caught.value.field == field
+
+
+async def test_sync_client_lists_workflows(redis_url: str, store: Store, queue: str) -> None:
+    """taskd.SyncClient.list_workflows answers like the async client's, from a thread."""
+    ids = await _three_workflows(store, queue)
+    sync = taskd.SyncClient(redis_url)
+    try:
+        cancelled, _ = await asyncio.to_thread(sync.list_workflows, status="cancelled")
+        first, cursor = await asyncio.to_thread(sync.list_workflows, limit=1)
+        second, _ = await asyncio.to_thread(sync.list_workflows, limit=1, cursor=cursor)
+    finally:
+        await asyncio.to_thread(sync.close)
+    assert ids[1] in [w["id"] for w in cancelled]
+    assert [first[0]["id"], second[0]["id"]] == [ids[2], ids[1]]

@@ -15,11 +15,11 @@ from taskd.http.api import check_type, read_json
 from taskd.http.shapes import json_response
 from taskd.http.state import STATE, AppState
 from taskd.model import TaskSpec
-from taskd.store.flowview import WORKFLOW_STATUSES
+from taskd.store.flowview import MAX_LIST_LIMIT, WORKFLOW_STATUSES
 from taskd.workflow import make_workflow, result_refs
 
 DEFAULT_LIMIT: Final = 50
-MAX_LIMIT: Final = 200
+MAX_LIMIT: Final = MAX_LIST_LIMIT
 
 
 async def create_workflow(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ from taskd.store.translate import translated
 
 WORKFLOW_STATUSES = ("running", "completed", "failed", "cancelled")
 MAX_LIST_SCAN = 1000  # workflows one list call looks at when filtering by status
+MAX_LIST_LIMIT = 200  # workflows one list call returns at most (GET /api/workflows too)
 
 
 def workflow_status(statuses: list[str], cancelled: bool) -> str:
@@ -76,7 +77,17 @@ class FlowViewOps(FlowOps):
         self, *, limit: int = 50, cursor: str | None = None, status: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first (without their tasks); ``cursor`` continues after the last one a
-        previous call returned (its ``created_ms:id``); returns the next cursor or None."""
+        previous call returned (its ``created_ms:id``); returns the next cursor or None.
+        ValidationError (naming the argument) for an unknown status, a limit outside
+        1..MAX_LIST_LIMIT or a cursor no listing returned."""
+        if status is not None and status not in WORKFLOW_STATUSES:
+            raise ValidationError("status", f"must be one of {', '.join(WORKFLOW_STATUSES)}")
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_LIST_LIMIT
+        ):
+            raise ValidationError("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}")
         before_ms, before_id = _parse_cursor(cursor)
         found: list[dict[str, Any]] = []
         scanned = 0

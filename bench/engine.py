@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.server import cpu_seconds, flush, used_memory
 from bench.stats import latency_ms, rate
-from taskd import config
+from taskd import canvas, config
 from taskd.client import Client
 from taskd.daemon.heap import freeze_startup_heap
 from taskd.daemon.root import Daemon
@@ -278,3 +278,33 @@ async def redis_bytes_per_task(url: str, n: int, workers: int) -> float:
             await pool.store.trim("default")
             memory.append(await used_memory(url))
     return round((memory[1] - memory[0]) / n, 1)
+
+
+async def chord(url: str, n: int, workers: int) -> dict[str, float]:
+    """The cost of a workflow: ``n`` no-op tasks submitted plain, then as a chord of ``n``
+    members and one callback (``client.submit_workflow``), each from the submit to the last
+    completion on the same pool; tasks/s of each, the Redis CPU time per task of each, and
+    ``overhead``: how much longer the chord took per task than the plain tasks."""
+    await flush(url)
+    flow = canvas.chord([canvas.step("bench.noop") for _ in range(n)], canvas.step("bench.noop"))
+    async with running_pool(url, workers, [NOOP]) as pool, bench_client(url) as client:
+        await warm_up(client, pool)
+        runs: dict[str, tuple[float, float]] = {}
+        for label, count in (("plain", n), ("chord", n + 1)):
+            done = asyncio.create_task(completions(pool, count, f"{label} completions"))
+            redis_cpu = await cpu_seconds(url)
+            started = time.perf_counter()
+            if label == "plain":
+                await submit_all(client, n, {"task_type": "bench.noop"})
+            else:
+                await client.submit_workflow(flow, name="bench chord")
+            ended = await done
+            runs[label] = (ended - started, await cpu_seconds(url) - redis_cpu)
+    (plain_s, plain_cpu), (chord_s, chord_cpu) = runs["plain"], runs["chord"]
+    return {
+        "plain_per_s": rate(n, plain_s),
+        "chord_per_s": rate(n + 1, chord_s),
+        "overhead": round((chord_s / (n + 1)) / (plain_s / n), 2),
+        "plain_redis_cpu_us_per_task": round(plain_cpu / n * 1e6, 1),
+        "chord_redis_cpu_us_per_task": round(chord_cpu / (n + 1) * 1e6, 1),
+    }

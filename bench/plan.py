@@ -24,6 +24,7 @@ class Plan:
     ws_clients: int
     ws_per_s: int
     ws_duration_s: float
+    chord_tasks: int  # members of the chord, and as many plain tasks to compare with
     rest_connections: int = 8
     io_workers: int = 100
     io_sleep_s: float = 0.01
@@ -46,6 +47,7 @@ class Plan:
             ws_clients=min(500, max(10, tasks // 40)),
             ws_per_s=min(2000, max(200, tasks // 10)),
             ws_duration_s=4.0 if full else 1.5,
+            chord_tasks=min(10_000, max(100, tasks // 2)),
         )
 
     def peer_plan(self) -> dict[str, Any]:

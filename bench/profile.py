@@ -1,4 +1,5 @@
-"""One workload alone, for profilers: ``py-spy record -o e2e.svg -- python -m bench.profile``.
+"""One workload alone, for profilers: ``py-spy record -o e2e.svg -- python -m bench.profile``
+(or to measure just that one: ``python -m bench.profile chord --tasks 10000``).
 
 Also prints where Redis spent its time per task (INFO commandstats deltas), since the
 server's CPU per task bounds what any engine speed-up can reach.
@@ -41,6 +42,8 @@ async def profile(what: str, tasks: int, workers: int, url: str | None) -> None:
                 result = await engine.drain(target.url, tasks, workers)
             elif what == "enqueue":
                 result = await engine.enqueue(target.url, tasks, batch=True)
+            elif what == "chord":
+                result = await engine.chord(target.url, tasks, workers)
             else:
                 async with daemon.serve(target.url, workers, Path(tmp)) as served:
                     print(f"taskd serve pid {served.pid}")
@@ -57,7 +60,9 @@ async def profile(what: str, tasks: int, workers: int, url: str | None) -> None:
 def main() -> None:
     """Parse and run."""
     p = argparse.ArgumentParser(prog="python -m bench.profile")
-    p.add_argument("what", nargs="?", default="e2e", choices=["e2e", "drain", "enqueue", "serve"])
+    p.add_argument(
+        "what", nargs="?", default="e2e", choices=["e2e", "drain", "enqueue", "chord", "serve"]
+    )
     p.add_argument("--tasks", type=int, default=40_000)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--redis-url")

@@ -98,6 +98,8 @@ async def extras(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str
     out["redis_bytes_per_task"] = await steps.run(
         "memory", lambda: engine.redis_bytes_per_task(url, plan.memory_tasks, w)
     )
+    chord = await steps.run("chord", lambda: engine.chord(url, plan.chord_tasks, w))
+    out |= {f"chord_{k}": v for k, v in (chord or {}).items()} | {"chord_tasks": plan.chord_tasks}
     out |= await _daemon_suite(url, plan, work_dir, steps)
     return out
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import engine
+from bench.server import redis_target
+
 REPO = Path(__file__).resolve().parent.parent
 HEADLINE = (
     "e2e_per_s",
@@ -45,3 +48,18 @@ def test_bench_json_reports_every_headline_number() -> None:
         assert isinstance(value, int | float), f"{key} = {value!r}"
         assert value > 0, f"{key} = {value!r}"
     assert result["peers"] == {}
+
+
+async def test_chord_workload_reports_overhead_over_plain_tasks(tmp_path: Path) -> None:
+    """bench.engine.chord runs n plain tasks and a chord of n members + callback on its
+    own Redis and reports both rates, Redis CPU per task and their ratio."""
+    async with redis_target(None, tmp_path) as target:
+        result = await engine.chord(target.url, 50, 2)
+    assert set(result) == {
+        "plain_per_s",
+        "chord_per_s",
+        "overhead",
+        "plain_redis_cpu_us_per_task",
+        "chord_redis_cpu_us_per_task",
+    }
+    assert all(value > 0 for value in result.values()), result

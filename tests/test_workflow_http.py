@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from tests.pooltools import running_pool
 from tests.test_http_support import registry_with, serve_app
 
 Client = TestClient[Any, Any]
+DOC = Path(__file__).resolve().parent.parent / "docs" / "workflows.md"
 
 
 async def _add(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
@@ -158,3 +162,25 @@ async def test_listing_cuts_a_large_depends_on(client: Client, queue: str) -> No
     assert (one["depends_on"], one["depends_on_truncated"]) == ([], False)
     whole = await (await client.get(f"/api/tasks/{join['id']}")).json()
     assert len(whole["depends_on"]) == 500
+
+
+async def test_the_curl_example_in_the_docs_is_accepted(client: Client) -> None:
+    """docs/workflows.md's curl example is a valid workflow: 201, its root pending and
+    its dependents waiting, counts computed from the tasks."""
+    text = DOC.read_text()
+    example = re.search(r"curl -s -X POST \S+/api/workflows .*?-d '(\{.*?\})'", text, re.S)
+    assert example is not None, "no curl example in docs/workflows.md"
+    response = await client.post("/api/workflows", json=json.loads(example.group(1)))
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert {k: t["status"] for k, t in body["tasks"].items()} == {
+        "fetch": "pending",
+        "sum": "waiting",
+        "report": "waiting",
+    }
+    assert (body["counts"]["pending"], body["counts"]["waiting"], body["counts"]["total"]) == (
+        1,
+        2,
+        3,
+    )
+    assert (await client.post(f"/api/workflows/{body['id']}/cancel")).status == 200

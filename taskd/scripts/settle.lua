@@ -13,6 +13,12 @@
 
   Reply: 1.
   Events: released or cancelled (and cancelled for every dependent that cancels in turn).
+  Cluster: the keys built here from KEYS[1]'s tag 'taskd:{<queue>}' (the child's hash and,
+  through _flow.lua, ':stream:<priority>', ':depth', ':delayed', ':stats', ':events',
+  ':finished', and ':outbox' for a grandchild in another queue, which is only ever reached
+  through that outbox) all carry KEYS[1]'s hash tag, so they hash to KEYS[1]'s slot: Redis
+  Cluster lets a script use undeclared keys of a declared key's slot. They are the names
+  taskd.keys makes (tests/test_workflow_slots.py checks both).
 ]]
 local tag = tag_of(KEYS[1])
 local maxlen, child, parent, outcome, why = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]

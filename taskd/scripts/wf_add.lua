@@ -16,6 +16,9 @@
   Reply: now ms.
   Events: created (status waiting, with workflow_id and depends_on as JSON), one per task.
   Errors: none; the caller validated every value.
+  Cluster: every key it touches arrives in KEYS, all of one queue (one hash tag, so one
+  slot; taskd.store.flows builds one call per queue); it builds no key itself
+  (tests/test_workflow_slots.py checks both).
 ]]
 local stats, index, events, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local maxlen = ARGV[1]

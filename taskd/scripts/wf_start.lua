@@ -9,6 +9,11 @@
 
   Reply: how many were released.
   Events: released (one per task).
+  Cluster: the keys built here from KEYS[1]'s tag 'taskd:{<queue>}' (each task hash
+  ':task:<id>', and in flow_release ':stream:<priority>', ':depth', ':delayed', ':stats',
+  ':events') all carry KEYS[1]'s hash tag, so they hash to KEYS[1]'s slot: Redis Cluster
+  lets a script use undeclared keys of a declared key's slot. They are the names
+  taskd.keys makes (tests/test_workflow_slots.py checks both).
 ]]
 local tag = tag_of(KEYS[1])
 local maxlen = ARGV[1]

@@ -133,3 +133,56 @@ async def test_a_cancel_missed_by_the_pubsub_reaches_the_handler_at_lease_renewa
         await asyncio.wait_for(was_cancelled.wait(), 10)
         done = await wait_finished(store, task.id)
     assert done.status == Status.CANCELLED
+
+
+async def test_tasks_started_by_a_fetch_whose_reply_was_lost_run_once_without_an_attempt(
+    store: Store, queue: str
+) -> None:
+    """A fetch that started tasks for idle runners (status processing) and whose reply was
+    lost leaves them in the pool's name, unheld: the renewal hands them back and they run
+    once with no attempt used, instead of waiting for the lease to lapse."""
+    ran: list[str] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        ran.append(ctx.task.id)
+
+    submitted = await store.submit(
+        [make_spec("work", queue=queue, max_retries=0) for _ in range(3)]
+    )
+    consumer = f"test:{queue}:lost-started"
+    lost = await store.reserve_ready(queue, consumer, 3, start=3)  # its reply never read
+    assert {t.status for t in lost.tasks} == {Status.PROCESSING}
+    assert (await store.stats(queue))["processing"] == 3
+    async with running_pool(store, registry_of(work=work), queue, lease_s=0.6, consumer=consumer):
+        done = [await wait_finished(store, task.id) for task, _ in submitted]
+    assert {t.status for t in done} == {Status.COMPLETED}
+    assert {t.retry_count for t in done} == {0}
+    assert sorted(ran) == sorted(t.id for t in done)
+    stats = await store.stats(queue)
+    assert (stats["processing"], stats["pending"], stats["completed"]) == (0, 0, 3)
+
+
+async def test_a_cancel_of_a_task_started_for_an_idle_runner_before_it_runs(
+    store: Store, queue: str
+) -> None:
+    """A cancel that arrives after the fetch started a task for an idle runner but before
+    the runner took it from the buffer is honoured: the handler never runs."""
+    ran: list[str] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        ran.append(ctx.task.id)
+
+    ((task, _),) = await store.submit([make_spec("work", queue=queue)])
+    consumer = f"test:{queue}:cancel-in-buffer"
+    # What the pool's own fetch does for an idle runner, made here so the cancel can come
+    # between the fetch and the runner's take.
+    fetched = await store.reserve_ready(queue, consumer, 1, start=1)
+    assert [t.status for t in fetched.tasks] == [Status.PROCESSING]
+    assert await store.cancel(task.id) == "cancelling"
+    registry = registry_of(work=work)
+    async with running_pool(store, registry, queue, concurrency=1, consumer=consumer) as pool:
+        pool._buffer(fetched.tasks)  # (no await between: no runner can take it meanwhile)
+        pool._request_cancel(task.id)
+        done = await wait_finished(store, task.id)
+    assert done.status == Status.CANCELLED
+    assert ran == []

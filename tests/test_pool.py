@@ -506,8 +506,8 @@ async def test_a_cancel_in_progress_at_shutdown_still_ends_cancelled(
 
 
 async def test_events_one_per_transition_and_progress(store: Store, queue: str) -> None:
-    """The events stream records created, reserved, started, progress and completed, in
-    order."""
+    """The events stream records created, started, progress and completed, in order: a
+    task fetched for an idle runner starts in the fetch itself (no reserved step)."""
 
     async def step(ctx: Context, payload: dict[str, Any]) -> None:
         await ctx.progress(30, "a")
@@ -520,7 +520,6 @@ async def test_events_one_per_transition_and_progress(store: Store, queue: str) 
     kinds = [(e.kind, e.task["progress"]) for e in events if e.task["id"] == task.id]
     assert kinds == [
         ("created", "0"),
-        ("reserved", "0"),
         ("started", "0"),
         ("progress", "30"),
         ("progress", "60"),

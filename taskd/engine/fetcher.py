@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
-from taskd.model import Task, parse_queue_spec
+from taskd.model import Status, Task, parse_queue_spec
 from taskd.store import Store
+
+
+def _starting(idle: Callable[[], int], taken: list[Task]) -> int:
+    """How many tasks the next fetch call may start at once: the runners idle now, less
+    the tasks this pass already started for them (not yet in the buffer they wait on)."""
+    return max(0, idle() - sum(1 for task in taken if task.status == Status.PROCESSING))
 
 
 def limits_json(queue: str, rate_limits: Iterable[tuple[str, float, int]]) -> str:
@@ -60,28 +66,34 @@ class Fetcher:
         # Straight to the blocking read when drained: no caps to honour, one read spans all.
         self._wait_directly = not self._capped and (single_node or len(self.queues) == 1)
 
-    async def fetch(self, room: int, held: Iterable[Task]) -> list[Task]:
-        """Reserve up to ``room`` tasks; block a while when there is nothing to take."""
+    async def fetch(
+        self, room: int, held: Iterable[Task], idle: Callable[[], int] = lambda: 0
+    ) -> list[Task]:
+        """Reserve up to ``room`` tasks; block a while when there is nothing to take.
+
+        ``idle()`` is how many runners wait for a task at the moment of each call: that
+        many of the tasks taken start at once (see fetch.lua), the rest are reserved.
+        """
         held_by_queue = Counter(task.queue for task in held) if self._capped else Counter()
         if self._all_drained():
             # Every queue was empty at the last look: wait for new entries directly (a
             # blocking read returns at once when some arrived meanwhile); an idle pool
             # then costs one blocking read per wake-up, not a look first.
-            return await self._wait(self.queue_names(), room, held_by_queue)
-        started, waitable = await self._start_each(room, held_by_queue)
+            return await self._wait(self.queue_names(), room, held_by_queue, idle)
+        started, waitable = await self._start_each(room, held_by_queue, idle)
         if started:
             return started
         if not waitable:  # all paused or capped: look again shortly
             await asyncio.sleep(min(self.block_ms, 200) / 1000)
             return []
-        return await self._wait(waitable, room, held_by_queue)
+        return await self._wait(waitable, room, held_by_queue, idle)
 
     def _take(self, name: str, cap: int | None, room: int, held_by_queue: Counter[str]) -> int:
         """How many tasks of one queue may be reserved now (per-queue caps apply)."""
         return room if cap is None else min(room, cap - held_by_queue[name])
 
     async def _start_each(
-        self, room: int, held_by_queue: Counter[str]
+        self, room: int, held_by_queue: Counter[str], idle: Callable[[], int]
     ) -> tuple[list[Task], list[str]]:
         """One non-blocking reserve per queue, most preferred first; returns (reserved,
         queues to wait on)."""
@@ -92,7 +104,12 @@ class Fetcher:
             if take <= 0:
                 continue
             fetched = await self.store.reserve_ready(
-                name, self.consumer, take, self._limits[name], types=self._types
+                name,
+                self.consumer,
+                take,
+                self._limits[name],
+                types=self._types,
+                start=_starting(idle, started),
             )
             started += fetched.tasks
             held_by_queue[name] += len(fetched.tasks)
@@ -112,7 +129,11 @@ class Fetcher:
         return self._wait_directly and all(name in self._drained for name, _ in self.queues)
 
     async def _wait(
-        self, waitable: list[str], room: int, held_by_queue: Counter[str]
+        self,
+        waitable: list[str],
+        room: int,
+        held_by_queue: Counter[str],
+        idle: Callable[[], int],
     ) -> list[Task]:
         if not self.single_node and len(waitable) > 1:
             delivered = await self.store.wait_ready(waitable[:1], self.consumer, 100)
@@ -124,13 +145,14 @@ class Fetcher:
         self._drained.clear()
         # The read delivers one entry per level, but a burst of submissions has usually
         # put more behind it: the same reserve call fills the room, and no more.
-        return await self._start_delivered(delivered, room, held_by_queue)
+        return await self._start_delivered(delivered, room, held_by_queue, idle)
 
     async def _start_delivered(
         self,
         delivered: dict[str, list[tuple[int, str, str]]],
         room: int,
         held_by_queue: Counter[str],
+        idle: Callable[[], int] = lambda: 0,
     ) -> list[Task]:
         """Reserve the entries a blocking read delivered, queue by queue, with more ready
         ones, up to ``room`` tasks in all (and each queue's cap); delivered entries beyond
@@ -140,7 +162,13 @@ class Fetcher:
         for name, entries in delivered.items():
             take = max(0, self._take(name, caps.get(name), room - len(started), held_by_queue))
             fetched = await self.store.reserve_ready(
-                name, self.consumer, take, self._limits[name], entries, self._types
+                name,
+                self.consumer,
+                take,
+                self._limits[name],
+                entries,
+                self._types,
+                start=_starting(idle, started),
             )
             started += fetched.tasks
         return started
@@ -160,6 +188,7 @@ class Fetcher:
             names = names[:1]  # one blocking read cannot span cluster nodes
         delivered = await self.store.wait_ready(names, self.consumer, self.block_ms, above=above)
         room = min(room, sum(map(len, delivered.values())))  # only what was delivered
+        # The pool is full while this watches: what it takes is reserved, never started.
         return await self._start_delivered(delivered, room, held_by_queue)
 
     def queue_names(self) -> list[str]:

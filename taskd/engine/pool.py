@@ -41,6 +41,7 @@ from taskd.store import Store
 
 log = structlog.get_logger(__name__)
 LAST = 1 << 30  # sorts after every priority: the runners' stop signals
+STARTED = -100  # sorts before every priority: tasks the fetch started for idle runners
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,8 @@ class WorkerPool:
         self._order = itertools.count()
         self._runners: set[asyncio.Task[None]] = set()
         self._taken: set[str] = set()  # ids a runner took from the buffer, not yet running
+        self._idle_runners = 0  # runners waiting on the buffer
+        self._queued: set[str] = set()  # ids in the buffer, not yet taken by a runner
         self._early_cancels: set[str] = set()  # cancel requests for those
         self._room = asyncio.Event()
         self._room.set()
@@ -232,6 +235,7 @@ class WorkerPool:
             _, _, waiting = self._ready.get_nowait()
             if waiting is not None:
                 self._buffered[waiting.priority] -= 1
+                self._queued.discard(waiting.id)
                 if self.held.get(waiting.id) is waiting:
                     await self.writer.finish(waiting, Outcome(Kind.RELEASE), 0.0)
         for _ in self._runners:  # each runner ends at its next take from the buffer
@@ -298,8 +302,16 @@ class WorkerPool:
     def _buffer(self, tasks: list[Task]) -> None:
         for task in tasks:
             self.held[task.id] = task
-            self._ready.put_nowait((-task.priority, next(self._order), task))
+            self._queued.add(task.id)
+            # Tasks the fetch started for idle runners are taken before reserved ones.
+            first = STARTED if task.status == Status.PROCESSING else 0
+            self._ready.put_nowait((first - task.priority, next(self._order), task))
             self._buffered[task.priority] += 1
+
+    def _idle(self) -> int:
+        """Runners that would take a task this moment: those waiting on the buffer, less
+        the tasks already in it for them."""
+        return max(0, self._idle_runners - self._ready.qsize())
 
     async def _set_room_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -318,7 +330,7 @@ class WorkerPool:
                 await self._room.wait()  # a finished task, or stop (see _set_room_on)
                 continue
             try:
-                tasks = await self.fetcher.fetch(room, self.held.values())
+                tasks = await self.fetcher.fetch(room, self.held.values(), self._idle)
                 failures = 0
             except RedisUnavailable as exc:
                 # The call may have been applied: what it reserved in this consumer's
@@ -339,10 +351,15 @@ class WorkerPool:
         me = asyncio.current_task()
         assert me is not None  # runners are asyncio tasks
         while True:
-            _, _, task = await self._ready.get()
+            self._idle_runners += 1
+            try:
+                _, _, task = await self._ready.get()
+            finally:
+                self._idle_runners -= 1
             if task is None:
                 return
             self._buffered[task.priority] -= 1
+            self._queued.discard(task.id)
             if self.held.get(task.id) is not task:
                 continue  # dropped while reserved: cancelled, or no longer this worker's
             self._taken.add(task.id)
@@ -398,10 +415,13 @@ class WorkerPool:
 
     async def _begin(self, task: Task) -> bool:
         """Start a reserved task (reserved -> processing); False when it must not run:
-        shutdown hands it back, and one cancelled or reclaimed meanwhile is dropped."""
+        shutdown hands it back, and one cancelled or reclaimed meanwhile is dropped. A
+        task the fetch started for an idle runner is running already."""
         if self._shutting_down:
             await self.writer.finish(task, Outcome(Kind.RELEASE), 0.0)
             return False
+        if task.status == Status.PROCESSING:
+            return True
         if await self.writer.begin(task) is None:
             self._free(task)
             return False
@@ -434,18 +454,23 @@ class WorkerPool:
         drop a reserved task still in the buffer (cancel.lua has already cancelled it)."""
         if self.attempts.request_cancel(task_id):
             return
-        if task_id in self._taken:
-            self._early_cancels.add(task_id)  # being started: it must not run
-            return
         task = self.held.get(task_id)
-        if task is not None and task.status == Status.RESERVED:
+        queued = task_id in self._queued
+        if task_id in self._taken or (
+            queued and task is not None and task.status == Status.PROCESSING
+        ):
+            # Being started, or started by the fetch and still in the buffer: its runner
+            # writes the cancel instead of running it.
+            self._early_cancels.add(task_id)
+            return
+        if queued and task is not None and task.status == Status.RESERVED:
             self._free(task)
 
     def _lost(self, task_id: str) -> None:
         """The renewal found a held task no longer this worker's: a reserved one leaves
         the buffer; a running one finishes and its late outcome is refused (fencing)."""
         task = self.held.get(task_id)
-        if task is not None and task.status == Status.RESERVED and task_id not in self._taken:
+        if task is not None and task_id in self._queued:  # still in the buffer
             log.warning("reserved_task_lost", task_id=task_id, attempt=task.attempt)
             self._free(task)
 

@@ -1,7 +1,8 @@
 --[[
   Reserve up to COUNT ready tasks for one consumer, most urgent priority first, FIFO within
   a level; handed-back tasks (the front zset) go before their level's stream. Reserved
-  means held by this consumer, not started: the runner starts it with begin.lua. Also
+  means held by this consumer, not started: the runner starts it with begin.lua. The
+  first ARGV[8] of them go to idle runners and start here instead. Also
   takes entries a blocking XREADGROUP already delivered to this consumer, up to COUNT in
   all; the ones beyond it are handed back to the front of their level, not reserved.
   Honours the queue's pause flag (entries a blocking read delivered after the pause go back
@@ -20,11 +21,16 @@
   ARGV[7]  task types this consumer runs, as a JSON list; '' when it runs any. A task of
            another type is handed back to the front (not reserved, no attempt used), where
            a worker that runs it takes it first.
-  ARGV[8..]  pre-delivered entries as triples: stream position (1 = KEYS[7]), entry id,
+  ARGV[8]  how many of the tasks taken to start at once (reserved -> processing in this
+           same step): the consumer has that many idle runners, so those tasks skip the
+           reserved state and begin.lua's round trip; the rest are reserved
+  ARGV[9..]  pre-delivered entries as triples: stream position (1 = KEYS[7]), entry id,
              task id
 
-  Reply: {1 if the queue is paused else 0, {one flat HGETALL array per reserved task}}.
-  Events: reserved per reserved task; rate_limited per task deferred by a rate limit.
+  Reply: {1 if the queue is paused else 0, {one flat HGETALL array per task taken}}; a
+         task started at once has status 'processing' and its started_at.
+  Events: started per task started at once, reserved per task reserved; rate_limited per
+          task deferred by a rate limit.
 
   The depth hash counts undelivered stream entries per priority (not the front zset), so
   empty levels cost nothing; every entry this script takes out of a stream (read here or
@@ -45,7 +51,9 @@ local now = now_ms()
 local now_text = int(now)
 local started = {}
 local deferred = 0
-local first_delivered = 8
+local start_now = tonumber(ARGV[8])
+local begun = 0
+local first_delivered = 9
 local runs = nil
 if ARGV[7] ~= '' then
   runs = {}
@@ -142,11 +150,19 @@ local function reserve(stream, sid, id)
   -- dict lets win over their old values (a reserved rate-limit flag read above is moot).
   -- The attempt number is the fence of this holding from here on.
   local attempt = tostring(tonumber(task.attempt or '0') + 1)
-  local changes = {'status', 'reserved', 'updated_at', now_text, 'worker', consumer,
-    'progress', '0', 'progress_message', '', 'attempt', attempt}
+  local changes
+  if begun < start_now then
+    begun = begun + 1
+    changes = {'status', 'processing', 'started_at', now_text, 'updated_at', now_text,
+      'worker', consumer, 'progress', '0', 'progress_message', '', 'attempt', attempt}
+  else
+    changes = {'status', 'reserved', 'updated_at', now_text, 'worker', consumer,
+      'progress', '0', 'progress_message', '', 'attempt', attempt}
+  end
   redis.call('HSET', key, unpack(changes))
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'reserved', 'ts', now_text,
-    'id', id, unpack(changes))
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind',
+    changes[2] == 'processing' and 'started' or 'reserved', 'ts', now_text, 'id', id,
+    unpack(changes))
   for i = 1, #changes do flat[#flat + 1] = changes[i] end
   started[#started + 1] = flat
   return true
@@ -255,7 +271,8 @@ for priority = 1, 10 do
 end
 if #started > 0 then
   redis.call('HINCRBY', stats, 'pending', -#started)
-  redis.call('HINCRBY', stats, 'reserved', #started)
+  if #started > begun then redis.call('HINCRBY', stats, 'reserved', #started - begun) end
+  if begun > 0 then redis.call('HINCRBY', stats, 'processing', begun) end
 end
 if deferred > 0 then
   redis.call('HINCRBY', stats, 'pending', -deferred)

@@ -68,15 +68,19 @@ for priority = 1, 10 do
           -- to the front.
           redis.call('HINCRBY', depth, priority, -1)
           hand_back(stream, group, front, sid, id, priority, now)
-        elseif task.status == 'reserved' and task.worker == consumer then
+        elseif (task.status == 'reserved' or task.status == 'processing')
+            and task.worker == consumer then
+          -- The consumer holds every task from its fetch until its outcome is written,
+          -- so one in its name that it does not hold never reached a runner: a fetch
+          -- whose reply was lost reserved it, or started it for an idle runner.
+          local was = task.status
           hand_back(stream, group, front, sid, id, priority, now)
-          clear(key, task, 'worker')
+          clear(key, task, 'worker', 'started_at')
           update(key, task, 'status', 'pending', 'updated_at', int(now))
-          move(stats, 'reserved', 'pending')
+          move(stats, was, 'pending')
           emit_task(events, maxlen, 'released', task, now)
           orphans[#orphans + 1] = id
         end
-        -- processing: left to the lease (a runner may still write its end).
       end
     end
   end

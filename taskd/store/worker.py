@@ -42,9 +42,14 @@ class WorkerOps(StoreBase):
         limits: str = "",
         delivered: Sequence[tuple[int, str, str]] = (),
         types: str = "",
+        start: int = 0,
     ) -> Fetched:
         """Reserve the ``delivered`` entries, then ready tasks, up to ``count`` in all,
         without blocking; delivered entries beyond ``count`` go back to the front.
+
+        The first ``start`` of them are started at once (status processing): the caller
+        has that many idle runners, and a task going straight to one needs no
+        :meth:`begin_many` round trip between its delivery and its handler.
 
         Reserved tasks are held by ``consumer`` but not started: :meth:`begin_many`
         starts them. ``limits`` is the queue's rate limits as fetch.lua's JSON;
@@ -73,6 +78,7 @@ class WorkerOps(StoreBase):
             k.task_prefix,
             limits,
             types,
+            start,
         ]
         for triple in delivered:
             args += triple

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from taskd import keys
 from taskd.engine.known import BUILTIN_TYPES, KnownTypes, types_by_queue
 from taskd.engine.registry import Registry
 from taskd.errors import ValidationError
 from taskd.store import Store
 from tests.conftest import eventually
+from tests.pooltools import registry_of, running_pool
 
 
 def heartbeat(queue: str, *types: str) -> dict[str, object]:
@@ -85,3 +87,17 @@ async def test_type_of_a_dead_worker_is_refused(store: Store, queue: str) -> Non
 
 async def _accepted(known: KnownTypes, task_type: str, queue: str) -> bool:
     return not await refused(known, task_type, queue)
+
+
+async def test_a_started_pool_is_already_visible_to_other_nodes(store: Store, queue: str) -> None:
+    """Once a pool reports started, another node's check accepts the types only it runs:
+    the first heartbeat is written before, so a submit right after a worker's start is
+    never refused as an unknown type."""
+
+    async def only_here(ctx: object, payload: object) -> None:
+        return None
+
+    elsewhere = KnownTypes(store)  # a node without the handler
+    async with running_pool(store, registry_of(only_here=only_here), queue) as pool:
+        assert await store.redis.get(keys.worker_info(pool.consumer)) is not None
+        await elsewhere.check("only_here", queue)

@@ -50,6 +50,9 @@ class Lease:
         self._info = info
         self._queues = list(queues)
         self.closing = False
+        #: Set once the first heartbeat was written (or tried): from then on other nodes
+        #: see this worker's task types (taskd.engine.known) and accept submits of them.
+        self.announced = asyncio.Event()
         self._static = {
             "consumer": consumer,
             "host": socket.gethostname(),
@@ -70,6 +73,7 @@ class Lease:
                 )
             except RedisUnavailable as exc:
                 log.warning("lease_renewal_failed", error=str(exc))
+            self.announced.set()
             await asyncio.sleep(interval)
 
     async def renew_once(self) -> Renewal:

@@ -183,6 +183,9 @@ class WorkerPool:
                 for _ in range(self.config.concurrency):
                     self._add_runner()
                 fetcher = group.create_task(self._fetch_loop(stop))
+                # Started means visible: a submit from another node right after this may
+                # name a type only this worker runs.
+                await self.lease.announced.wait()
                 self.started.set()
                 await fetcher
                 await self._shutdown()

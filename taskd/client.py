@@ -18,7 +18,15 @@ from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
 from taskd.flowclient import WorkflowClient
 from taskd.intake import checked_spec
-from taskd.model import DEFAULT_PRIORITY, FINISHED, SUBMIT_FIELDS, Status, Task, TaskSpec
+from taskd.model import (
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    FINISHED,
+    SUBMIT_FIELDS,
+    Status,
+    Task,
+    TaskSpec,
+)
 from taskd.paging import Cursor
 from taskd.store import Store
 
@@ -148,7 +156,7 @@ class Client(WorkflowClient):
         *,
         name: str | None = None,
         priority: int = DEFAULT_PRIORITY,
-        queue: str = "default",
+        queue: str = DEFAULT_QUEUE,
         delay_s: float | None = None,
         run_at: datetime | str | None = None,
         max_retries: int | None = None,

@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 from taskd.client import Client, Page, resolve_redis_url
 from taskd.engine.registry import Registry
 from taskd.flowclient import WorkflowLike
-from taskd.model import Task
+from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, Task
 from taskd.store.sync_enqueue import SyncEnqueuer, direct_url
 
 T = TypeVar("T")
@@ -112,8 +112,8 @@ class SyncClient:
         payload: Mapping[str, Any] | None = None,
         *,
         name: str | None = None,
-        priority: int = 5,
-        queue: str = "default",
+        priority: int = DEFAULT_PRIORITY,
+        queue: str = DEFAULT_QUEUE,
         delay_s: float | None = None,
         run_at: datetime | str | None = None,
         max_retries: int | None = None,

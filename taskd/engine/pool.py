@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
 import os
 import socket
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import structlog
 
 from taskd.config import Settings
 from taskd.engine.attempt import Attempts, AttemptSettings, Run, elapsed
+from taskd.engine.buffer import PrefetchBuffer
 from taskd.engine.fetcher import Fetcher
 from taskd.engine.lease import Lease
 from taskd.engine.outcome import Kind, Outcome, OutcomeWriter
@@ -40,8 +39,6 @@ from taskd.model import Status, Task
 from taskd.store import Store
 
 log = structlog.get_logger(__name__)
-LAST = 1 << 30  # sorts after every priority: the runners' stop signals
-STARTED = -100  # sorts before every priority: tasks the fetch started for idle runners
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +89,13 @@ class WorkerPool:
             single_node=not store.cluster,
             task_types=[t.name for t in registry],
         )
-        # Reserved tasks wait most-urgent first, so a priority-10 task fetched behind
-        # reserved low ones overtakes them (FIFO within a level by fetch order).
-        self._ready: asyncio.PriorityQueue[tuple[int, int, Task | None]] = asyncio.PriorityQueue()
-        self._order = itertools.count()
+        self.buffer = PrefetchBuffer()
         self._runners: set[asyncio.Task[None]] = set()
         self._taken: set[str] = set()  # ids a runner took from the buffer, not yet running
-        self._idle_runners = 0  # runners waiting on the buffer
-        self._queued: set[str] = set()  # ids in the buffer, not yet taken by a runner
         self._early_cancels: set[str] = set()  # cancel requests for those
         self._room = asyncio.Event()
         self._room.set()
         self._buffer_changed = asyncio.Event()
-        self._buffered: Counter[int] = Counter()  # priority -> reserved tasks waiting
         self._shutting_down = False
         self._loop: asyncio.AbstractEventLoop  # set by run(): the pool may be built off-loop
         self.writer = OutcomeWriter(
@@ -234,15 +225,10 @@ class WorkerPool:
     async def _shutdown(self) -> None:
         """Hand back what never started, give running tasks the grace period, then release."""
         self._shutting_down = True
-        while not self._ready.empty():
-            _, _, waiting = self._ready.get_nowait()
-            if waiting is not None:
-                self._buffered[waiting.priority] -= 1
-                self._queued.discard(waiting.id)
-                if self.held.get(waiting.id) is waiting:
-                    await self.writer.finish(waiting, Outcome(Kind.RELEASE), 0.0)
-        for _ in self._runners:  # each runner ends at its next take from the buffer
-            self._ready.put_nowait((LAST, next(self._order), None))
+        for waiting in self.buffer.take_all():
+            if self.held.get(waiting.id) is waiting:
+                await self.writer.finish(waiting, Outcome(Kind.RELEASE), 0.0)
+        self.buffer.stop_runners(len(self._runners))
         if self.attempts.running:
             grace_s = self.config.shutdown_grace_s
             log.info("shutdown_waiting", running=len(self.attempts.running), grace_s=grace_s)
@@ -280,7 +266,7 @@ class WorkerPool:
             return
         while not stop.is_set():
             self._buffer_changed.clear()
-            above = self._least_urgent_buffered()
+            above = self.buffer.least_urgent()
             overflow = len(self.held) - self.writer.finishing - self.capacity
             if above is None or above >= 10 or overflow < 0 or overflow >= self.config.prefetch:
                 await self._buffer_changed.wait()
@@ -298,23 +284,10 @@ class WorkerPool:
             if stop.is_set():
                 return  # the shutdown hands the buffer back
 
-    def _least_urgent_buffered(self) -> int | None:
-        """The lowest priority among reserved tasks not yet taken (None if none)."""
-        return min((p for p, n in self._buffered.items() if n > 0), default=None)
-
     def _buffer(self, tasks: list[Task]) -> None:
         for task in tasks:
             self.held[task.id] = task
-            self._queued.add(task.id)
-            # Tasks the fetch started for idle runners are taken before reserved ones.
-            first = STARTED if task.status == Status.PROCESSING else 0
-            self._ready.put_nowait((first - task.priority, next(self._order), task))
-            self._buffered[task.priority] += 1
-
-    def _idle(self) -> int:
-        """Runners that would take a task this moment: those waiting on the buffer, less
-        the tasks already in it for them."""
-        return max(0, self._idle_runners - self._ready.qsize())
+        self.buffer.put(tasks)
 
     async def _set_room_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -333,7 +306,7 @@ class WorkerPool:
                 await self._room.wait()  # a finished task, or stop (see _set_room_on)
                 continue
             try:
-                tasks = await self.fetcher.fetch(room, self.held.values(), self._idle)
+                tasks = await self.fetcher.fetch(room, self.held.values(), self.buffer.idle_runners)
                 failures = 0
             except RedisUnavailable as exc:
                 # The call may have been applied: what it reserved in this consumer's
@@ -354,15 +327,9 @@ class WorkerPool:
         me = asyncio.current_task()
         assert me is not None  # runners are asyncio tasks
         while True:
-            self._idle_runners += 1
-            try:
-                _, _, task = await self._ready.get()
-            finally:
-                self._idle_runners -= 1
+            task = await self.buffer.take()
             if task is None:
                 return
-            self._buffered[task.priority] -= 1
-            self._queued.discard(task.id)
             if self.held.get(task.id) is not task:
                 continue  # dropped while reserved: cancelled, or no longer this worker's
             self._taken.add(task.id)
@@ -458,7 +425,7 @@ class WorkerPool:
         if self.attempts.request_cancel(task_id):
             return
         task = self.held.get(task_id)
-        queued = task_id in self._queued
+        queued = task_id in self.buffer
         if task_id in self._taken or (
             queued and task is not None and task.status == Status.PROCESSING
         ):
@@ -473,7 +440,7 @@ class WorkerPool:
         """The renewal found a held task no longer this worker's: a reserved one leaves
         the buffer; a running one finishes and its late outcome is refused (fencing)."""
         task = self.held.get(task_id)
-        if task is not None and task_id in self._queued:  # still in the buffer
+        if task is not None and task_id in self.buffer:
             log.warning("reserved_task_lost", task_id=task_id, attempt=task.attempt)
             self._free(task)
 

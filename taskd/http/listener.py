@@ -13,7 +13,7 @@ aiohttp's keep-alive timeout. Public deployments still belong behind a reverse p
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from aiohttp import web
 
@@ -61,7 +61,8 @@ class GuardedProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admit the connection, or answer 503 and close it."""
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's does not subclass asyncio.Transport, so no isinstance).
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         if self.gate.open >= self.gate.max_connections:
             self.gate.refused += 1

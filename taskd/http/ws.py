@@ -169,20 +169,12 @@ class Hub:
 
     def queued(self) -> int:
         """Bytes written to clients' transports that the peers have not taken yet."""
-        total = 0
-        for transport in self._transports.values():
-            if isinstance(transport, asyncio.WriteTransport):
-                total += transport.get_write_buffer_size()
-        return total
+        return sum(_unsent(transport) for transport in self._transports.values())
 
     async def send(self, ws: web.WebSocketResponse, text: str) -> None:
         """Send, unless this client is behind while all clients' queues are over budget."""
         transport = self._transports.get(ws)
-        if (
-            isinstance(transport, asyncio.WriteTransport)
-            and transport.get_write_buffer_size() > 0
-            and self.queued() + len(text) > self.max_queued
-        ):
+        if _unsent(transport) > 0 and self.queued() + len(text) > self.max_queued:
             raise TooSlow
         await ws.send_str(text)
 
@@ -410,3 +402,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         hub.release()
     return ws
+
+
+def _unsent(transport: object) -> int:
+    """Bytes a transport holds for its peer. Duck-typed: uvloop's transports have the
+    method without subclassing asyncio.WriteTransport."""
+    size = getattr(transport, "get_write_buffer_size", None)
+    return int(size()) if callable(size) else 0

@@ -52,6 +52,15 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """One headless chromium for a module of browser tests (tests.dashboard_support)."""
+    from tests.dashboard_support import launch  # noqa: PLC0415 - only browser tests load playwright
+
+    async for b in launch():
+        yield b
+
+
 @pytest.fixture
 def queue() -> str:
     """A queue name no other test uses."""

@@ -20,7 +20,6 @@ from tests.dashboard_support import (
     Watched,
     expect,
     fresh_db,
-    launch,
     open_page,
     start_daemon,
 )
@@ -31,13 +30,6 @@ if TYPE_CHECKING:
 
 pytestmark = MARKS
 DB = 9
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless chromium for the module."""
-    async for b in launch():
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from tests.dashboard_support import (
     Watched,
     expect,
     fresh_db,
-    launch,
     open_page,
     start_daemon,
 )
@@ -63,13 +62,6 @@ requestAnimationFrame(tick);
 window.__resetPerf = () => { Object.assign(__perf, {longTask: 0, longTasks: 0, longFrame: 0,
   frameGap: 0}); last = performance.now(); };
 """
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless chromium for the module."""
-    async for b in launch():
-        yield b
 
 
 @pytest.fixture(scope="module")

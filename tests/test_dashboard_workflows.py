@@ -14,7 +14,6 @@ from tests.dashboard_support import (
     Watched,
     expect,
     fresh_db,
-    launch,
     open_page,
     start_daemon,
 )
@@ -25,13 +24,6 @@ if TYPE_CHECKING:
 
 pytestmark = MARKS
 DB = 11
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless chromium for the module."""
-    async for b in launch():
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from taskd.http.dashboard import SECURITY_HEADERS
 from taskd.store import Store
-from tests.dashboard_support import MARKS, expect, launch, open_page, start_daemon
+from tests.dashboard_support import MARKS, expect, open_page, start_daemon
 from tests.procs import DaemonProcess
 from tests.test_http_support import serve_app
 
@@ -37,13 +37,6 @@ async def test_docs_pages_carry_the_dashboards_security_headers(store: Store) ->
             part for part in html.split('"') if part.startswith(("http", "//"))
         )
         assert (await client.get("/docs/../app.js")).status == 404
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless chromium for the module."""
-    async for b in launch():
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +42,13 @@ class Serve:
 
 
 @asynccontextmanager
-async def serve(url: str, workers: int, work_dir: Path) -> AsyncIterator[Serve]:
+async def serve(
+    url: str, workers: int, work_dir: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Serve]:
     """``taskd serve --redis-url URL --workers W`` with the bench handlers, ready to use.
 
     The per-client write rate limit is turned off: the benchmark is one client on purpose.
+    ``env`` adds settings (``TASKD_...``) for one workload.
     """
     port = free_port()
     data_dir = work_dir / f"serve-{port}"
@@ -70,7 +73,8 @@ async def serve(url: str, workers: int, work_dir: Path) -> AsyncIterator[Serve]:
         "--log-format",
         "json",
     ]
-    child = Child(argv, data_dir / "serve.log", child_env(TASKD_RATE_LIMIT_PER_S="0"))
+    extra = {"TASKD_RATE_LIMIT_PER_S": "0", **(env or {})}
+    child = Child(argv, data_dir / "serve.log", child_env(**extra))
     base = f"http://127.0.0.1:{port}"
     try:
         await _wait_ready(child, base)

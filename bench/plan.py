@@ -25,6 +25,7 @@ class Plan:
     ws_per_s: int
     ws_duration_s: float
     chord_tasks: int  # members of the chord, and as many plain tasks to compare with
+    responsive_records: int  # per data_processing task while the loop's lag is measured
     rest_connections: int = 8
     io_workers: int = 100
     io_sleep_s: float = 0.01
@@ -48,6 +49,7 @@ class Plan:
             ws_per_s=min(2000, max(200, tasks // 10)),
             ws_duration_s=4.0 if full else 1.5,
             chord_tasks=min(10_000, max(100, tasks // 2)),
+            responsive_records=1_000_000 if full else min(100_000, tasks * 50),
         )
 
     def peer_plan(self) -> dict[str, Any]:

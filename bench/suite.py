@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import daemon, engine, percall, ws
+from bench import daemon, engine, percall, responsive, ws
 from bench.daemon import Skipped
 from bench.peers import MODULES
 from bench.plan import Plan
@@ -180,6 +180,30 @@ async def _daemon_suite(url: str, plan: Plan, work_dir: Path, steps: Steps) -> d
         out |= {f"ws_{k}": fanout.get(k) for k in ("lag_p50_ms", "lag_p99_ms", "cpu_share")}
     await flush(url)
     return out
+
+
+async def loop_responsiveness(url: str, plan: Plan, work_dir: Path, steps: Steps) -> dict[str, Any]:
+    """Issue 16's stalled-loop case against its own ``taskd serve``: eight big
+    data_processing tasks, the API polled and an email timed meanwhile."""
+    await flush(url)
+    records = plan.responsive_records
+    found = await steps.run("responsive", lambda: responsive.responsive(url, work_dir, records))
+    await flush(url)
+    out: dict[str, Any] = {"responsive_records": records, "responsive": found}
+    return out | {f"responsive_{k}": found and found.get(k) for k in RESPONSIVE_KEYS}
+
+
+# The responsiveness figures kept at the top level (for the targets and the detail table).
+RESPONSIVE_KEYS = (
+    "loop_lag_p99_ms_bound",
+    "loop_lag_samples",
+    "stats_p50_ms",
+    "stats_p99_ms",
+    "stats_max_ms",
+    "email_s",
+    "crunch_s",
+    "blocked_warnings",
+)
 
 
 async def peer(name: str, python: str, url: str, plan: Plan, steps: Steps) -> dict[str, Any]:

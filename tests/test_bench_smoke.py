@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import engine
+from bench import engine, responsive
 from bench.server import redis_target
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,8 @@ HEADLINE = (
 
 @pytest.mark.slow
 def test_bench_json_reports_every_headline_number() -> None:
-    """`python -m bench --tasks 200 --only taskd --json` prints positive headline numbers."""
+    """`python -m bench --tasks 200 --only taskd --json` prints positive headline numbers
+    and the loop-responsiveness figures."""
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--tasks", "200", "--only", "taskd", "--json"],
         cwd=REPO,
@@ -48,6 +49,24 @@ def test_bench_json_reports_every_headline_number() -> None:
         assert isinstance(value, int | float), f"{key} = {value!r}"
         assert value > 0, f"{key} = {value!r}"
     assert result["peers"] == {}
+    assert result["responsive_records"] == 10_000
+    assert result["responsive_email_s"] > 0
+    assert result["responsive_loop_lag_samples"] > 0
+
+
+def test_loop_lag_p99_is_the_smallest_bound_holding_99_percent() -> None:
+    """The bench reads the daemon's lag p99 from the histogram's bucket deltas over the
+    run: samples taken before it do not count, and the answer is a bucket bound."""
+    inf = float("inf")
+    before = {0.01: 50.0, 0.05: 50.0, 0.1: 50.0, inf: 50.0}
+    after = {0.01: 150.0, 0.05: 248.0, 0.1: 249.0, inf: 250.0}  # 200 new: 198 <= 50 ms
+    assert responsive.lag_p99(before, after) == {
+        "loop_lag_p99_ms_bound": 50.0,
+        "loop_lag_samples": 200,
+        "loop_lag_over_50ms": 2,
+    }
+    after[0.05] = 247.0  # 197 of 200 is under 99 %
+    assert responsive.lag_p99(before, after)["loop_lag_p99_ms_bound"] == 100.0
 
 
 async def test_chord_workload_reports_overhead_over_plain_tasks(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.daemon import Serve, serve
+from bench.procs import cpu_seconds
 from bench.stats import percentile
 from taskd.client import Client
 from taskd.model import Task
@@ -71,12 +72,13 @@ async def responsive(url: str, work_dir: Path, records: int) -> dict[str, Any]:
         blocked_before = blocked_warnings(served)
         poller = StatsPoller(http, served.base)
         polling = asyncio.create_task(poller.run())
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(served.pid)
         ids = [await _submit(client, "data_processing", {"records": records}) for _ in range(8)]
         await _until_all_report_progress(client, ids)
         email_s, still_crunching = await _email(client, ids)
         done = await asyncio.gather(*(client.wait(i, TASK_TIMEOUT_S) for i in ids))
         crunch_s = time.perf_counter() - started
+        cpu = cpu_seconds(served.pid) - cpu
         poller.stop.set()
         await polling
         lag = lag_p99(before, await lag_buckets(http, served.base))
@@ -86,6 +88,7 @@ async def responsive(url: str, work_dir: Path, records: int) -> dict[str, Any]:
         "records": records,
         "tasks": CRUNCHERS,
         "crunch_s": round(crunch_s, 2),
+        "daemon_cpu_share": round(cpu / crunch_s, 2),  # 1.0 = one core busy throughout
         "email_s": round(email_s, 3),
         "email_while_crunching": still_crunching,
         **lag,

@@ -26,7 +26,8 @@ async def _noop(ctx: Any, payload: dict[str, Any]) -> None:
     """Never runs: no pool consumes these workloads."""
 
 
-def _sync_client(url: str) -> SyncClient:
+def sync_bench_client(url: str) -> SyncClient:
+    """A blocking client that knows the benchmark's task types."""
     return SyncClient(url, registry=Registry(TaskType(name, _noop) for name in SUBMITTED))
 
 
@@ -36,7 +37,7 @@ async def enqueue_sync(url: str, n: int) -> dict[str, float]:
     await flush(url)
 
     def run() -> dict[str, float]:
-        with _sync_client(url) as client:
+        with sync_bench_client(url) as client:
             client.submit("bench.noop")  # connections and scripts are not measured
             started = time.perf_counter()
             for _ in range(n):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from taskd.engine.fetcher import Fetcher
 from taskd.model import Status, make_spec
@@ -47,3 +48,36 @@ async def test_a_wake_up_over_several_levels_takes_only_the_room(store: Store, q
     assert stats["pending"] == 7
     rest = await fetcher.fetch(10, [])
     assert sorted(t.priority for t in rest) == list(range(1, 8))
+
+
+async def test_after_a_short_wake_up_the_next_fetch_blocks_without_looking(
+    store: Store, queue: str
+) -> None:
+    """A wake-up whose reserve call took less than the room saw the queue drained (the
+    call reads past what was delivered), so the next fetch goes straight to the blocking
+    read: one fetch script per wake-up of an idle pool, not a second, empty one."""
+    calls: list[str] = []
+    blocked = asyncio.Event()
+    reserve, wait = store.reserve_ready, store.wait_ready
+
+    async def reserve_counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append("reserve")
+        return await reserve(*args, **kwargs)
+
+    async def wait_noted(*args: Any, **kwargs: Any) -> Any:
+        calls.append("wait")
+        blocked.set()
+        return await wait(*args, **kwargs)
+
+    store.reserve_ready = reserve_counted  # type: ignore[method-assign]
+    store.wait_ready = wait_noted  # type: ignore[method-assign]
+    fetcher = Fetcher(store, f"test:{queue}:fetcher", [queue], block_ms=10_000)
+    for _ in range(2):
+        calls.clear()
+        blocked.clear()
+        waiting = asyncio.create_task(fetcher.fetch(8, []))
+        await asyncio.wait_for(blocked.wait(), 10)
+        (task, _), *_ = await store.submit([make_spec("t", queue=queue)])
+        (woken,) = await asyncio.wait_for(waiting, 10)
+        assert woken.id == task.id
+    assert calls == ["wait", "reserve"]  # the second fetch blocked at once, then reserved

@@ -139,13 +139,14 @@ class Fetcher:
             delivered = await self.store.wait_ready(waitable[:1], self.consumer, 100)
         else:
             delivered = await self.store.wait_ready(waitable, self.consumer, self.block_ms)
-        # After a wake-up more may have arrived than one read delivers; after a quiet
-        # wait, tasks handed back meanwhile (which wake no blocking read) wait in the
-        # front zset: either way the next pass looks before it blocks again.
+        # After a quiet wait, tasks handed back meanwhile (which wake no blocking read)
+        # wait in the front zset, and a queue the read delivered nothing from may hold
+        # some too: the next pass looks before it blocks again, unless the reserve below
+        # finds a queue drained.
         self._drained.clear()
         # The read delivers one entry per level, but a burst of submissions has usually
         # put more behind it: the same reserve call fills the room, and no more.
-        return await self._start_delivered(delivered, room, held_by_queue, idle)
+        return await self._start_delivered(delivered, room, held_by_queue, idle, note_drained=True)
 
     async def _start_delivered(
         self,
@@ -153,10 +154,18 @@ class Fetcher:
         room: int,
         held_by_queue: Counter[str],
         idle: Callable[[], int] = lambda: 0,
+        *,
+        note_drained: bool = False,
     ) -> list[Task]:
         """Reserve the entries a blocking read delivered, queue by queue, with more ready
         ones, up to ``room`` tasks in all (and each queue's cap); delivered entries beyond
-        that go back to the front of their level."""
+        that go back to the front of their level.
+
+        With ``note_drained``, a queue whose reserve took less than asked is noted as
+        drained, as a look does (the call reads the front and the streams past what was
+        delivered): the next fetch of an idle pool blocks at once instead of spending a
+        round trip on an empty look.
+        """
         started: list[Task] = []
         caps = dict(self.queues)
         for name, entries in delivered.items():
@@ -171,6 +180,8 @@ class Fetcher:
                 start=_starting(idle, started),
             )
             started += fetched.tasks
+            if note_drained and not fetched.paused and len(fetched.tasks) < take:
+                self._drained.add(name)
         return started
 
     async def fetch_urgent(self, above: int, held: Iterable[Task], room: int) -> list[Task] | None:

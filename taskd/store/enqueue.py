@@ -55,8 +55,11 @@ def enqueue_call(
     occurrence: tuple[str, int, int] | None = None,
 ) -> Call:
     """The enqueue script call for ``specs[i]`` for i in ``indexes`` (all of one queue);
-    ``occurrence`` = (marker key, occurrence ms, next occurrence ms) of a periodic one."""
+    ``occurrence`` = (marker key, occurrence ms, next occurrence ms) of a periodic one.
+    One plain task (the per-call submit) goes to submit.lua, which writes the same."""
     k = store.keys(specs[indexes[0]].queue)
+    if len(indexes) == 1 and occurrence is None and _plain(specs[indexes[0]]):
+        return _submit_call(store, k, specs[indexes[0]])
     marker, at, next_at = occurrence or (k.seq, "", "")
     script_keys = [k.stats, k.index, k.events, k.delayed, k.seq, k.depth, *k.streams.values()]
     script_keys.append(marker)
@@ -68,6 +71,19 @@ def enqueue_call(
         args += enqueue_args(s)
     script_keys += [k.history, k.history_index]
     return "enqueue", script_keys, args
+
+
+def _plain(spec: TaskSpec) -> bool:
+    """Whether a task is ready at once and has no unique key (what submit.lua creates)."""
+    return not spec.unique_key and spec.delay_ms is None and spec.run_at_ms is None
+
+
+def _submit_call(store: KeySource, k: Keys, s: TaskSpec) -> Call:
+    script_keys = [k.stats, k.index, k.events, k.seq, k.depth, k.streams[s.priority]]
+    script_keys += [k.task(s.id), k.history, k.history_index]
+    args = [store.events_maxlen, s.id, s.name, s.task_type, s.queue, s.priority]
+    args += [s.payload_json, s.max_retries, s.timeout_s]
+    return "submit", script_keys, args
 
 
 def enqueue_results(

@@ -17,6 +17,7 @@ from importlib import resources
 
 SCRIPT_NAMES = (
     "enqueue",
+    "submit",
     "fetch",
     "begin",
     "renew",

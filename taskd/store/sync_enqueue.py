@@ -45,8 +45,11 @@ class SyncEnqueuer:
             retry=Retry(NoBackoff(), 0),
             **COMMON_OPTIONS,
         )
-        self._source = load_script_source("enqueue")
-        self._sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
+        self._sources = {name: load_script_source(name) for name in ("enqueue", "submit")}
+        self._shas = {
+            name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+            for name, source in self._sources.items()
+        }
         self._keys: dict[str, Keys] = {}
 
     def keys(self, queue: str) -> Keys:
@@ -61,22 +64,23 @@ class SyncEnqueuer:
         chunks = plan(specs)
         results: list[Result | None] = [None] * len(specs)
         for chunk in chunks:
-            _, script_keys, args = enqueue_call(self, chunk, specs)
-            enqueue_results(self._evalsha(script_keys, args), chunk, specs, results)
+            name, script_keys, args = enqueue_call(self, chunk, specs)
+            enqueue_results(self._evalsha(name, script_keys, args), chunk, specs, results)
         return [r for r in results if r is not None]
 
-    def _evalsha(self, script_keys: list[str], args: list[Any]) -> Any:
+    def _evalsha(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
         """One EVALSHA on a pooled connection, packed by hiredis (redis-py's blocking
         client packs in Python and records metrics around every command: most of the
         cost of a call)."""
-        packed = hiredis.pack_command(("EVALSHA", self._sha, len(script_keys), *script_keys, *args))
+        sha = self._shas[name]
+        packed = hiredis.pack_command(("EVALSHA", sha, len(script_keys), *script_keys, *args))
         pool = self._redis.connection_pool
         try:
             conn = pool.get_connection()  # checks the socket: a closed one is reopened
             try:
                 return _exchange(conn, packed)
             except rexc.NoScriptError:  # Redis restarted or flushed: the call had no effect
-                self._redis.script_load(self._source)
+                self._redis.script_load(self._sources[name])
                 return _exchange(conn, packed)
             except BaseException:
                 conn.disconnect()  # an unread reply would answer the next call

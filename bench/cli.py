@@ -18,6 +18,7 @@ from bench import report, suite
 from bench.plan import FULL_TASKS, QUICK_TASKS, Plan
 from bench.procs import python_of
 from bench.server import redis_target
+from bench.targets import TARGETS_16, targets
 from taskd.log import configure_logging
 
 T = TypeVar("T")
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        rows = [*report.targets(result, report.TARGETS_16), *report.targets(result)]
+        rows = [*targets(result, TARGETS_16), *targets(result)]
         for name, measured, goal, ok in rows:
             print(f"{name:66} {measured:>12}  goal {goal:10} {'' if ok is None else ok}")
     return 1 if result["errors"] else 0

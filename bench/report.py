@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.targets import TARGETS_16, fmt_met, fmt_n, targets
+
 NOT_PEERS = {"taskd-serve", "taskd-sync"}  # taskd itself, through the peer harness
 
 
@@ -109,142 +111,6 @@ def _get(key: str, peer: dict[str, Any]) -> float | None:
     return value
 
 
-Check = Callable[[float, dict[str, Any]], bool]
-
-# (target, where the value is: a result key or "ratio:<name>", goal, test)
-TARGETS_16: tuple[tuple[str, str, str, Check], ...] = (
-    (
-        "per-call enqueue/s, Client.submit (harness) vs best peer",
-        "ratio:serve_enqueue",
-        ">= 1x",
-        lambda v, r: v >= 1,
-    ),
-    (
-        "per-call enqueue/s, SyncClient.submit (harness) vs best peer",
-        "ratio:sync_enqueue",
-        ">= 1x",
-        lambda v, r: v >= 1,
-    ),
-    (
-        "100 concurrent Client.submit callers, tasks/s",
-        "enqueue_concurrent_per_s",
-        ">= 20,000",
-        lambda v, r: v >= 20_000,
-    ),
-    (
-        "live e2e, one per-call enqueuer, taskd serve vs best peer",
-        "ratio:e2e_percall",
-        ">= 1.5x",
-        lambda v, r: v >= 1.5,
-    ),
-    (
-        "enqueue -> start p50, 5 ms apart, taskd serve vs best peer",
-        "ratio:serve_latency_p50",
-        "<= 1x",
-        lambda v, r: v <= 1,
-    ),
-    (
-        "enqueue -> start p99, 5 ms apart, taskd serve vs best peer",
-        "ratio:serve_latency_p99",
-        "<= 1x",
-        lambda v, r: v <= 1,
-    ),
-    # {records}: the run's size (1,000,000 at full size, 100,000 with --quick).
-    (
-        "loop lag p99 (ms, bucket bound), 8 x {records}-record data tasks",
-        "responsive_loop_lag_p99_ms_bound",
-        "<= 50",
-        lambda v, r: v <= 50,
-    ),
-    (
-        "GET stats/overview p99 (ms), 8 x {records}-record data tasks",
-        "responsive_stats_p99_ms",
-        "<= 100",
-        lambda v, r: v <= 100,
-    ),
-    (
-        "email submit -> completed (s), 8 x {records}-record data tasks",
-        "responsive_email_s",
-        "< 1",
-        lambda v, r: v < 1,
-    ),
-)
-
-TARGETS: tuple[tuple[str, str, str, Check], ...] = (
-    ("e2e no-op tasks/s vs best peer", "ratio:e2e", ">= 2x", lambda v, r: v >= 2),
-    ("10 ms tasks/s vs best peer", "ratio:io10", ">= 2x", lambda v, r: v >= 2),
-    (
-        "100 ms tasks, 200 workers: fraction of ideal",
-        "io_efficiency",
-        ">= 0.9",
-        lambda v, r: v >= 0.9,
-    ),
-    (
-        "batch enqueue tasks/s (submit_many)",
-        "enqueue_batch_per_s",
-        ">= 50,000",
-        lambda v, r: v >= 50_000,
-    ),
-    ("batch enqueue vs best peer enqueue", "ratio:enqueue_batch", ">= 3x", lambda v, r: v >= 3),
-    ("REST POST /api/tasks/ req/s (keep-alive)", "rest_per_s", ">= 3,000", lambda v, r: v >= 3000),
-    (
-        "REST POST /api/tasks/batch tasks/s",
-        "rest_batch_per_s",
-        ">= 50,000",
-        lambda v, r: v >= 50_000,
-    ),
-    ("submit -> start p50 vs best peer", "ratio:latency_p50", "<= 1x", lambda v, r: v <= 1),
-    ("submit -> start p99 vs best peer", "ratio:latency_p99", "<= 1x", lambda v, r: v <= 1),
-    (
-        "priority-10 wait p99 (ms)",
-        "priority_p99_ms",
-        "<= task + prefetch window",
-        lambda v, r: v <= r.get("priority_bound_ms", 0),
-    ),
-    ("daemon RSS under e2e load (MB)", "rss_mb", "<= 100", lambda v, r: v <= 100),
-    (
-        "Redis bytes per retained finished task",
-        "redis_bytes_per_task",
-        "<= 1,024",
-        lambda v, r: v <= 1024,
-    ),
-    (
-        "WebSocket lag p99 (ms), 500 clients, 2,000 tasks/s",
-        "ws_lag_p99_ms",
-        "<= 250",
-        lambda v, r: v <= 250,
-    ),
-)
-
-
-def targets(
-    result: dict[str, Any], table: tuple[tuple[str, str, str, Check], ...] = TARGETS
-) -> list[tuple[str, str, str, bool | None]]:
-    """(target, measured, goal, met) for each of an issue's targets."""
-    rows: list[tuple[str, str, str, bool | None]] = []
-    for name, source, goal, check in table:
-        if source.startswith("ratio:"):
-            found = result.get("ratios", {}).get(source.removeprefix("ratio:"))
-            value = found["ratio"] if found else None
-            shown = _x(value)
-        else:
-            value = result.get(source)
-            shown = _n(value)
-        label = name.replace("{records}", _n(result.get("responsive_records")))
-        rows.append((label, shown, goal, None if value is None else check(value, result)))
-    return rows
-
-
-def _x(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}x"
-
-
-def _n(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
-
-
 PEER_COLUMNS = (
     ("e2e tasks/s", "e2e_per_s"),
     ("enqueue/s (single)", "enqueue_per_s"),
@@ -277,7 +143,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
     ]
     missed = 0
     for name, measured, goal, ok in targets(result):
-        lines.append(f"| {name} | {measured} | {goal} | {_met(ok)} |")
+        lines.append(f"| {name} | {measured} | {goal} | {fmt_met(ok)} |")
         missed += ok is False
     if missed:
         lines += [
@@ -339,11 +205,11 @@ def percall_section(result: dict[str, Any]) -> list[str]:
         if "error" in p or "skipped" in p:
             continue
         label = f"**{name}**" if name in NOT_PEERS else name
-        cells = " | ".join(_n(p.get(k)) for _, k in PERCALL_COLUMNS)
+        cells = " | ".join(fmt_n(p.get(k)) for _, k in PERCALL_COLUMNS)
         lines.append(f"| {label} {p.get('version', '')} | {cells} |")
     lines += ["", "| target | measured | goal | met |", "| --- | --- | --- | --- |"]
     for name, measured, goal, ok in targets(result, TARGETS_16):
-        lines.append(f"| {name} | {measured} | {goal} | {_met(ok)} |")
+        lines.append(f"| {name} | {measured} | {goal} | {fmt_met(ok)} |")
     mine = (
         ("Client.submit one by one, in-process (tasks/s)", "enqueue_per_s"),
         ("SyncClient.submit one by one, in-process (tasks/s)", "enqueue_sync_per_s"),
@@ -355,7 +221,7 @@ def percall_section(result: dict[str, Any]) -> list[str]:
         ("REST POST /api/tasks/batch (tasks/s)", "rest_batch_per_s"),
     )
     lines += ["", "| taskd, per call | value |", "| --- | --- |"]
-    lines += [f"| {label} | {_n(result.get(key))} |" for label, key in mine]
+    lines += [f"| {label} | {fmt_n(result.get(key))} |" for label, key in mine]
     return [*lines, ""]
 
 
@@ -414,7 +280,9 @@ def _peer_table(result: dict[str, Any]) -> list[str]:
     rows = [head, "|" + " --- |" * (len(PEER_COLUMNS) + 1)]
     mine = {k: result.get(k) for _, k in PEER_COLUMNS} | {"io_per_s": result.get("io10_per_s")}
     rows.append(
-        "| **taskd (in-process pool)** | " + " | ".join(_n(mine[k]) for _, k in PEER_COLUMNS) + " |"
+        "| **taskd (in-process pool)** | "
+        + " | ".join(fmt_n(mine[k]) for _, k in PEER_COLUMNS)
+        + " |"
     )
     for name, p in result.get("peers", {}).items():
         if "error" in p or "skipped" in p:
@@ -422,18 +290,14 @@ def _peer_table(result: dict[str, Any]) -> list[str]:
             continue
         rows.append(
             f"| {name} {p.get('version', '')} | "
-            + " | ".join(_n(p.get(k)) for _, k in PEER_COLUMNS)
+            + " | ".join(fmt_n(p.get(k)) for _, k in PEER_COLUMNS)
             + " |"
         )
     return rows
 
 
 def _runs(values: list[float | None] | None) -> str:
-    return ", ".join(_n(v) for v in values or [])
-
-
-def _met(ok: bool | None) -> str:
-    return {True: "yes", False: "**no**", None: "-"}[ok]
+    return ", ".join(fmt_n(v) for v in values or [])
 
 
 def command_line() -> str:

@@ -29,6 +29,7 @@ import redis.exceptions as rexc
 
 from taskd.keys import Keys
 from taskd.model import Task, TaskSpec
+from taskd.store.held import exchange, hold
 from taskd.store.records import enqueue_args, new_task
 from taskd.store.translate import translate
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 LANES = 4  # connections held for submits: enough to overlap, few enough to batch well
 SHARED_MAX = 32  # submits per shared script: a burst is spread over the lanes (below)
-REPLY_TIMEOUT_S = 5.0  # as the client's socket timeout
 SUBMIT_CHUNK = 200  # tasks per enqueue script (a few ms of Redis time each)
 FIRST_CHUNK = 50  # a batch's first scripts are short: workers see its first tasks sooner
 
@@ -151,14 +151,8 @@ class Enqueuer:
         return result
 
     def _open(self) -> Any:
-        """One more held connection (counted as in use by the client's pool, so closing
-        the client closes it)."""
-        conn = self._store.redis.connection_pool.get_available_connection()
-        # One deadline per exchange (below) instead of redis-py's per write and read:
-        # its write timeout starts a task for every command, a fifth of a submit's CPU.
-        conn.socket_timeout = None
         self._opened += 1
-        return conn
+        return hold(self._store)
 
     async def _wait(self, spec: TaskSpec) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
@@ -214,11 +208,11 @@ class Enqueuer:
         """
         chunks = plan(specs)
         calls = [enqueue_call(self._store, chunk, specs) for chunk in chunks]
-        replies = await self._exchange(conn, calls)
+        replies = await exchange(self._store, conn, calls)
         redo = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError)]
         if redo:
             await self._store.load_scripts({calls[i][0] for i in redo})
-            again = await self._exchange(conn, [calls[i] for i in redo])
+            again = await exchange(self._store, conn, [calls[i] for i in redo])
             for i, reply in zip(redo, again, strict=True):
                 replies[i] = reply
         results: list[Result | None] = [None] * len(specs)
@@ -227,36 +221,3 @@ class Enqueuer:
                 raise translate(reply)
             enqueue_results(reply, chunk, specs, results)
         return [r for r in results if r is not None]
-
-    async def _exchange(self, conn: Any, calls: list[Call]) -> list[Any]:
-        """Send ``calls`` in one write and read one reply each (errors in place)."""
-        sha = self._store.script_sha
-        packed: list[bytes] = []
-        for name, script_keys, args in calls:
-            packed += conn.pack_command("EVALSHA", sha(name), len(script_keys), *script_keys, *args)
-        try:
-            async with asyncio.timeout(REPLY_TIMEOUT_S):
-                if conn.is_connected and await _stale(conn):
-                    await conn.disconnect()  # Redis closed it while it rested: nothing sent
-                await conn.send_packed_command(packed)
-                replies: list[Any] = []
-                for _ in calls:
-                    try:
-                        replies.append(await conn.read_response())
-                    except rexc.ResponseError as exc:
-                        replies.append(exc)
-        except BaseException as exc:
-            await conn.disconnect()  # an unread reply would answer the next call
-            if isinstance(exc, rexc.RedisError | OSError):
-                raise translate(exc) from exc
-            raise
-        return replies
-
-
-async def _stale(conn: Any) -> bool:
-    """Whether a resting connection has data or an EOF waiting (no round trip)."""
-    check = getattr(conn, "can_read", None) or conn.can_read_destructive  # (redis-py < 8)
-    try:
-        return bool(await check())
-    except rexc.ConnectionError:
-        return True

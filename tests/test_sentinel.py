@@ -69,3 +69,40 @@ async def test_failover_during_a_run(tmp_path: Path) -> None:
     finally:
         await store.close()
         await setup.stop()
+
+
+async def test_held_connections_follow_a_failover(tmp_path: Path) -> None:
+    """The connections a store holds out of its pool (single submits, an idle pool's
+    fetch and blocking read) reconnect to the promoted master after a failover, not to
+    the demoted one they last used."""
+    setup = SentinelSetup(tmp_path)
+    url = await setup.start()
+    store = await Store.connect(url)
+    try:
+        ((first, _),) = await store.submit([make_spec("work", queue="h")])
+        fetched = (await store.reserve_ready("h", "c1", 1, start=1)).tasks
+        assert [t.id for t in fetched] == [first.id]
+        await setup.failover()
+
+        async def submitted() -> str | None:
+            try:
+                ((task, _),) = await store.submit([make_spec("work", queue="h")])
+            except RedisUnavailable:
+                return None  # the outage is short; the caller retries
+            return task.id
+
+        second = await eventually(submitted, timeout_s=20)
+        fetched = await eventually(
+            lambda: _reserved(store, "h", "c1"), timeout_s=20, interval_s=0.1
+        )
+        assert [t.id for t in fetched] == [second]
+    finally:
+        await store.close()
+        await setup.stop()
+
+
+async def _reserved(store: Store, queue: str, consumer: str) -> list[Any]:
+    try:
+        return (await store.reserve_ready(queue, consumer, 1)).tasks
+    except RedisUnavailable:
+        return []

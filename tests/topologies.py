@@ -136,8 +136,15 @@ class SentinelSetup:
         client = aioredis.Redis(port=self.sentinel_port, decode_responses=True)
         try:
             before = await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
-            await client.execute_command("SENTINEL", "FAILOVER", "mymaster")
             deadline = time.monotonic() + 30
+            while True:  # right after start the sentinel may not know a good replica yet
+                try:
+                    await client.execute_command("SENTINEL", "FAILOVER", "mymaster")
+                    break
+                except aioredis.ResponseError as exc:
+                    if "NOGOODSLAVE" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
             while (
                 await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
                 == before

@@ -15,7 +15,7 @@ from taskd import keys
 from taskd.errors import TaskdError
 from taskd.keys import GROUP, Keys
 from taskd.store.connect import MIN_VERSIONS, _clients
-from taskd.store.held import HeldCalls
+from taskd.store.held import Held, HeldCalls
 from taskd.store.scripts import SCRIPT_NAMES, load_script_source
 from taskd.store.translate import translate, translated
 
@@ -49,6 +49,7 @@ class StoreBase:
         self._ensuring: dict[str, asyncio.Future[None]] = {}
         self._enqueuer: Enqueuer | None = None
         self._held: HeldCalls | None = None
+        self._held_reads = Held(blocking)  # blocking reads that wake idle pools
         # On a Cluster single submits use the cluster client's per-node pools, which refuse
         # a connection past their cap: a burst of concurrent callers waits here instead.
         self._cluster_submits = asyncio.Semaphore(CLUSTER_SUBMITS)

@@ -152,7 +152,7 @@ class Enqueuer:
 
     def _open(self) -> Any:
         self._opened += 1
-        return hold(self._store)
+        return hold(self._store.redis)
 
     async def _wait(self, spec: TaskSpec) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()

@@ -25,18 +25,34 @@ REPLY_TIMEOUT_S = 5.0  # as the client's socket timeout
 
 
 async def exchange(store: StoreBase, conn: Any, calls: list[Call]) -> list[Any]:
-    """Send ``calls`` in one write and read one reply each (errors in place)."""
+    """Send script ``calls`` in one write and read one reply each (errors in place)."""
     sha = store.script_sha
+    commands = [
+        ("EVALSHA", sha(name), len(script_keys), *script_keys, *args)
+        for name, script_keys, args in calls
+    ]
+    return await exchange_commands(conn, commands, REPLY_TIMEOUT_S)
+
+
+async def exchange_commands(
+    conn: Any, commands: list[tuple[Any, ...]], timeout_s: float
+) -> list[Any]:
+    """Send ``commands`` in one write and read one reply each (errors in place), all
+    within ``timeout_s``."""
     packed: list[bytes] = []
-    for name, script_keys, args in calls:
-        packed += conn.pack_command("EVALSHA", sha(name), len(script_keys), *script_keys, *args)
+    for command in commands:
+        packed += conn.pack_command(*command)
     try:
-        async with asyncio.timeout(REPLY_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             if conn.is_connected and await _stale(conn):
                 await conn.disconnect()  # Redis closed it while it rested: nothing sent
+            if not conn.is_connected:
+                # connect() asks Sentinel for the current master (a write would connect
+                # to the address last used, a demoted master after a failover).
+                await conn.connect()
             await conn.send_packed_command(packed)
             replies: list[Any] = []
-            for _ in calls:
+            for _ in commands:
                 try:
                     replies.append(await conn.read_response())
                 except rexc.ResponseError as exc:
@@ -58,34 +74,51 @@ async def _stale(conn: Any) -> bool:
         return True
 
 
-def hold(store: StoreBase) -> Any:
-    """A connection of the store's pool kept aside (counted as in use by the pool, so
-    closing the store closes it)."""
-    conn = store.redis.connection_pool.get_available_connection()
+def hold(client: Any) -> Any:
+    """A connection of ``client``'s pool kept aside (counted as in use by the pool, so
+    closing the client closes it)."""
+    conn = client.connection_pool.get_available_connection()
     # One deadline per exchange instead of redis-py's per write and read: its write
     # timeout starts a task for every command, a fifth of a submit's CPU.
     conn.socket_timeout = None
     return conn
 
 
-class HeldCalls:
-    """One script call at a time per held connection, up to ``limit`` of them; a call made
-    while all are busy goes through the client's pool as usual."""
+class Held:
+    """Up to ``limit`` connections of one client kept aside, each used by one caller at a
+    time; ``take`` gives None when all are busy (the caller uses the pool as usual)."""
 
-    def __init__(self, store: StoreBase, limit: int = 2) -> None:
-        self._store = store
+    def __init__(self, client: Any, limit: int = 2) -> None:
+        self._client = client
         self._limit = limit
         self._opened = 0
         self._idle: list[Any] = []
 
+    def take(self) -> Any | None:
+        """A connection for this caller alone, or None."""
+        if self._idle:
+            return self._idle.pop()
+        if self._opened < self._limit:
+            self._opened += 1
+            return hold(self._client)
+        return None
+
+    def give_back(self, conn: Any) -> None:
+        """Done with it (a connection dropped after an error reconnects on its next use)."""
+        self._idle.append(conn)
+
+
+class HeldCalls:
+    """Script calls on held connections of the store's command client."""
+
+    def __init__(self, store: StoreBase, limit: int = 2) -> None:
+        self._store = store
+        self._held = Held(store.redis, limit)
+
     async def call(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
         """The script's reply; a script error is raised as redis-py's ResponseError."""
-        if self._idle:
-            conn = self._idle.pop()
-        elif self._opened < self._limit:
-            conn = hold(self._store)
-            self._opened += 1
-        else:
+        conn = self._held.take()
+        if conn is None:
             return await self._store.run_script(name, script_keys, args)
         try:
             (reply,) = await exchange(self._store, conn, [(name, script_keys, args)])
@@ -93,7 +126,7 @@ class HeldCalls:
                 await self._store.load_scripts({name})
                 (reply,) = await exchange(self._store, conn, [(name, script_keys, args)])
         finally:
-            self._idle.append(conn)
+            self._held.give_back(conn)
         if isinstance(reply, Exception):
             raise reply
         return reply

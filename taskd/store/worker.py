@@ -13,6 +13,7 @@ from taskd import keys
 from taskd.keys import GROUP
 from taskd.model import Status, Task
 from taskd.store.base import Call, StoreBase
+from taskd.store.held import REPLY_TIMEOUT_S, exchange_commands
 from taskd.store.records import CancelRequests, Fetched, Renewal
 from taskd.store.replies import is_code
 from taskd.store.translate import translated
@@ -20,6 +21,16 @@ from taskd.store.translate import translated
 #: One runner's call in a coalesced batch: (kind 'begin' | 'complete', consumer, task,
 #: result JSON for a completion).
 Step = tuple[str, str, Task, bytes]
+
+
+def _entry_task_id(fields: Any) -> str:
+    """The task id of a ready stream entry's fields (a flat list, or a dict)."""
+    if isinstance(fields, dict):
+        return str(fields.get("id", ""))
+    for i in range(0, len(fields or ()) - 1, 2):
+        if fields[i] == "id":
+            return str(fields[i + 1])
+    return ""
 
 
 def _begun(task: Task, reply: str) -> Task | None:
@@ -108,9 +119,7 @@ class WorkerOps(StoreBase):
                     streams[stream] = (queue, position)
         try:
             async with translated():
-                reply = await self._blocking.xreadgroup(
-                    GROUP, consumer, dict.fromkeys(streams, ">"), count=1, block=block_ms
-                )
+                reply = await self._read_blocking(list(streams), consumer, block_ms)
         except rexc.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -120,8 +129,27 @@ class WorkerOps(StoreBase):
         for stream, entries in reply or []:
             queue, position = streams[stream]
             for sid, fields in entries:
-                delivered.setdefault(queue, []).append((position, sid, fields.get("id", "")))
+                delivered.setdefault(queue, []).append((position, sid, _entry_task_id(fields)))
         return delivered
+
+    async def _read_blocking(self, streams: list[str], consumer: str, block_ms: int) -> Any:
+        """XREADGROUP BLOCK, COUNT 1 per stream: (stream, [(entry id, fields), ...]) pairs,
+        or None. On one server it goes on a connection held out of the blocking client's
+        pool (see taskd.store.held), as it is what wakes an idle pool."""
+        conn = None if self.cluster else self._held_reads.take()
+        if conn is None:
+            return await self._blocking.xreadgroup(
+                GROUP, consumer, dict.fromkeys(streams, ">"), count=1, block=block_ms
+            )
+        command: tuple[Any, ...] = ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", 1)
+        command += ("BLOCK", block_ms, "STREAMS", *streams, *(">" for _ in streams))
+        try:
+            (reply,) = await exchange_commands(conn, [command], block_ms / 1000 + REPLY_TIMEOUT_S)
+        finally:
+            self._held_reads.give_back(conn)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply.items() if isinstance(reply, dict) else reply  # (RESP3 answers a map)
 
     async def begin_many(self, consumer: str, tasks: Sequence[Task]) -> list[Task | None]:
         """Start reserved tasks (reserved -> processing) in one round trip: each as

@@ -11,6 +11,7 @@ import pytest
 import taskd
 from taskd.engine.context import Context
 from taskd.store import Store
+from taskd.store.enqueue import SHARED_MAX
 from tests.conftest import CLUSTER, eventually
 from tests.pooltools import registry_of, running_pool
 
@@ -195,6 +196,42 @@ async def test_concurrent_submits_share_round_trips(
     await asyncio.gather(*(client.submit("echo", queue=queue) for _ in range(500)))
     assert await _evalsha_calls(redis_url) - before < 100
     assert (await client.stats(queue))["pending"] == 501
+
+
+@pytest.mark.skipif(
+    CLUSTER, reason="on a Cluster single submits go through the cluster client, bounded, not shared"
+)
+async def test_a_burst_of_submits_is_spread_over_the_lanes_in_short_scripts(
+    client: taskd.Client, queue: str
+) -> None:
+    """A burst of concurrent submits travels in shared scripts of SHARED_MAX tasks at
+    most, several in flight at once on the held connections, not as one long script."""
+    await client.submit("echo", queue=queue)  # connected, queue created
+    enqueuer = (await client.store())._enqueuer
+    assert enqueuer is not None
+    sizes: list[int] = []
+    in_flight = most_in_flight = 0
+    round_trip = enqueuer.round_trip
+
+    async def noted(conn: Any, specs: Any) -> Any:
+        nonlocal in_flight, most_in_flight
+        sizes.append(len(specs))
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            return await round_trip(conn, specs)
+        finally:
+            in_flight -= 1
+
+    enqueuer.round_trip = noted  # type: ignore[method-assign]
+    tasks = await asyncio.gather(
+        *(client.submit("echo", {"i": i}, queue=queue) for i in range(300))
+    )
+    assert [t.payload["i"] for t in tasks] == list(range(300))
+    assert sum(sizes) == 300
+    assert max(sizes) <= SHARED_MAX
+    assert most_in_flight >= 2
+    assert (await client.stats(queue))["pending"] == 301
 
 
 async def test_a_bad_submit_among_concurrent_ones_fails_alone(

@@ -81,3 +81,19 @@ async def test_after_a_short_wake_up_the_next_fetch_blocks_without_looking(
         (woken,) = await asyncio.wait_for(waiting, 10)
         assert woken.id == task.id
     assert calls == ["wait", "reserve"]  # the second fetch blocked at once, then reserved
+
+
+async def test_fetch_survives_forgotten_scripts_and_killed_connections(
+    store: Store, queue: str
+) -> None:
+    """The fetch's held connection reloads a script Redis forgot (SCRIPT FLUSH) and
+    replaces a connection Redis closed while it rested: each task is reserved once."""
+    fetcher = Fetcher(store, f"test:{queue}:fetcher", [queue], block_ms=50)
+    submitted = [t for t, _ in await store.submit([make_spec("t", queue=queue) for _ in range(3)])]
+    taken = await fetcher.fetch(1, [])
+    await store.redis.script_flush()
+    taken += await fetcher.fetch(1, [])
+    await store.redis.client_kill_filter(_type="normal", skipme=True)
+    taken += await fetcher.fetch(1, [])
+    assert [t.id for t in taken] == [t.id for t in submitted]
+    assert (await store.stats(queue))["reserved"] == 3

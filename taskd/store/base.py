@@ -15,6 +15,7 @@ from taskd import keys
 from taskd.errors import TaskdError
 from taskd.keys import GROUP, Keys
 from taskd.store.connect import MIN_VERSIONS, _clients
+from taskd.store.held import HeldCalls
 from taskd.store.scripts import SCRIPT_NAMES, load_script_source
 from taskd.store.translate import translate, translated
 
@@ -47,6 +48,7 @@ class StoreBase:
         self._ready_queues: set[str] = set()
         self._ensuring: dict[str, asyncio.Future[None]] = {}
         self._enqueuer: Enqueuer | None = None
+        self._held: HeldCalls | None = None
         # On a Cluster single submits use the cluster client's per-node pools, which refuse
         # a connection past their cap: a burst of concurrent callers waits here instead.
         self._cluster_submits = asyncio.Semaphore(CLUSTER_SUBMITS)
@@ -269,6 +271,20 @@ class StoreBase:
         for name, script_keys, args in calls:
             pipe.evalsha(self._scripts[name].sha, len(script_keys), *script_keys, *args)
         return list(await pipe.execute(raise_on_error=False))
+
+    async def run_script(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
+        """One script call through the client's pool (loading the script if Redis lost it)."""
+        return await self._scripts[name](keys=script_keys, args=args)
+
+    async def call_held(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
+        """A script call someone waits on (an idle pool's fetch): on a connection held
+        out of the pool on one server (see taskd.store.held), through the pool on a
+        Cluster, whose client routes each call to its node."""
+        if self.cluster:
+            return await self.run_script(name, script_keys, args)
+        if self._held is None:
+            self._held = HeldCalls(self)
+        return await self._held.call(name, script_keys, args)
 
     async def _call(self, script: str, task_id: str, action: str, **kw: Any) -> Any:
         try:

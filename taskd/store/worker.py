@@ -84,7 +84,7 @@ class WorkerOps(StoreBase):
             args += triple
         try:
             async with translated():
-                paused, started = await self._scripts["fetch"](keys=script_keys, args=args)
+                paused, started = await self.call_held("fetch", script_keys, args)
         except rexc.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise

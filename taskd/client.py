@@ -22,10 +22,11 @@ from taskd.model import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
     FINISHED,
+    QUEUE_NAME,
     SUBMIT_FIELDS,
-    Status,
     Task,
     TaskSpec,
+    parse_statuses,
 )
 from taskd.paging import Cursor
 from taskd.store import Store
@@ -239,20 +240,26 @@ class Client(WorkflowClient):
 
     async def list(
         self,
-        status: str | None = None,
+        status: str | Iterable[str] | None = None,
         limit: int = 100,
         cursor: str | None = None,
         queue: str | None = None,
     ) -> Page:
-        """Tasks newest first, optionally of one status; follow ``next_cursor`` for more."""
-        wanted = Status(status) if status else None
-        if not 1 <= limit <= 1000:
-            raise ValidationError("limit", "must be from 1 to 1000")
+        """Tasks newest first, optionally of some statuses (``"failed,cancelled"`` or a
+        list, as the API's ``?status=``); follow ``next_cursor`` for more.
+
+        Bad filters raise ValidationError naming them, as the API answers 422.
+        """
+        wanted = parse_statuses(status) if status else None
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValidationError("limit", "must be an integer from 1 to 1000")
+        if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.match(queue)):
+            raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
         tasks, nxt = await (await self.store()).list_tasks(
             limit=limit,
             cursor=Cursor.decode(cursor) if cursor else None,
             queue=queue,
-            accept=(lambda t: t.status == wanted) if wanted else None,
+            accept=(lambda t: t.status in wanted) if wanted else None,
         )
         return Page(tasks, nxt.encode() if nxt and len(tasks) == limit else None)
 

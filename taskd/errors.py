@@ -101,6 +101,23 @@ class WrongState(TaskdError):
         self.action = action
 
 
+class WorkflowWrongState(WrongState):
+    """The workflow's status does not allow the action (cancel or delete): a 409 like a
+    task's, whose message and details name the workflow rather than a task."""
+
+    def __init__(self, workflow_id: str, status: str, action: str) -> None:
+        TaskdError.__init__(
+            self,
+            f"cannot {action} workflow {workflow_id}: it is {status}",
+            workflow_id=workflow_id,
+            status=status,
+            action=action,
+        )
+        self.task_id = workflow_id
+        self.status = status
+        self.action = action
+
+
 class StaleAttempt(TaskdError):
     """A worker reported on an attempt it no longer holds (it was presumed dead)."""
 

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -56,6 +57,20 @@ class Status(StrEnum):
 
 STATUS_NAMES = tuple(s.value for s in Status)
 FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+
+def parse_statuses(value: str | Iterable[str]) -> frozenset[Status]:
+    """``"failed,cancelled"`` or ``["failed", "cancelled"]`` -> the statuses it names.
+
+    One parser for the API's ``?status=`` and the clients' ``list(status=...)``, so both
+    accept the same values and refuse the same ones with the same message.
+    """
+    names = value.split(",") if isinstance(value, str) else list(value)
+    wanted = {n.strip() for n in names if isinstance(n, str) and n.strip()}
+    typed = all(isinstance(n, str) for n in names)
+    if not typed or not wanted or not wanted <= set(STATUS_NAMES):
+        raise ValidationError("status", f"must be among {', '.join(STATUS_NAMES)}")
+    return frozenset(Status(n) for n in wanted)
 
 
 def parse_queue_spec(spec: str) -> tuple[str, int | None]:

@@ -157,12 +157,12 @@ class SyncClient:
 
     def list(
         self,
-        status: str | None = None,
+        status: str | Iterable[str] | None = None,
         limit: int = 100,
         cursor: str | None = None,
         queue: str | None = None,
     ) -> Page:
-        """Tasks newest first, optionally of one status; follow ``next_cursor`` for more."""
+        """Tasks newest first, optionally of some statuses; follow ``next_cursor`` for more."""
         return self._run(self._started().client.list(status, limit, cursor, queue))
 
     def stats(self, queue: str | None = None) -> dict[str, int]:

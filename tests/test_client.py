@@ -92,6 +92,32 @@ async def test_list_filters_by_status_and_pages(client: taskd.Client, queue: str
     assert sorted(t.id for t in cancelled.tasks) == sorted(t.id for t in tasks[:5])
 
 
+async def test_list_refuses_bad_filters_as_the_api_does(client: taskd.Client, queue: str) -> None:
+    """list() raises ValidationError naming a bad status, queue or limit, like the API's 422."""
+    for kwargs, field in (
+        ({"status": "bogus"}, "status"),
+        ({"status": ["failed", "nope"]}, "status"),
+        ({"queue": "a b"}, "queue"),
+        ({"limit": "5"}, "limit"),
+        ({"limit": 0}, "limit"),
+    ):
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.list(**kwargs)
+        assert info.value.field == field, kwargs
+
+
+async def test_list_takes_several_statuses_as_the_api_does(
+    client: taskd.Client, queue: str
+) -> None:
+    """list(status=...) takes a comma-separated string or a list, as ?status=a,b does."""
+    tasks = await client.submit_many([{"task_type": "echo", "queue": queue} for _ in range(3)])
+    await client.cancel(tasks[0].id)
+    want = sorted(t.id for t in tasks)
+    for status in ("pending,cancelled", ["pending", "cancelled"]):
+        page = await client.list(status=status, queue=queue)
+        assert sorted(t.id for t in page.tasks) == want, status
+
+
 async def test_cancel_and_retry(client: taskd.Client, queue: str) -> None:
     """A cancelled task can be retried back to pending."""
     task = await client.submit("echo", queue=queue)

@@ -14,6 +14,7 @@ import pytest
 from taskd.config import Settings
 from taskd.errors import Fail, ValidationError
 from taskd.handlers.artifacts import artifact_path, content_type, list_artifacts
+from taskd.handlers.report_generation import percentile
 from taskd.model import Status, make_spec, new_task_id
 from taskd.store import Store
 from tests.handlertools import call, check_html, finished, running_pool, settings_at
@@ -80,6 +81,14 @@ async def test_summary_numbers_are_rounded_and_keys_snake_case(tmp_path: Path) -
     data = json.loads(files["report.json"])
     assert data["columns"]["amount"]["sum"] == 450.8
     assert "0000000" not in files["report.json"].decode()
+
+
+def test_duration_percentiles_are_rounded() -> None:
+    """Interpolated duration percentiles (the queue report's p50_ms/p95_ms/p99_ms) carry
+    no binary noise: 3691.6, not 3691.5999999999995."""
+    assert percentile([0, 7, 4101], 95) == 3691.6
+    assert percentile([0, 7, 14, 4101], 95) == 3487.95
+    assert percentile([5], 99) == 5
 
 
 async def test_formats_choose_the_artifacts(tmp_path: Path) -> None:

@@ -140,6 +140,23 @@ async def test_cancel_then_delete_workflow(client: Client, store: Store, queue: 
     assert (await store.stats(queue))["total"] == 0
 
 
+async def test_cancelling_an_ended_workflow_names_it(client: Client, queue: str) -> None:
+    """A 409 for a workflow that already ended speaks of the workflow (its id under
+    details.workflow_id), not of a task."""
+    body = await (await client.post("/api/workflows", json=_wf(queue))).json()
+    assert (await client.post(f"/api/workflows/{body['id']}/cancel")).status == 200
+    again = await client.post(f"/api/workflows/{body['id']}/cancel")
+    assert again.status == 409
+    error = (await again.json())["error"]
+    assert error["code"] == "conflict"
+    assert error["message"] == f"cannot cancel workflow {body['id']}: it is cancelled"
+    assert error["details"] == {
+        "workflow_id": body["id"],
+        "status": "cancelled",
+        "action": "cancel",
+    }
+
+
 async def test_listing_cuts_a_large_depends_on(client: Client, queue: str) -> None:
     """A fan-in's long depends_on is left out of listings and snapshots (flagged, like a
     large payload) and shown whole by GET /api/tasks/{id}."""

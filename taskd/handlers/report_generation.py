@@ -196,13 +196,15 @@ async def collect(store: Store, payload: dict[str, Any]) -> tuple[list[Row], boo
 
 
 def percentile(sorted_values: list[int], q: float) -> float | None:
-    """Linear-interpolated percentile ``q`` (0-100) of sorted values."""
+    """Linear-interpolated percentile ``q`` (0-100) of sorted values, rounded for people
+    like every computed number of a report (the interpolation adds binary noise)."""
     if not sorted_values:
         return None
     pos = (len(sorted_values) - 1) * q / 100
     low = int(pos)
     high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
+    value = sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
+    return tidy(float(value))
 
 
 def _durations(rows: list[Row]) -> dict[str, float | None]:

@@ -23,12 +23,11 @@ from taskd.model import (
     DEFAULT_PRIORITY,
     MAX_UNIQUE_KEY_LEN,
     QUEUE_NAME,
-    STATUS_NAMES,
     SUBMIT_FIELDS,
-    Status,
     Task,
     TaskSpec,
     int_from_text,
+    parse_statuses,
 )
 from taskd.paging import Cursor
 
@@ -168,11 +167,7 @@ def _filter(query: Any) -> Callable[[Task], bool] | None:
     """The accept function for ?status=&task_type=&q= (None when nothing filters)."""
     checks: list[Callable[[Task], bool]] = []
     if status := query.get("status"):
-        wanted = {s.strip() for s in status.split(",") if s.strip()}
-        bad = sorted(wanted - set(STATUS_NAMES))
-        if bad or not wanted:
-            raise ValidationError("status", f"must be among {', '.join(STATUS_NAMES)}")
-        statuses = {Status(s) for s in wanted}
+        statuses = parse_statuses(status)
         checks.append(lambda t: t.status in statuses)
     if task_type := query.get("task_type"):
         checks.append(lambda t: t.task_type == task_type)

@@ -15,7 +15,13 @@ from typing import Any
 import redis.exceptions as rexc
 
 from taskd import keys
-from taskd.errors import TaskNotFound, ValidationError, WorkflowNotFound, WrongState
+from taskd.errors import (
+    TaskNotFound,
+    ValidationError,
+    WorkflowNotFound,
+    WorkflowWrongState,
+    WrongState,
+)
 from taskd.model import FINISHED, STATUS_NAMES, Status, Task, ms_to_iso
 from taskd.store.base import Call
 from taskd.store.flows import FlowOps
@@ -115,7 +121,7 @@ class FlowViewOps(FlowOps):
         record = await self.workflow_record(workflow_id)
         statuses = await self._statuses(record)
         if workflow_status(statuses, cancelled=False) != "running":
-            raise WrongState(workflow_id, workflow_status(statuses, False), "cancel workflow")
+            raise WorkflowWrongState(workflow_id, workflow_status(statuses, False), "cancel")
         await self.mark_workflow(workflow_id, cancelled="1")
         for _, _, task_id, _ in record["tasks"]:
             try:
@@ -130,7 +136,7 @@ class FlowViewOps(FlowOps):
         statuses = await self._statuses(record)
         status = workflow_status(statuses, record["cancelled"])
         if any(Status(s) not in FINISHED for s in statuses):
-            raise WrongState(workflow_id, status, "delete workflow")
+            raise WorkflowWrongState(workflow_id, status, "delete")
         for _, _, task_id, _ in record["tasks"]:
             try:
                 await self.delete(task_id)  # type: ignore[attr-defined]  # TaskOps, in Store

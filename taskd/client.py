@@ -236,7 +236,7 @@ class Client(WorkflowClient):
 
     async def get(self, task_id: str) -> Task:
         """One task by id (TaskNotFound if unknown or expired)."""
-        return await (await self.store()).get(task_id)
+        return await (await self.store()).get(_task_id(task_id))
 
     async def list(
         self,
@@ -253,8 +253,7 @@ class Client(WorkflowClient):
         wanted = parse_statuses(status) if status else None
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ValidationError("limit", "must be an integer from 1 to 1000")
-        if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.match(queue)):
-            raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
+        _check_queue(queue)
         tasks, nxt = await (await self.store()).list_tasks(
             limit=limit,
             cursor=Cursor.decode(cursor) if cursor else None,
@@ -265,15 +264,16 @@ class Client(WorkflowClient):
 
     async def stats(self, queue: str | None = None) -> dict[str, int]:
         """Counts per status and totals (O(number of queues))."""
+        _check_queue(queue)
         return await (await self.store()).stats(queue)
 
     async def cancel(self, task_id: str) -> str:
         """Cancel; returns 'cancelled', or 'cancelling' for a running task."""
-        return await (await self.store()).cancel(task_id)
+        return await (await self.store()).cancel(_task_id(task_id))
 
     async def retry(self, task_id: str) -> Task:
         """Send a failed or cancelled task back to pending."""
-        return await (await self.store()).retry(task_id)
+        return await (await self.store()).retry(_task_id(task_id))
 
     async def wait(self, task_id: str, timeout_s: float = 60.0) -> Task:
         """Wait until the task is finished (completed, failed or cancelled) and return it.
@@ -282,7 +282,7 @@ class Client(WorkflowClient):
         TimeoutError when ``timeout_s`` passes first.
         """
         store = await self.store()
-        queue = await store.locate(task_id)
+        queue = await store.locate(_task_id(task_id))
         deadline = time.monotonic() + timeout_s
         last = (await store.last_event_ids([queue]))[queue]
         while True:
@@ -300,3 +300,16 @@ class Client(WorkflowClient):
                 last = events[-1].event_id
                 if any(e.task.get("id") == task_id for e in events):
                     break
+
+
+def _check_queue(queue: object) -> None:
+    """A queue filter the API would accept (None: every queue)."""
+    if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.match(queue)):
+        raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
+
+
+def _task_id(task_id: object) -> str:
+    """A task id as text, as the API's path carries it."""
+    if not isinstance(task_id, str) or not task_id:
+        raise ValidationError("task_id", "must be a task id (a non-empty string)")
+    return task_id

@@ -362,6 +362,9 @@ def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
         payload_json = orjson.dumps(payload)
     except TypeError as exc:
         raise ValidationError("payload", f"not JSON-serialisable: {exc}") from None
+    # orjson writes NaN and infinities as null; the API refuses them as malformed JSON.
+    if b"null" in payload_json and _non_finite(payload):
+        raise ValidationError("payload", "NaN and infinite numbers are not JSON")
     if len(payload_json) > max_payload_bytes:
         raise ValidationError("payload", f"larger than {max_payload_bytes} bytes")
     if name is None:
@@ -407,6 +410,17 @@ def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
         run_at_ms=run_at_ms,
         unique_key=unique_key,
     )
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity hides anywhere in a JSON-like value."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def _number(field_name: str, value: Any) -> float:

@@ -106,6 +106,36 @@ async def test_list_refuses_bad_filters_as_the_api_does(client: taskd.Client, qu
         assert info.value.field == field, kwargs
 
 
+async def test_stats_and_task_ids_are_checked_as_the_api_does(
+    client: taskd.Client, queue: str
+) -> None:
+    """stats() refuses a malformed queue name and get/cancel/retry/wait a task id that is
+    not text, with ValidationError naming the argument (the API answers 422), instead of
+    zeros or a TypeError."""
+    with pytest.raises(taskd.ValidationError) as info:
+        await client.stats(queue="a b")
+    assert info.value.field == "queue"
+    for method in (client.get, client.cancel, client.retry, client.wait):
+        for bad in (None, 123, ""):
+            with pytest.raises(taskd.ValidationError) as info:
+                await method(bad)  # type: ignore[arg-type]
+            assert info.value.field == "task_id", (method, bad)
+
+
+async def test_a_payload_with_nan_is_refused_as_the_api_does(
+    client: taskd.Client, queue: str
+) -> None:
+    """NaN and infinities are not JSON: the API refuses them, so the client does too
+    (it used to store them as null and return the payload with NaN), and stores nothing."""
+    for bad in (float("nan"), float("inf"), [1.0, -float("inf")]):
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.submit("echo", {"x": {"y": bad}}, queue=queue)
+        assert info.value.field == "payload"
+    assert (await client.stats(queue))["total"] == 0
+    task = await client.submit("echo", {"x": None, "y": 1.5}, queue=queue)
+    assert (await client.get(task.id)).payload == {"x": None, "y": 1.5}
+
+
 async def test_list_takes_several_statuses_as_the_api_does(
     client: taskd.Client, queue: str
 ) -> None:

@@ -15,6 +15,7 @@ import structlog
 from taskd.engine.context import Context
 from taskd.engine.supervisor import Supervisor, SupervisorConfig
 from taskd.errors import Fail, Retry, WrongState
+from taskd.handlers.progress import ThreadProgress, run_in_thread
 from taskd.model import FINISHED, Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
@@ -292,6 +293,37 @@ async def test_cancel_processing_cancels_the_handler(store: Store, queue: str) -
         done = await wait_finished(store, task.id)
     assert was_cancelled.is_set()
     assert done.status == Status.CANCELLED
+
+
+async def test_a_cancelled_thread_has_stopped_before_the_task_is_cancelled(
+    store: Store, queue: str
+) -> None:
+    """Work a built-in runs in a thread (run_in_thread) stops at its next progress update
+    when the task is cancelled, and the task is recorded cancelled only once it has: a
+    retry right after the cancel never runs beside the old attempt's thread."""
+    entered = threading.Event()
+    exited = threading.Event()
+
+    def crunch(progress: ThreadProgress) -> None:
+        entered.set()
+        try:
+            while True:
+                time.sleep(0.02)  # a chunk of work that does not look at the flag
+                progress.update(0.5, "crunching")
+        finally:
+            time.sleep(0.2)  # cleaning up takes a while
+            exited.set()
+
+    async def heavy(ctx: Context, payload: dict[str, Any]) -> None:
+        await run_in_thread(ctx, crunch)
+
+    async with running_pool(store, registry_of(heavy=heavy), queue):
+        ((task, _),) = await store.submit([make_spec("heavy", queue=queue)])
+        await asyncio.to_thread(entered.wait, 10)
+        await store.cancel(task.id)
+        done = await wait_finished(store, task.id)
+        assert done.status == Status.CANCELLED
+        assert exited.is_set()
 
 
 async def test_context_variables_do_not_leak_between_tasks(store: Store, queue: str) -> None:

@@ -147,7 +147,8 @@ class ThreadProgress:
 
 async def run_in_thread(ctx: Context, work: Callable[[ThreadProgress], T]) -> T:
     """Run ``work(progress)`` in a thread of its own, taking turns with other crunching
-    threads; on cancellation, tell it to stop (at its next update) and re-raise."""
+    threads; on cancellation, tell it to stop (at its next update), wait until it has,
+    and re-raise."""
     progress = ThreadProgress(ctx)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
@@ -167,9 +168,14 @@ async def run_in_thread(ctx: Context, work: Callable[[ThreadProgress], T]) -> T:
 
     threading.Thread(target=main, name=f"taskd-cpu-{ctx.task_id[:8]}", daemon=True).start()
     try:
-        return await done
+        return await asyncio.shield(done)
     except asyncio.CancelledError:
         progress.stop.set()
+        # The cancel (or timeout) is recorded once this returns: wait for the thread to
+        # stop at its next update, so a retry never runs beside it. A thread that never
+        # looks is abandoned with its handler after the pool's cancel grace.
+        with contextlib.suppress(BaseException):
+            await done
         raise
 
 

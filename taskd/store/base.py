@@ -48,8 +48,8 @@ class StoreBase:
         self._ready_queues: set[str] = set()
         self._ensuring: dict[str, asyncio.Future[None]] = {}
         self._enqueuer: Enqueuer | None = None
-        self._held: HeldCalls | None = None
-        self._held_reads = Held(blocking)  # blocking reads that wake idle pools
+        self._held_calls = HeldCalls(self)  # fetch calls of idle pools
+        self._held_reads = Held(blocking)  # the blocking reads that wake them
         # On a Cluster single submits use the cluster client's per-node pools, which refuse
         # a connection past their cap: a burst of concurrent callers waits here instead.
         self._cluster_submits = asyncio.Semaphore(CLUSTER_SUBMITS)
@@ -283,9 +283,7 @@ class StoreBase:
         Cluster, whose client routes each call to its node."""
         if self.cluster:
             return await self.run_script(name, script_keys, args)
-        if self._held is None:
-            self._held = HeldCalls(self)
-        return await self._held.call(name, script_keys, args)
+        return await self._held_calls.call(name, script_keys, args)
 
     async def _call(self, script: str, task_id: str, action: str, **kw: Any) -> Any:
         try:

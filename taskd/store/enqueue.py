@@ -29,7 +29,7 @@ import redis.exceptions as rexc
 
 from taskd.keys import Keys
 from taskd.model import Task, TaskSpec
-from taskd.store.held import exchange, hold
+from taskd.store.held import Held, exchange
 from taskd.store.records import enqueue_args, new_task
 from taskd.store.translate import translate
 
@@ -130,29 +130,20 @@ class Enqueuer:
 
     def __init__(self, store: StoreBase, lanes: int = LANES) -> None:
         self._store = store
-        self._lanes = lanes
-        self._opened = 0
-        self._idle: list[Any] = []
+        self._lanes = Held(store.redis, lanes)
         self._waiting: list[tuple[TaskSpec, asyncio.Future[Result]]] = []
         self._batches: set[asyncio.Task[None]] = set()
 
     async def submit(self, spec: TaskSpec) -> Result:
         """Create one task: at once when a connection is free, else with the next batch."""
-        if self._idle:
-            conn = self._idle.pop()
-        elif self._opened < self._lanes:
-            conn = self._open()
-        else:
+        conn = self._lanes.take()
+        if conn is None:
             return await self._wait(spec)
         try:
             (result,) = await self.round_trip(conn, [spec])
         finally:
             self._give_back(conn)
         return result
-
-    def _open(self) -> Any:
-        self._opened += 1
-        return hold(self._store.redis)
 
     async def _wait(self, spec: TaskSpec) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
@@ -167,12 +158,11 @@ class Enqueuer:
     def _give_back(self, conn: Any) -> None:
         """A connection is free: it carries what waited meanwhile (SHARED_MAX at most,
         the rest going out on other free lanes or the next to come back), or rests."""
-        if not self._waiting:
-            self._idle.append(conn)
-            return
-        self._send_waiting(conn)
-        while self._waiting and (self._idle or self._opened < self._lanes):
-            self._send_waiting(self._idle.pop() if self._idle else self._open())
+        while self._waiting and conn is not None:
+            self._send_waiting(conn)
+            conn = self._lanes.take()
+        if conn is not None:
+            self._lanes.give_back(conn)
 
     def _send_waiting(self, conn: Any) -> None:
         batch = self._waiting[:SHARED_MAX]

@@ -86,7 +86,7 @@ def hold(client: Any) -> Any:
 
 class Held:
     """Up to ``limit`` connections of one client kept aside, each used by one caller at a
-    time; ``take`` gives None when all are busy (the caller uses the pool as usual)."""
+    time; ``take`` gives None when all are busy (the caller then waits, or uses the pool)."""
 
     def __init__(self, client: Any, limit: int = 2) -> None:
         self._client = client

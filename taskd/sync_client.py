@@ -83,16 +83,26 @@ class SyncClient:
             return loop
         with self._lock:
             if self._loop is None or self._pid != os.getpid():  # first use, or a forked child
-                client = Client(self._url, handlers=self._handlers, registry=self._registry)
-                self._loop = _Loop(client)
-                store = self._loop.run(client.store())
-                url = self._url or resolve_redis_url(client.settings)
-                self._direct = None  # a Cluster or Sentinel: submits go through the loop
-                if direct_url(url):
-                    self._direct = SyncEnqueuer(url, events_maxlen=store.events_maxlen)
+                self._loop, self._direct = self._start()
                 self._ready_queues = set()
                 self._pid = os.getpid()
             return self._loop
+
+    def _start(self) -> tuple[_Loop, SyncEnqueuer | None]:
+        """A connected loop thread and direct submit path; when connecting fails, the
+        thread is stopped before the error is raised (a web app calling on while Redis
+        is down must not gain a thread per request)."""
+        client = Client(self._url, handlers=self._handlers, registry=self._registry)
+        loop = _Loop(client)
+        try:
+            store = loop.run(client.store())
+            url = self._url or resolve_redis_url(client.settings)
+        except BaseException:
+            loop.close()
+            raise
+        if not direct_url(url):  # a Cluster or Sentinel: submits go through the loop
+            return loop, None
+        return loop, SyncEnqueuer(url, events_maxlen=store.events_maxlen)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._started().run(coro)

@@ -4,6 +4,7 @@ taskd error, no redis-py exception, and nothing left running."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -47,3 +48,20 @@ async def test_a_malformed_url_is_a_clear_taskd_error(url: str) -> None:
     with pytest.raises(taskd.TaskdError, match="Redis URL"):
         await client.stats()
     await client.close()
+
+
+def _client_threads() -> int:
+    return sum(t.name == "taskd-client" for t in threading.enumerate())
+
+
+def test_unreachable_redis_leaves_no_thread_behind(free_port: int) -> None:
+    """Every SyncClient call that fails because Redis is unreachable raises
+    RedisUnavailable and stops the event-loop thread it started (each failed call used to
+    leave one running, for ever)."""
+    before = _client_threads()
+    client = taskd.SyncClient(f"redis://127.0.0.1:{free_port}/0")
+    for _ in range(5):
+        with pytest.raises(taskd.RedisUnavailable):
+            client.get("0" * 32)
+    assert _client_threads() == before
+    client.close()

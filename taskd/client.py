@@ -212,7 +212,9 @@ class Client(WorkflowClient):
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks in one round trip; every item is validated before any is sent."""
         specs = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(batch_items(items)):
+            if type(item) is not dict and not isinstance(item, Mapping):  # (the ABC is slow)
+                raise ValidationError(f"[{i}]", "must be a mapping of submit arguments")
             plain = _TYPE_AND_PAYLOAD.issuperset(item)  # the common shape: no options
             if not plain and not SUBMIT_FIELDS.issuperset(item):
                 unknown = sorted(set(item) - SUBMIT_FIELDS)[0]
@@ -300,6 +302,14 @@ class Client(WorkflowClient):
                 last = events[-1].event_id
                 if any(e.task.get("id") == task_id for e in events):
                     break
+
+
+def batch_items(items: object) -> Iterable[Any]:
+    """The items of a batch, as the batch API takes them: one mapping or a string is not
+    a batch (iterating it would submit its keys or its characters)."""
+    if isinstance(items, Mapping | str | bytes) or not isinstance(items, Iterable):
+        raise ValidationError("items", "must be a list of tasks, each a mapping")
+    return items
 
 
 def _check_queue(queue: object) -> None:

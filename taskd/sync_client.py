@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
-from taskd.client import Client, Page, resolve_redis_url
+from taskd.client import Client, Page, batch_items, resolve_redis_url
 from taskd.engine.registry import Registry
 from taskd.flowclient import WorkflowLike
 from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, Task
@@ -158,7 +158,7 @@ class SyncClient:
 
     def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks, all validated before any is sent (see Client.submit_many)."""
-        items = list(items)
+        items = list(batch_items(items))  # (a generator is read in the calling thread)
         return self._run(self._started().client.submit_many(items))
 
     def get(self, task_id: str) -> Task:

@@ -77,6 +77,28 @@ async def test_submit_many_is_all_or_nothing(client: taskd.Client, queue: str) -
     assert (await client.stats(queue))["pending"] == 100
 
 
+async def test_submit_many_refuses_items_that_are_not_mappings(
+    client: taskd.Client, queue: str
+) -> None:
+    """An item that is not a mapping is refused as "[i]: must be an object", as the
+    API's batch answers, and a single mapping or a string instead of a list as "items"
+    (a string item was read as its characters: "[0].e: unknown argument"); nothing is
+    stored."""
+    good = {"task_type": "echo", "queue": queue}
+    for items, field in (
+        ([good, "echo"], "[1]"),
+        ([good, None], "[1]"),
+        ([("task_type", "echo")], "[0]"),
+        (good, "items"),
+        ("echo", "items"),
+        (None, "items"),
+    ):
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.submit_many(items)  # type: ignore[arg-type]
+        assert info.value.field == field, (items, info.value)
+    assert (await client.stats(queue))["total"] == 0
+
+
 async def test_list_filters_by_status_and_pages(client: taskd.Client, queue: str) -> None:
     """list() pages newest first and filters by status."""
     tasks = await client.submit_many([{"task_type": "echo", "queue": queue} for _ in range(25)])

@@ -107,3 +107,12 @@ def test_close_then_reuse_reconnects(redis_url: str, queue: str) -> None:
     client.submit("echo", queue=queue)
     assert client.stats(queue)["pending"] == 2
     client.close()
+
+
+def test_submit_many_of_one_mapping_is_refused(sync: taskd.SyncClient, queue: str) -> None:
+    """SyncClient.submit_many given one mapping instead of a list refuses it as "items",
+    as Client does (it was turned into the list of its keys first), and stores nothing."""
+    with pytest.raises(taskd.ValidationError) as info:
+        sync.submit_many({"task_type": "echo", "queue": queue})  # type: ignore[arg-type]
+    assert info.value.field == "items"
+    assert sync.stats(queue)["total"] == 0

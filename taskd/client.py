@@ -16,7 +16,7 @@ from taskd import config
 from taskd.engine.known import KnownTypes
 from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
-from taskd.flowclient import WorkflowClient
+from taskd.flowclient import WorkflowClient, wait_timeout
 from taskd.intake import checked_spec
 from taskd.model import (
     DEFAULT_PRIORITY,
@@ -283,6 +283,7 @@ class Client(WorkflowClient):
         Follows the queue's event stream (blocking reads, no polling sleeps); raises
         TimeoutError when ``timeout_s`` passes first.
         """
+        timeout_s = wait_timeout(timeout_s)
         store = await self.store()
         queue = await store.locate(_task_id(task_id))
         deadline = time.monotonic() + timeout_s

@@ -3,6 +3,7 @@ workflows (mixed into the client; see :mod:`taskd.canvas` for building them)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,16 @@ if TYPE_CHECKING:
 
 FINISHED_NAMES = frozenset(str(s) for s in FINISHED)
 WorkflowLike = Shape | Workflow | Mapping[str, Any]
+
+
+def wait_timeout(timeout_s: object) -> float:
+    """A wait's ``timeout_s`` as seconds (inf waits for ever); text, None, a bool or NaN
+    raise ValidationError naming it rather than failing somewhere inside the wait."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+        raise ValidationError("timeout_s", "must be a number of seconds")
+    if math.isnan(timeout_s):
+        raise ValidationError("timeout_s", "must be a number of seconds")
+    return float(timeout_s)
 
 
 class WorkflowClient:
@@ -99,6 +110,7 @@ class WorkflowClient:
         reads its unfinished tasks again when one of them changes; returns once every
         task is finished; TimeoutError after ``timeout_s``.
         """
+        timeout_s = wait_timeout(timeout_s)
         store = await self.store()
         record = await store.workflow_record(workflow_id)
         unfinished = {task_id: queue for _, queue, task_id, _ in record["tasks"]}

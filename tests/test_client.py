@@ -99,6 +99,22 @@ async def test_submit_many_refuses_items_that_are_not_mappings(
     assert (await client.stats(queue))["total"] == 0
 
 
+async def test_wait_refuses_a_timeout_that_is_not_a_number(
+    client: taskd.Client, queue: str
+) -> None:
+    """wait() and wait_workflow() refuse a timeout_s that is not a number of seconds
+    (text, None, a bool, NaN) with ValidationError naming it, instead of a TypeError,
+    a ValueError or, for True, a one-second wait."""
+    task = await client.submit("echo", queue=queue)
+    for bad in ("3", None, True, float("nan")):
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.wait(task.id, timeout_s=bad)  # type: ignore[arg-type]
+        assert info.value.field == "timeout_s", bad
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.wait_workflow("0" * 32, timeout_s=bad)  # type: ignore[arg-type]
+        assert info.value.field == "timeout_s", bad
+
+
 async def test_list_filters_by_status_and_pages(client: taskd.Client, queue: str) -> None:
     """list() pages newest first and filters by status."""
     tasks = await client.submit_many([{"task_type": "echo", "queue": queue} for _ in range(25)])

@@ -17,10 +17,11 @@ from collections.abc import Coroutine, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
+from taskd import config
 from taskd.client import Client, Page, batch_items, resolve_redis_url
 from taskd.engine.registry import Registry
 from taskd.flowclient import WorkflowLike
-from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, Task
+from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, Task, TaskSpec
 from taskd.store.sync_enqueue import SyncEnqueuer, direct_url
 
 T = TypeVar("T")
@@ -115,6 +116,26 @@ class SyncClient:
                 if self._direct is not None:
                     self._direct.close()
             self._loop = self._direct = None
+
+    @property
+    def settings(self) -> config.Settings:
+        """Settings from the environment (and TASKD_CONFIG), as Client reads them."""
+        return self._validator.settings
+
+    @property
+    def registry(self) -> Registry:
+        """The task types this client accepts (built on first use: it imports modules)."""
+        return self._validator.registry
+
+    def spec(self, task_type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> TaskSpec:
+        """Validate submit arguments into a TaskSpec as the HTTP API does, without
+        Redis (see Client.spec)."""
+        return self._validator.spec(task_type, payload, **kw)
+
+    def check_types(self, specs: Iterable[TaskSpec], index: bool = False) -> None:
+        """Refuse a type nothing can run, as the API does (see Client.check_types)."""
+        specs = list(specs)
+        self._run(self._started().client.check_types(specs, index))
 
     def submit(
         self,

@@ -91,6 +91,7 @@ class Client(WorkflowClient):
         self._store: Store | None = None
         self._settings: config.Settings | None = None
         self._connecting = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the store is bound to
         self._handlers = None if handlers is None else tuple(handlers)
         self._registry = registry
         self._registry_lock = threading.Lock()  # (SyncClient validates in many threads)
@@ -104,9 +105,21 @@ class Client(WorkflowClient):
         await self.close()
 
     async def store(self) -> Store:
-        """The connected store (connects on first use)."""
-        if self._store is not None:  # (no lock once connected: this is on every call)
-            return self._store
+        """The connected store (connects on first use, and again on a new event loop)."""
+        store = self._store  # (no lock once connected: this is on every call)
+        if store is not None and self._loop is asyncio.get_running_loop():
+            return store
+        return await self._connect()
+
+    async def _connect(self) -> Store:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # First use, or a script's next asyncio.run: the connections of the loop
+            # before can no longer be used (a submit written on one created its task,
+            # then its reply could not be awaited) nor closed from here; dropped, they
+            # are closed when collected.
+            self._loop, self._store, self._known = loop, None, None
+            self._connecting = asyncio.Lock()
         async with self._connecting:  # concurrent first calls share one connection pool
             if self._store is None:
                 url = self._url or resolve_redis_url(self.settings)
@@ -136,9 +149,9 @@ class Client(WorkflowClient):
     async def close(self) -> None:
         """Close the connection pool."""
         self._known = None
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
+        store, self._store = self._store, None
+        if store is not None and self._loop is asyncio.get_running_loop():
+            await store.close()  # (one of an ended loop is closed when collected)
 
     def spec(self, task_type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> TaskSpec:
         """Validate submit arguments into a TaskSpec as the HTTP API does

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -422,3 +424,29 @@ async def test_type_a_live_worker_runs_is_accepted_as_the_api_does(
         assert {task.task_type, again.task_type} == {f"{queue}_remote"}
     finally:
         await store.unregister(f"h:1:{queue}")
+
+
+SCRIPT_OF_SEVERAL_LOOPS = """
+import asyncio, sys, taskd
+
+client = taskd.Client(sys.argv[1])
+mail = {"to": "a@example.com", "subject": "s"}
+for _ in range(3):
+    task = asyncio.run(client.submit("email", mail, queue=sys.argv[2]))
+    print(task.status)
+print(asyncio.run(client.stats(sys.argv[2]))["total"])
+asyncio.run(client.close())
+"""
+
+
+async def test_one_client_serves_one_asyncio_run_after_another(redis_url: str, queue: str) -> None:
+    """A script that calls asyncio.run for each call on one module-level Client gets an
+    answer each time: the client reconnects on the new event loop (a submit from a
+    second loop used to create its task and then raise "Event loop is closed")."""
+    script = [sys.executable, "-c", SCRIPT_OF_SEVERAL_LOOPS, redis_url, queue]
+    done = await asyncio.to_thread(
+        subprocess.run, script, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-600:]
+    assert done.stderr == ""
+    assert done.stdout.split() == ["pending", "pending", "pending", "3"]

@@ -51,6 +51,24 @@ def resolve_redis_url(settings: config.Settings) -> str:
         ) from None
 
 
+def checked_url(redis_url: object) -> str | None:
+    """The ``redis_url`` argument, refused when made if it is not text (it would fail
+    later, deep inside the first call)."""
+    if redis_url is not None and not isinstance(redis_url, str):
+        raise TypeError(f"redis_url must be a URL string or None, not {type(redis_url).__name__}")
+    return redis_url
+
+
+def module_names(handlers: Iterable[str] | None) -> tuple[str, ...] | None:
+    """Handler module names; one string is a comma-separated list, as TASKD_HANDLERS and
+    ``--handlers`` are (iterated, it would be its characters)."""
+    if handlers is None:
+        return None
+    if isinstance(handlers, str):
+        return tuple(name.strip() for name in handlers.split(",") if name.strip())
+    return tuple(handlers)
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """One page of a listing; pass ``next_cursor`` back for the next one."""
@@ -87,12 +105,12 @@ class Client(WorkflowClient):
         handlers: Iterable[str] | None = None,
         registry: Registry | None = None,
     ) -> None:
-        self._url = redis_url
+        self._url = checked_url(redis_url)
         self._store: Store | None = None
         self._settings: config.Settings | None = None
         self._connecting = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # the one the store is bound to
-        self._handlers = None if handlers is None else tuple(handlers)
+        self._handlers = module_names(handlers)
         self._registry = registry
         self._registry_lock = threading.Lock()  # (SyncClient validates in many threads)
         self._known: KnownTypes | None = None

@@ -18,7 +18,14 @@ from datetime import datetime
 from typing import Any, Self, TypeVar
 
 from taskd import config
-from taskd.client import Client, Page, batch_items, resolve_redis_url
+from taskd.client import (
+    Client,
+    Page,
+    batch_items,
+    checked_url,
+    module_names,
+    resolve_redis_url,
+)
 from taskd.engine.registry import Registry
 from taskd.flowclient import WorkflowLike
 from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, Task, TaskSpec
@@ -60,8 +67,8 @@ class SyncClient:
         handlers: Iterable[str] | None = None,
         registry: Registry | None = None,
     ) -> None:
-        self._url = redis_url
-        self._handlers = None if handlers is None else tuple(handlers)
+        self._url = checked_url(redis_url)
+        self._handlers = module_names(handlers)
         self._registry = registry
         self._lock = threading.Lock()
         self._pid = -1

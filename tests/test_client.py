@@ -407,6 +407,27 @@ async def test_client_knows_the_types_of_its_handler_modules(redis_url: str, que
         assert task.task_type == "sleepy"
 
 
+async def test_handlers_given_as_one_string_name_modules_not_characters(
+    redis_url: str, queue: str
+) -> None:
+    """handlers="a.b" or "a.b,c.d" names modules as TASKD_HANDLERS and --handlers do, for
+    both clients (a string was read as its characters: "cannot import handler module
+    't'")."""
+    async with taskd.Client(redis_url, handlers="tests.daemon_handlers") as c:
+        assert (await c.submit("sleepy", {"s": 0}, queue=queue)).task_type == "sleepy"
+    with taskd.SyncClient(redis_url, handlers="tests.daemon_handlers, taskd.handlers") as s:
+        assert "sleepy" in s.registry
+        assert (await asyncio.to_thread(s.submit, "sleepy", {"s": 0}, queue=queue)).id
+
+
+async def test_a_redis_url_that_is_not_text_is_a_type_error() -> None:
+    """Client(5) and SyncClient(5) raise TypeError naming redis_url when made, not an
+    AttributeError from deep inside the first call."""
+    for make in (taskd.Client, taskd.SyncClient):
+        with pytest.raises(TypeError, match="redis_url"):
+            make(5)  # type: ignore[arg-type]
+
+
 async def test_type_a_live_worker_runs_is_accepted_as_the_api_does(
     redis_url: str, store: Store, queue: str
 ) -> None:

@@ -32,6 +32,13 @@ def wait_timeout(timeout_s: object) -> float:
     return float(timeout_s)
 
 
+def _workflow_id(workflow_id: object) -> str:
+    """A workflow id as text, as the API's path carries it."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise ValidationError("workflow_id", "must be a workflow id (a non-empty string)")
+    return workflow_id
+
+
 class WorkflowClient:
     """Workflow methods; the client supplies ``store()`` and ``settings``."""
 
@@ -89,7 +96,7 @@ class WorkflowClient:
 
     async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
         """A workflow's view: status, counts per task status, each task with its result."""
-        return await (await self.store()).get_workflow(workflow_id)
+        return await (await self.store()).get_workflow(_workflow_id(workflow_id))
 
     async def list_workflows(
         self, *, limit: int = 50, cursor: str | None = None, status: str | None = None
@@ -101,7 +108,7 @@ class WorkflowClient:
 
     async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
         """Cancel every unfinished task of a workflow; returns its view."""
-        return await (await self.store()).cancel_workflow(workflow_id)
+        return await (await self.store()).cancel_workflow(_workflow_id(workflow_id))
 
     async def wait_workflow(self, workflow_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
         """Wait until the workflow is no longer running and return its view.
@@ -111,6 +118,7 @@ class WorkflowClient:
         task is finished; TimeoutError after ``timeout_s``.
         """
         timeout_s = wait_timeout(timeout_s)
+        workflow_id = _workflow_id(workflow_id)
         store = await self.store()
         record = await store.workflow_record(workflow_id)
         unfinished = {task_id: queue for _, queue, task_id, _ in record["tasks"]}

@@ -165,3 +165,16 @@ async def test_sync_client_lists_workflows(redis_url: str, store: Store, queue: 
         await asyncio.to_thread(sync.close)
     assert ids[1] in [w["id"] for w in cancelled]
     assert [first[0]["id"], second[0]["id"]] == [ids[2], ids[1]]
+
+
+async def test_workflow_ids_are_checked_as_the_api_does(client: taskd.Client) -> None:
+    """get_workflow, cancel_workflow and wait_workflow refuse an id that is not a
+    non-empty string with ValidationError naming workflow_id (was a TypeError from a
+    regular expression), and answer WorkflowNotFound for a well-formed unknown one."""
+    for method in (client.get_workflow, client.cancel_workflow, client.wait_workflow):
+        for bad in (None, 123, ""):
+            with pytest.raises(taskd.ValidationError) as info:
+                await method(bad)  # type: ignore[arg-type]
+            assert info.value.field == "workflow_id", (method, bad)
+        with pytest.raises(taskd.TaskdError, match="not found"):
+            await method("0" * 32)

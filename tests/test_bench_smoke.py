@@ -82,3 +82,22 @@ async def test_chord_workload_reports_overhead_over_plain_tasks(tmp_path: Path) 
         "chord_redis_cpu_us_per_task",
     }
     assert all(value > 0 for value in result.values()), result
+
+
+def test_handoff_prototype_measures_each_path() -> None:
+    """`python -m bench.handoff` prints p50/p99 for the three paths, and its hand-off
+    worker gets every task started through its inbox (the path it claims to measure)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.handoff", "--tasks", "20", "--rounds", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if "handed over" in line]
+    assert [row[0] for row in rows] == ["start-after-wake", "hand-off", "lpush-brpop"]
+    handed = {row[0]: row[-3].lstrip("(") for row in rows}
+    assert handed == {"start-after-wake": "0", "hand-off": "20", "lpush-brpop": "0"}
+    assert all(float(row[2]) > 0 for row in rows)

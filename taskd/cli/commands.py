@@ -294,7 +294,9 @@ def show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
     help="Start in S seconds.",
 )
 @click.option("--name", help="Display name [the task type].")
-@click.option("--unique-key", help="Idempotency key: a live task with it is returned instead.")
+@click.option(
+    "--unique-key", help="Idempotency key: a task with it still kept (any status) is returned."
+)
 @click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after failures [3].")
 @click.option("--wait", is_flag=True, help="Wait until it ends; exit 4 unless it completed.")
 @client_options

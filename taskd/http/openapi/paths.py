@@ -80,7 +80,7 @@ def _tasks_path() -> dict[str, Any]:
     }
     created = {
         "201": located | {"description": "Created"},
-        "200": located | {"description": "Its unique key names a live task: that one"},
+        "200": located | {"description": "Its unique key names a kept task (any status): that one"},
         "409": json_body(
             ref("Error"),
             "The Idempotency-Key header and the body's unique_key differ (code "

@@ -129,8 +129,9 @@ def _submit_fields(registry: Registry) -> dict[str, Any]:
             | {
                 "minLength": 1,
                 "maxLength": MAX_UNIQUE_KEY_LEN,
-                "description": "Idempotency key: a live task with the same key is returned "
-                "instead of a new one (see the Idempotency-Key header).",
+                "description": "Idempotency key: a task of the queue with the same key, still "
+                "kept (any status), is returned instead of a new one (see the "
+                "Idempotency-Key header).",
             }
         ),
     }

@@ -533,3 +533,20 @@ async def test_workflow_submit_get_list_cancel(daemon: DaemonProcess, tmp_path: 
     assert "cancelled" in cancelled.out
     bad = await taskd(daemon, "workflow", "submit", "-", stdin='{"tasks": [{"key": "x"}]}')
     one_line_error(bad, 1, "task_type")
+
+
+async def test_url_before_the_command_names_the_server(
+    daemon: DaemonProcess, free_port: int
+) -> None:
+    """`taskd --url URL stats` talks to URL, as `taskd stats --url URL` does, over a
+    TASKD_URL naming another server; a --url after the command still wins; a bad one is
+    a usage error."""
+    elsewhere = {"TASKD_URL": f"http://127.0.0.1:{free_port}"}  # nobody listens there
+    run = await taskd(None, "--url", daemon.url, "stats", "--json", env=elsewhere)
+    assert run.code == 0, run
+    assert "total" in run.json()
+    run = await taskd(None, "--url", elsewhere["TASKD_URL"], "stats", "--url", daemon.url)
+    assert run.code == 0, run
+    run = await taskd(None, "--url", "ftp://example.com", "stats")
+    assert run.code == 2, run
+    assert "--url" in run.err, run.err

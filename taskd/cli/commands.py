@@ -41,8 +41,16 @@ def _run(coro: Any) -> None:
 
 @click.group()
 @click.version_option(taskd.__version__, prog_name="taskd", message="%(prog)s %(version)s")
-def main() -> None:
+@click.option(
+    "--url",
+    default=None,
+    callback=lambda ctx, param, value: value and _check_url(ctx, param, value),
+    help="The taskd server for the command that follows (as its own --url) [env TASKD_URL].",
+)
+def main(url: str | None) -> None:
     """taskd: a real-time task queue on Redis Streams."""
+    if url:  # a --url after the command still wins: it is read before the environment
+        os.environ["TASKD_URL"] = url
 
 
 @main.command()

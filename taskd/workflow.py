@@ -7,6 +7,8 @@ unknown dependency keys and cycles, naming the key, before anything is written.
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +182,27 @@ def _on_cycle(tasks: dict[str, FlowTask], stuck: list[str]) -> str:
         seen.add(key)
         key = next(p for p in tasks[key].depends_on if p in stuck_set)
     return key
+
+
+def dependency_order(depends_on: Mapping[str, Sequence[str]]) -> list[str]:
+    """The keys parents first (Kahn's algorithm; ties in the given order). Keys on a
+    cycle, which validation never lets in, come last in the given order."""
+    left = {key: len(deps) for key, deps in depends_on.items()}
+    children: dict[str, list[str]] = {key: [] for key in depends_on}
+    for key, deps in depends_on.items():
+        for parent in deps:
+            children.setdefault(parent, []).append(key)
+    ready = deque(key for key, n in left.items() if n == 0)
+    order: list[str] = []
+    while ready:
+        key = ready.popleft()
+        order.append(key)
+        for child in children.get(key, ()):
+            left[child] -= 1
+            if left[child] == 0:
+                ready.append(child)
+    placed = set(order)
+    return order + [key for key in depends_on if key not in placed]
 
 
 def queue_of(spec: WorkflowSpec) -> dict[str, list[str]]:

@@ -105,6 +105,7 @@ def make_workflow(body: Any, **defaults: Any) -> WorkflowSpec:
         if task.key in tasks:
             raise ValidationError(f"tasks[{i}].key", f"duplicate key {task.key!r}")
         tasks[task.key] = task
+    _refuse_shared_unique_keys(tasks)
     for key, task in tasks.items():
         for parent in task.depends_on:
             if parent not in tasks:
@@ -156,6 +157,21 @@ def _flow_task(i: int, item: Any, defaults: dict[str, Any]) -> FlowTask:
                 f"tasks.{key}.payload", f"$result {ref!r} names no key of its depends_on"
             )
     return FlowTask(key=key, spec=spec, depends_on=list(deps), run_on_failure=run_on_failure)
+
+
+def _refuse_shared_unique_keys(tasks: dict[str, FlowTask]) -> None:
+    """One unique_key names one task of a queue: two members of a workflow cannot both
+    own it (its pointer would name only the last one written)."""
+    owners: dict[tuple[str, str], str] = {}
+    for key, task in tasks.items():
+        if task.spec.unique_key:
+            owner = owners.setdefault((task.spec.queue, task.spec.unique_key), key)
+            if owner != key:
+                raise ValidationError(
+                    f"tasks.{key}.unique_key",
+                    f"{task.spec.unique_key!r} is also the unique_key of task {owner!r}"
+                    " in the same queue",
+                )
 
 
 def _refuse_cycles(tasks: dict[str, FlowTask]) -> None:

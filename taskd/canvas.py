@@ -110,7 +110,8 @@ def _place(
         tasks.append(
             {"key": key, "task_type": node.task_type, "payload": node.payload}
             | node.options
-            | {"depends_on": sorted(set(after) | set(node.options.get("depends_on", [])))}
+            # In place order (a chord's header as given), so ctx.parents follows it.
+            | {"depends_on": list(dict.fromkeys([*after, *node.options.get("depends_on", [])]))}
         )
         return [key]
     if node.kind == "chain":

@@ -194,3 +194,28 @@ def test_docs_python_examples_build_valid_workflows() -> None:
     publish = next(k for k, r in refs.items() if r)
     assert refs[publish] == ["fetch.body.path"]
     assert "fetch" in specs[0].tasks[publish].depends_on
+
+
+async def test_chord_callback_sees_header_results_in_header_order(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """A chord's callback gets its header's results in ctx.parents in header order (the
+    12th member after the 2nd, not sorted as text), and its depends_on lists them so."""
+    seen: list[Any] = []
+
+    async def member(ctx: Context, payload: dict[str, Any]) -> Any:
+        if "i" in payload:
+            return payload["i"]
+        seen.extend(ctx.parents.values())
+        return None
+
+    flow = taskd.chord(
+        [taskd.step("member", {"i": i}, queue=queue) for i in range(12)],
+        taskd.step("member", {}, key="callback", queue=queue),
+    )
+    async with running_pool(store, registry_of(member=member), queue):
+        view = await client.submit_workflow(flow)
+        done = await client.wait_workflow(view["id"], timeout_s=30)
+    assert done["status"] == "completed"
+    assert seen == list(range(12))
+    assert done["tasks"]["callback"]["depends_on"] == [f"member-{i}" for i in range(1, 13)]

@@ -26,7 +26,7 @@ from taskd.model import FINISHED, STATUS_NAMES, Status, Task, ms_to_iso
 from taskd.store.base import Call
 from taskd.store.flows import FlowOps
 from taskd.store.translate import translated
-from taskd.workflow import dependency_order
+from taskd.workflow import WorkflowSpec, dependency_order
 
 WORKFLOW_STATUSES = ("running", "completed", "failed", "cancelled")
 MAX_LIST_SCAN = 1000  # workflows one list call looks at when filtering by status
@@ -234,6 +234,41 @@ class FlowExpiry(FlowViewOps):
                 for call in calls:
                     with contextlib.suppress(rexc.ResponseError):
                         await self._pipelined([call])
+
+
+def submitted_view(spec: WorkflowSpec, created_ms: int) -> dict[str, Any]:
+    """The view of a workflow as its submit wrote it (the answer to the submit, like a
+    task's): roots pending (scheduled when delayed), the others waiting. A re-read could
+    already show roots taken by workers; GET /api/workflows/{id} is the live view."""
+    statuses: dict[str, str] = {}
+    for key, task in spec.tasks.items():
+        s = task.spec
+        due = max(created_ms + (s.delay_ms or 0), s.run_at_ms or 0)
+        if task.depends_on:
+            statuses[key] = "waiting"
+        else:
+            statuses[key] = "scheduled" if due > created_ms else "pending"
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "status": "running",
+        "created_at": ms_to_iso(created_ms),
+        "counts": counts_of(list(statuses.values())),
+        "tasks": {
+            key: {
+                "id": t.spec.id,
+                "name": t.spec.name,
+                "task_type": t.spec.task_type,
+                "queue": t.spec.queue,
+                "status": statuses[key],
+                "progress": 0,
+                "depends_on": list(t.depends_on),
+                "result": None,
+                "error": None,
+            }
+            for key, t in spec.tasks.items()
+        },
+    }
 
 
 def _cancel_order(record: dict[str, Any], found: dict[str, tuple[str, bool]]) -> list[str]:

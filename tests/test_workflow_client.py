@@ -219,3 +219,12 @@ async def test_chord_callback_sees_header_results_in_header_order(
     assert done["status"] == "completed"
     assert seen == list(range(12))
     assert done["tasks"]["callback"]["depends_on"] == [f"member-{i}" for i in range(1, 13)]
+
+
+def test_generated_keys_avoid_keys_named_later() -> None:
+    """A step without a key never takes one that a later step names itself: the body
+    is valid, each key once."""
+    flow = taskd.chain(taskd.step("echo"), taskd.step("echo", key="echo-1"))
+    keys = [t["key"] for t in flow.body()["tasks"]]
+    assert keys[1] == "echo-1"
+    assert len(set(keys)) == 2

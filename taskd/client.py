@@ -16,7 +16,7 @@ from taskd import config
 from taskd.engine.known import KnownTypes
 from taskd.engine.registry import Registry
 from taskd.errors import TaskdError, ValidationError
-from taskd.flowclient import WorkflowClient
+from taskd.flowclient import WorkflowClient, wait_timeout
 from taskd.intake import checked_spec
 from taskd.model import (
     DEFAULT_PRIORITY,
@@ -49,6 +49,24 @@ def resolve_redis_url(settings: config.Settings) -> str:
             f"no Redis URL configured and no embedded server running under {settings.data_dir}; "
             "start `taskd serve` or set TASKD_REDIS_URL"
         ) from None
+
+
+def checked_url(redis_url: object) -> str | None:
+    """The ``redis_url`` argument, refused when made if it is not text (it would fail
+    later, deep inside the first call)."""
+    if redis_url is not None and not isinstance(redis_url, str):
+        raise TypeError(f"redis_url must be a URL string or None, not {type(redis_url).__name__}")
+    return redis_url
+
+
+def module_names(handlers: Iterable[str] | None) -> tuple[str, ...] | None:
+    """Handler module names; one string is a comma-separated list, as TASKD_HANDLERS and
+    ``--handlers`` are (iterated, it would be its characters)."""
+    if handlers is None:
+        return None
+    if isinstance(handlers, str):
+        return tuple(name.strip() for name in handlers.split(",") if name.strip())
+    return tuple(handlers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +105,12 @@ class Client(WorkflowClient):
         handlers: Iterable[str] | None = None,
         registry: Registry | None = None,
     ) -> None:
-        self._url = redis_url
+        self._url = checked_url(redis_url)
         self._store: Store | None = None
         self._settings: config.Settings | None = None
         self._connecting = asyncio.Lock()
-        self._handlers = None if handlers is None else tuple(handlers)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the store is bound to
+        self._handlers = module_names(handlers)
         self._registry = registry
         self._registry_lock = threading.Lock()  # (SyncClient validates in many threads)
         self._known: KnownTypes | None = None
@@ -104,9 +123,21 @@ class Client(WorkflowClient):
         await self.close()
 
     async def store(self) -> Store:
-        """The connected store (connects on first use)."""
-        if self._store is not None:  # (no lock once connected: this is on every call)
-            return self._store
+        """The connected store (connects on first use, and again on a new event loop)."""
+        store = self._store  # (no lock once connected: this is on every call)
+        if store is not None and self._loop is asyncio.get_running_loop():
+            return store
+        return await self._connect()
+
+    async def _connect(self) -> Store:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # First use, or a script's next asyncio.run: the connections of the loop
+            # before can no longer be used (a submit written on one created its task,
+            # then its reply could not be awaited) nor closed from here; dropped, they
+            # are closed when collected.
+            self._loop, self._store, self._known = loop, None, None
+            self._connecting = asyncio.Lock()
         async with self._connecting:  # concurrent first calls share one connection pool
             if self._store is None:
                 url = self._url or resolve_redis_url(self.settings)
@@ -136,9 +167,9 @@ class Client(WorkflowClient):
     async def close(self) -> None:
         """Close the connection pool."""
         self._known = None
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
+        store, self._store = self._store, None
+        if store is not None and self._loop is asyncio.get_running_loop():
+            await store.close()  # (one of an ended loop is closed when collected)
 
     def spec(self, task_type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> TaskSpec:
         """Validate submit arguments into a TaskSpec as the HTTP API does
@@ -212,7 +243,9 @@ class Client(WorkflowClient):
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks in one round trip; every item is validated before any is sent."""
         specs = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(batch_items(items)):
+            if type(item) is not dict and not isinstance(item, Mapping):  # (the ABC is slow)
+                raise ValidationError(f"[{i}]", "must be a mapping of submit arguments")
             plain = _TYPE_AND_PAYLOAD.issuperset(item)  # the common shape: no options
             if not plain and not SUBMIT_FIELDS.issuperset(item):
                 unknown = sorted(set(item) - SUBMIT_FIELDS)[0]
@@ -281,6 +314,7 @@ class Client(WorkflowClient):
         Follows the queue's event stream (blocking reads, no polling sleeps); raises
         TimeoutError when ``timeout_s`` passes first.
         """
+        timeout_s = wait_timeout(timeout_s)
         store = await self.store()
         queue = await store.locate(_task_id(task_id))
         deadline = time.monotonic() + timeout_s
@@ -300,6 +334,14 @@ class Client(WorkflowClient):
                 last = events[-1].event_id
                 if any(e.task.get("id") == task_id for e in events):
                     break
+
+
+def batch_items(items: object) -> Iterable[Any]:
+    """The items of a batch, as the batch API takes them: one mapping or a string is not
+    a batch (iterating it would submit its keys or its characters)."""
+    if isinstance(items, Mapping | str | bytes) or not isinstance(items, Iterable):
+        raise ValidationError("items", "must be a list of tasks, each a mapping")
+    return items
 
 
 def _check_queue(queue: object) -> None:

@@ -3,6 +3,7 @@ workflows (mixed into the client; see :mod:`taskd.canvas` for building them)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,23 @@ if TYPE_CHECKING:
 
 FINISHED_NAMES = frozenset(str(s) for s in FINISHED)
 WorkflowLike = Shape | Workflow | Mapping[str, Any]
+
+
+def wait_timeout(timeout_s: object) -> float:
+    """A wait's ``timeout_s`` as seconds (inf waits for ever); text, None, a bool or NaN
+    raise ValidationError naming it rather than failing somewhere inside the wait."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+        raise ValidationError("timeout_s", "must be a number of seconds")
+    if math.isnan(timeout_s):
+        raise ValidationError("timeout_s", "must be a number of seconds")
+    return float(timeout_s)
+
+
+def _workflow_id(workflow_id: object) -> str:
+    """A workflow id as text, as the API's path carries it."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise ValidationError("workflow_id", "must be a workflow id (a non-empty string)")
+    return workflow_id
 
 
 class WorkflowClient:
@@ -79,7 +97,7 @@ class WorkflowClient:
 
     async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
         """A workflow's view: status, counts per task status, each task with its result."""
-        return await (await self.store()).get_workflow(workflow_id)
+        return await (await self.store()).get_workflow(_workflow_id(workflow_id))
 
     async def list_workflows(
         self, *, limit: int = 50, cursor: str | None = None, status: str | None = None
@@ -91,7 +109,7 @@ class WorkflowClient:
 
     async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
         """Cancel every unfinished task of a workflow; returns its view."""
-        return await (await self.store()).cancel_workflow(workflow_id)
+        return await (await self.store()).cancel_workflow(_workflow_id(workflow_id))
 
     async def wait_workflow(self, workflow_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
         """Wait until the workflow is no longer running and return its view.
@@ -100,6 +118,8 @@ class WorkflowClient:
         reads its unfinished tasks again when one of them changes; returns once every
         task is finished; TimeoutError after ``timeout_s``.
         """
+        timeout_s = wait_timeout(timeout_s)
+        workflow_id = _workflow_id(workflow_id)
         store = await self.store()
         record = await store.workflow_record(workflow_id)
         unfinished = {task_id: queue for _, queue, task_id, _ in record["tasks"]}

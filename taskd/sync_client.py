@@ -17,10 +17,18 @@ from collections.abc import Coroutine, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
-from taskd.client import Client, Page, resolve_redis_url
+from taskd import config
+from taskd.client import (
+    Client,
+    Page,
+    batch_items,
+    checked_url,
+    module_names,
+    resolve_redis_url,
+)
 from taskd.engine.registry import Registry
 from taskd.flowclient import WorkflowLike
-from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, Task
+from taskd.model import DEFAULT_PRIORITY, DEFAULT_QUEUE, Task, TaskSpec
 from taskd.store.sync_enqueue import SyncEnqueuer, direct_url
 
 T = TypeVar("T")
@@ -59,8 +67,8 @@ class SyncClient:
         handlers: Iterable[str] | None = None,
         registry: Registry | None = None,
     ) -> None:
-        self._url = redis_url
-        self._handlers = None if handlers is None else tuple(handlers)
+        self._url = checked_url(redis_url)
+        self._handlers = module_names(handlers)
         self._registry = registry
         self._lock = threading.Lock()
         self._pid = -1
@@ -83,16 +91,26 @@ class SyncClient:
             return loop
         with self._lock:
             if self._loop is None or self._pid != os.getpid():  # first use, or a forked child
-                client = Client(self._url, handlers=self._handlers, registry=self._registry)
-                self._loop = _Loop(client)
-                store = self._loop.run(client.store())
-                url = self._url or resolve_redis_url(client.settings)
-                self._direct = None  # a Cluster or Sentinel: submits go through the loop
-                if direct_url(url):
-                    self._direct = SyncEnqueuer(url, events_maxlen=store.events_maxlen)
+                self._loop, self._direct = self._start()
                 self._ready_queues = set()
                 self._pid = os.getpid()
             return self._loop
+
+    def _start(self) -> tuple[_Loop, SyncEnqueuer | None]:
+        """A connected loop thread and direct submit path; when connecting fails, the
+        thread is stopped before the error is raised (a web app calling on while Redis
+        is down must not gain a thread per request)."""
+        client = Client(self._url, handlers=self._handlers, registry=self._registry)
+        loop = _Loop(client)
+        try:
+            store = loop.run(client.store())
+            url = self._url or resolve_redis_url(client.settings)
+        except BaseException:
+            loop.close()
+            raise
+        if not direct_url(url):  # a Cluster or Sentinel: submits go through the loop
+            return loop, None
+        return loop, SyncEnqueuer(url, events_maxlen=store.events_maxlen)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._started().run(coro)
@@ -105,6 +123,26 @@ class SyncClient:
                 if self._direct is not None:
                     self._direct.close()
             self._loop = self._direct = None
+
+    @property
+    def settings(self) -> config.Settings:
+        """Settings from the environment (and TASKD_CONFIG), as Client reads them."""
+        return self._validator.settings
+
+    @property
+    def registry(self) -> Registry:
+        """The task types this client accepts (built on first use: it imports modules)."""
+        return self._validator.registry
+
+    def spec(self, task_type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> TaskSpec:
+        """Validate submit arguments into a TaskSpec as the HTTP API does, without
+        Redis (see Client.spec)."""
+        return self._validator.spec(task_type, payload, **kw)
+
+    def check_types(self, specs: Iterable[TaskSpec], index: bool = False) -> None:
+        """Refuse a type nothing can run, as the API does (see Client.check_types)."""
+        specs = list(specs)
+        self._run(self._started().client.check_types(specs, index))
 
     def submit(
         self,
@@ -148,7 +186,7 @@ class SyncClient:
 
     def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Submit many tasks, all validated before any is sent (see Client.submit_many)."""
-        items = list(items)
+        items = list(batch_items(items))  # (a generator is read in the calling thread)
         return self._run(self._started().client.submit_many(items))
 
     def get(self, task_id: str) -> Task:

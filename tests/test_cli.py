@@ -234,6 +234,43 @@ async def test_usage_errors_exit_2(daemon: DaemonProcess, tmp_path: Path) -> Non
         assert "Error:" in run.err, (args, run)
 
 
+async def test_task_id_with_anything_but_hex_digits_is_a_usage_error(
+    daemon: DaemonProcess, store: Store, queue: str
+) -> None:
+    """A task id argument is 1-32 hex digits and nothing else: one that merely starts
+    with hex digits (a space, a path, 33 digits) is refused with exit 2 before anything
+    is sent, so it can never reach another route (`retry` of this 32-character "id"
+    used to POST /api/queues/<queue>/pause)."""
+    await store.ensure_queue(queue)
+    crafted = f"a/../../queues/{queue}/pause#"
+    crafted += "x" * (32 - len(crafted))
+    for args in (
+        ("get", "ab cd"),
+        ("get", "a" * 33),
+        ("cancel", "0" * 32 + "/"),
+        ("retry", crafted),
+    ):
+        run = await taskd(daemon, *args)
+        assert run.code == 2, (args, run)
+        assert "Error: Invalid value for 'TASK_ID'" in run.err, (args, run)
+    assert await store.paused_queues([queue]) == set()
+
+
+async def test_delay_or_timeout_that_is_not_a_finite_number_is_a_usage_error(
+    daemon: DaemonProcess, store: Store, queue: str
+) -> None:
+    """`--delay nan` or `--delay inf` is refused with exit 2 and creates nothing (click's
+    range check let them through and the task was created to start at once), and so is
+    `drain --timeout nan`."""
+    for value in ("nan", "inf", "-inf"):
+        run = await taskd(daemon, "submit", "sleepy", "--queue", queue, "--delay", value)
+        assert run.code == 2, (value, run)
+        assert "Error: Invalid value for '--delay'" in run.err, run
+    drain = await taskd(daemon, "drain", queue, "--timeout", "nan")
+    assert drain.code == 2, drain
+    assert (await store.stats(queue))["total"] == 0
+
+
 async def test_unreachable_server_exits_3(free_port: int) -> None:
     """Nothing listening: exit 3 and one line naming the URL, for requests and the socket."""
     url = f"http://127.0.0.1:{free_port}"

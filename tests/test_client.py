@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,6 +77,44 @@ async def test_submit_many_is_all_or_nothing(client: taskd.Client, queue: str) -
     )
     assert [t.payload["i"] for t in tasks] == list(range(100))
     assert (await client.stats(queue))["pending"] == 100
+
+
+async def test_submit_many_refuses_items_that_are_not_mappings(
+    client: taskd.Client, queue: str
+) -> None:
+    """An item that is not a mapping is refused as "[i]: must be an object", as the
+    API's batch answers, and a single mapping or a string instead of a list as "items"
+    (a string item was read as its characters: "[0].e: unknown argument"); nothing is
+    stored."""
+    good = {"task_type": "echo", "queue": queue}
+    for items, field in (
+        ([good, "echo"], "[1]"),
+        ([good, None], "[1]"),
+        ([("task_type", "echo")], "[0]"),
+        (good, "items"),
+        ("echo", "items"),
+        (None, "items"),
+    ):
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.submit_many(items)  # type: ignore[arg-type]
+        assert info.value.field == field, (items, info.value)
+    assert (await client.stats(queue))["total"] == 0
+
+
+async def test_wait_refuses_a_timeout_that_is_not_a_number(
+    client: taskd.Client, queue: str
+) -> None:
+    """wait() and wait_workflow() refuse a timeout_s that is not a number of seconds
+    (text, None, a bool, NaN) with ValidationError naming it, instead of a TypeError,
+    a ValueError or, for True, a one-second wait."""
+    task = await client.submit("echo", queue=queue)
+    for bad in ("3", None, True, float("nan")):
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.wait(task.id, timeout_s=bad)  # type: ignore[arg-type]
+        assert info.value.field == "timeout_s", bad
+        with pytest.raises(taskd.ValidationError) as info:
+            await client.wait_workflow("0" * 32, timeout_s=bad)  # type: ignore[arg-type]
+        assert info.value.field == "timeout_s", bad
 
 
 async def test_list_filters_by_status_and_pages(client: taskd.Client, queue: str) -> None:
@@ -367,6 +407,27 @@ async def test_client_knows_the_types_of_its_handler_modules(redis_url: str, que
         assert task.task_type == "sleepy"
 
 
+async def test_handlers_given_as_one_string_name_modules_not_characters(
+    redis_url: str, queue: str
+) -> None:
+    """handlers="a.b" or "a.b,c.d" names modules as TASKD_HANDLERS and --handlers do, for
+    both clients (a string was read as its characters: "cannot import handler module
+    't'")."""
+    async with taskd.Client(redis_url, handlers="tests.daemon_handlers") as c:
+        assert (await c.submit("sleepy", {"s": 0}, queue=queue)).task_type == "sleepy"
+    with taskd.SyncClient(redis_url, handlers="tests.daemon_handlers, taskd.handlers") as s:
+        assert "sleepy" in s.registry
+        assert (await asyncio.to_thread(s.submit, "sleepy", {"s": 0}, queue=queue)).id
+
+
+async def test_a_redis_url_that_is_not_text_is_a_type_error() -> None:
+    """Client(5) and SyncClient(5) raise TypeError naming redis_url when made, not an
+    AttributeError from deep inside the first call."""
+    for make in (taskd.Client, taskd.SyncClient):
+        with pytest.raises(TypeError, match="redis_url"):
+            make(5)  # type: ignore[arg-type]
+
+
 async def test_type_a_live_worker_runs_is_accepted_as_the_api_does(
     redis_url: str, store: Store, queue: str
 ) -> None:
@@ -384,3 +445,29 @@ async def test_type_a_live_worker_runs_is_accepted_as_the_api_does(
         assert {task.task_type, again.task_type} == {f"{queue}_remote"}
     finally:
         await store.unregister(f"h:1:{queue}")
+
+
+SCRIPT_OF_SEVERAL_LOOPS = """
+import asyncio, sys, taskd
+
+client = taskd.Client(sys.argv[1])
+mail = {"to": "a@example.com", "subject": "s"}
+for _ in range(3):
+    task = asyncio.run(client.submit("email", mail, queue=sys.argv[2]))
+    print(task.status)
+print(asyncio.run(client.stats(sys.argv[2]))["total"])
+asyncio.run(client.close())
+"""
+
+
+async def test_one_client_serves_one_asyncio_run_after_another(redis_url: str, queue: str) -> None:
+    """A script that calls asyncio.run for each call on one module-level Client gets an
+    answer each time: the client reconnects on the new event loop (a submit from a
+    second loop used to create its task and then raise "Event loop is closed")."""
+    script = [sys.executable, "-c", SCRIPT_OF_SEVERAL_LOOPS, redis_url, queue]
+    done = await asyncio.to_thread(
+        subprocess.run, script, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-600:]
+    assert done.stderr == ""
+    assert done.stdout.split() == ["pending", "pending", "pending", "3"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -107,3 +108,44 @@ def test_close_then_reuse_reconnects(redis_url: str, queue: str) -> None:
     client.submit("echo", queue=queue)
     assert client.stats(queue)["pending"] == 2
     client.close()
+
+
+def test_submit_many_of_one_mapping_is_refused(sync: taskd.SyncClient, queue: str) -> None:
+    """SyncClient.submit_many given one mapping instead of a list refuses it as "items",
+    as Client does (it was turned into the list of its keys first), and stores nothing."""
+    with pytest.raises(taskd.ValidationError) as info:
+        sync.submit_many({"task_type": "echo", "queue": queue})  # type: ignore[arg-type]
+    assert info.value.field == "items"
+    assert sync.stats(queue)["total"] == 0
+
+
+ASYNC_ONLY = {"store", "known_types"}  # the connected Store and KnownTypes: asyncio objects
+
+
+def test_every_public_client_method_exists_with_the_same_parameters() -> None:
+    """SyncClient has every public method and property of Client with the same
+    parameters and defaults (spec, settings, registry and check_types were missing)."""
+    for name, member in inspect.getmembers(taskd.Client):
+        if name.startswith("_") or name in ASYNC_ONLY:
+            continue
+        assert hasattr(taskd.SyncClient, name), name
+        if isinstance(member, property):
+            assert isinstance(getattr(taskd.SyncClient, name), property), name
+            continue
+        mine = inspect.signature(getattr(taskd.SyncClient, name)).parameters
+        theirs = inspect.signature(member).parameters
+        assert [(p.name, p.kind, p.default) for p in mine.values()] == [
+            (p.name, p.kind, p.default) for p in theirs.values()
+        ], name
+
+
+def test_spec_and_check_types_validate_as_submit_does(sync: taskd.SyncClient, queue: str) -> None:
+    """spec() builds a TaskSpec or raises ValidationError without Redis, and
+    check_types() refuses a type nothing runs, as Client's do."""
+    assert sync.spec("echo", {"x": 1}, queue=queue, priority=9).priority == 9
+    with pytest.raises(taskd.ValidationError):
+        sync.spec("echo", queue=queue, priority=0)
+    unknown = sync.spec("nosuch", queue=queue)
+    with pytest.raises(taskd.ValidationError) as info:
+        sync.check_types([unknown])
+    assert info.value.field == "task_type"

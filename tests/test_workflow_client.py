@@ -4,9 +4,7 @@ real pool on a real Redis."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,6 @@ import pytest
 import taskd
 from taskd.engine.context import Context
 from taskd.store import Store
-from taskd.workflow import make_workflow, result_refs
 from tests.flowtools import submit as flow_submit
 from tests.pooltools import registry_of, running_pool
 
@@ -170,32 +167,6 @@ async def test_sync_client_lists_workflows(redis_url: str, store: Store, queue: 
     assert [first[0]["id"], second[0]["id"]] == [ids[2], ids[1]]
 
 
-def _doc_python_blocks() -> list[str]:
-    text = (Path(__file__).resolve().parent.parent / "docs" / "workflows.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, re.S)
-
-
-def test_docs_python_examples_build_valid_workflows() -> None:
-    """docs/workflows.md's Python examples (the chain with a chord, the Workflow builder)
-    build workflows that pass submit's validation as written, with the callback reading
-    the fetch result it names."""
-    built: list[dict[str, Any]] = []
-    for block in _doc_python_blocks():
-        if "taskd.chain(" not in block and "taskd.Workflow(" not in block:
-            continue
-        setup = block.split("async with")[0].split("await ")[0]
-        names: dict[str, Any] = {"taskd": taskd}
-        exec(setup, names)  # noqa: S102 - the docs' own example, run as a user would
-        flow = names.get("flow") or names["wf"]
-        built.append(flow.body("doc"))
-    assert len(built) == 2
-    specs = [make_workflow(body) for body in built]
-    refs = {k: result_refs(t.spec.payload) for k, t in specs[0].tasks.items()}
-    publish = next(k for k, r in refs.items() if r)
-    assert refs[publish] == ["fetch.body.path"]
-    assert "fetch" in specs[0].tasks[publish].depends_on
-
-
 async def test_chord_callback_sees_header_results_in_header_order(
     client: taskd.Client, store: Store, queue: str
 ) -> None:
@@ -228,3 +199,16 @@ def test_generated_keys_avoid_keys_named_later() -> None:
     keys = [t["key"] for t in flow.body()["tasks"]]
     assert keys[1] == "echo-1"
     assert len(set(keys)) == 2
+
+
+async def test_workflow_ids_are_checked_as_the_api_does(client: taskd.Client) -> None:
+    """get_workflow, cancel_workflow and wait_workflow refuse an id that is not a
+    non-empty string with ValidationError naming workflow_id (was a TypeError from a
+    regular expression), and answer WorkflowNotFound for a well-formed unknown one."""
+    for method in (client.get_workflow, client.cancel_workflow, client.wait_workflow):
+        for bad in (None, 123, ""):
+            with pytest.raises(taskd.ValidationError) as info:
+                await method(bad)  # type: ignore[arg-type]
+            assert info.value.field == "workflow_id", (method, bad)
+        with pytest.raises(taskd.TaskdError, match="not found"):
+            await method("0" * 32)

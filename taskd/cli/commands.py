@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import signal
@@ -201,11 +202,21 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _task_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not TASK_ID_PREFIX.match(value.lower()):
+    # The whole value: it becomes a path segment, and a prefix check let "ab/../.."
+    # through to other routes.
+    if not TASK_ID_PREFIX.fullmatch(value.lower()):
         raise click.BadParameter(
             f"expected a task id (32 hex digits) or its first digits, got {value!r}"
         )
     return value.lower()
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A finite number of seconds: click's FloatRange lets nan and inf through (nan is
+    not below its minimum), and JSON has no such numbers to send."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"expected a number of seconds, got {value!r}")
+    return value
 
 
 def _queue_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -275,7 +286,13 @@ def show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
 @click.option("--payload", default="{}", callback=_payload, help="JSON object, @file or @-.")
 @click.option("--priority", type=click.IntRange(1, 10), help="1-10, 10 most urgent [5].")
 @click.option("--queue", callback=_queue_name, help="Queue [default].")
-@click.option("--delay", "delay_s", type=click.FloatRange(min=0), help="Start in S seconds.")
+@click.option(
+    "--delay",
+    "delay_s",
+    type=click.FloatRange(min=0),
+    callback=_seconds,
+    help="Start in S seconds.",
+)
 @click.option("--name", help="Display name [the task type].")
 @click.option("--unique-key", help="Idempotency key: a live task with it is returned instead.")
 @click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after failures [3].")
@@ -459,7 +476,12 @@ def purge(url: str, as_json: bool, queue: str, yes: bool) -> None:
 
 @main.command()
 @click.argument("queue", callback=_queue_name)
-@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after S seconds (exit 4).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    callback=_seconds,
+    help="Give up after S seconds (exit 4).",
+)
 @client_options
 def drain(url: str, as_json: bool, queue: str, timeout: float | None) -> None:
     """Wait until QUEUE has nothing pending, scheduled, retrying or processing."""

@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from taskd import keys
 from taskd.errors import TaskdError
 from taskd.keys import GROUP, Keys
+from taskd.log import mask_url
 from taskd.store.connect import MIN_VERSIONS, _clients
 from taskd.store.held import Held, HeldCalls
 from taskd.store.scripts import SCRIPT_NAMES, load_script_source
@@ -62,7 +63,10 @@ class StoreBase:
         ``redis+cluster://host:port[,host:port]`` (or ``cluster=True``) a Redis Cluster;
         ``redis+sentinel://host:port[,host:port]/master`` a master found via Sentinel.
         """
-        client, blocking, extra = _clients(url, cluster)
+        try:
+            client, blocking, extra = _clients(url, cluster)
+        except ValueError as exc:  # redis-py's URL parsing (scheme, port, db)
+            raise TaskdError(f"bad Redis URL {mask_url(url)!r}: {exc}") from None
         store = cls(client, blocking, events_maxlen=events_maxlen)
         store._also_close = extra
         store.cluster = isinstance(client, RedisCluster)

@@ -21,6 +21,8 @@ def translate(exc: Exception, task_id: str = "", action: str = "") -> Exception:
         return TaskdError(f"redis refused the credentials: {exc}")
     if _tls_failure(exc):  # waiting would not help: the certificate will not change
         return TaskdError(f"TLS connection to redis failed: {exc}")
+    if isinstance(exc, rexc.InvalidResponse):  # e.g. taskd's HTTP port given as the Redis URL
+        return TaskdError(f"the server at the Redis URL does not speak the Redis protocol: {exc}")
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
         return RedisUnavailable(f"redis unavailable: {type(exc).__name__}")
     return exc

@@ -48,7 +48,7 @@ class Shape:
     def body(self, name: str = "workflow") -> dict[str, Any]:
         """The ``POST /api/workflows`` body of this shape."""
         tasks: list[dict[str, Any]] = []
-        _place(self, [], tasks, _Keys())
+        _place(self, [], tasks, _Keys(_named(self)))
         return {"name": name, "tasks": tasks}
 
 
@@ -79,10 +79,19 @@ def _checked(members: tuple[Step | Shape, ...]) -> list[Step | Shape]:
     return list(members)
 
 
-class _Keys:
-    """Hands out unique keys: a step's own, else ``<task_type>-<n>``."""
+def _named(node: Step | Shape) -> set[str]:
+    """The keys that steps of ``node`` name themselves."""
+    if isinstance(node, Step):
+        return {node.key} if node.key is not None else set()
+    return {key for member in node.members for key in _named(member)}
 
-    def __init__(self) -> None:
+
+class _Keys:
+    """Hands out unique keys: a step's own, else ``<task_type>-<n>`` that no step
+    names itself (``named``), wherever that step comes."""
+
+    def __init__(self, named: set[str]) -> None:
+        self.named = named
         self.used: set[str] = set()
         self.n = 0
 
@@ -95,7 +104,7 @@ class _Keys:
         while True:
             self.n += 1
             key = f"{s.task_type.replace('.', '_').replace(':', '_')}-{self.n}"
-            if key not in self.used:
+            if key not in self.used and key not in self.named:
                 self.used.add(key)
                 return key
 
@@ -110,7 +119,8 @@ def _place(
         tasks.append(
             {"key": key, "task_type": node.task_type, "payload": node.payload}
             | node.options
-            | {"depends_on": sorted(set(after) | set(node.options.get("depends_on", [])))}
+            # In place order (a chord's header as given), so ctx.parents follows it.
+            | {"depends_on": list(dict.fromkeys([*after, *node.options.get("depends_on", [])]))}
         )
         return [key]
     if node.kind == "chain":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from taskd.canvas import Shape, Workflow
 from taskd.errors import ValidationError
 from taskd.model import FINISHED, TaskSpec
+from taskd.store.flowview import submitted_view
 from taskd.workflow import make_workflow, result_refs
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ class WorkflowClient:
         self, flow: WorkflowLike, *, name: str | None = None
     ) -> dict[str, Any]:
         """Submit a workflow (a chain/group/chord, a :class:`Workflow`, or the JSON body
-        of ``POST /api/workflows``); returns its view (id, status, tasks by key)."""
+        of ``POST /api/workflows``); returns its view as written (id, status running,
+        tasks by key: roots pending, the others waiting), as the API answers."""
         if isinstance(flow, Shape):
             body = flow.body(name or "workflow")
         elif isinstance(flow, Workflow):
@@ -83,8 +85,7 @@ class WorkflowClient:
             except ValidationError as exc:
                 message = exc.message.removeprefix(f"{exc.field}: ")
                 raise ValidationError(f"tasks.{key}.{exc.field}", message) from None
-        await store.submit_workflow(spec)
-        return await store.get_workflow(spec.id)
+        return submitted_view(spec, await store.submit_workflow(spec))
 
     def _check_payload(self, spec: TaskSpec) -> None:
         """A registered type's schema and validator, unless the payload holds $result

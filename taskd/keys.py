@@ -28,6 +28,7 @@ taskd:{q}:outbox                stream  workflow ends bound for a child in anoth
                                         (drained by the supervisor, see scripts/_flow.lua)
 taskd:workflow:<id>             hash    a workflow: name, created_at, its tasks (JSON)
 taskd:workflows                 zset    workflow ids, score = created ms
+taskd:workflows:writing         zset    ids of workflows still being submitted (ms)
 taskd:queues                    set     names of queues that ever had a task
 taskd:workers                   zset    consumer name -> last heartbeat ms
 taskd:worker:<consumer>         string  JSON info of a live consumer (expires)
@@ -44,6 +45,8 @@ QUEUES = "taskd:queues"
 WORKERS = "taskd:workers"
 CANCEL_CHANNEL = "taskd:cancel"
 WORKFLOWS = "taskd:workflows"
+#: Workflows whose submit has not released its roots yet (see taskd.store.flowrepair).
+WORKFLOWS_WRITING = "taskd:workflows:writing"
 #: The group consumer that holds handed-back entries (reclaimed, released, or delivered
 #: beyond a fetch's room) until a fetch takes them from the front zset.
 HANDBACK = "taskd:front"

@@ -7,6 +7,8 @@ unknown dependency keys and cycles, naming the key, before anything is written.
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +105,7 @@ def make_workflow(body: Any, **defaults: Any) -> WorkflowSpec:
         if task.key in tasks:
             raise ValidationError(f"tasks[{i}].key", f"duplicate key {task.key!r}")
         tasks[task.key] = task
+    _refuse_shared_unique_keys(tasks)
     for key, task in tasks.items():
         for parent in task.depends_on:
             if parent not in tasks:
@@ -156,6 +159,21 @@ def _flow_task(i: int, item: Any, defaults: dict[str, Any]) -> FlowTask:
     return FlowTask(key=key, spec=spec, depends_on=list(deps), run_on_failure=run_on_failure)
 
 
+def _refuse_shared_unique_keys(tasks: dict[str, FlowTask]) -> None:
+    """One unique_key names one task of a queue: two members of a workflow cannot both
+    own it (its pointer would name only the last one written)."""
+    owners: dict[tuple[str, str], str] = {}
+    for key, task in tasks.items():
+        if task.spec.unique_key:
+            owner = owners.setdefault((task.spec.queue, task.spec.unique_key), key)
+            if owner != key:
+                raise ValidationError(
+                    f"tasks.{key}.unique_key",
+                    f"{task.spec.unique_key!r} is also the unique_key of task {owner!r}"
+                    " in the same queue",
+                )
+
+
 def _refuse_cycles(tasks: dict[str, FlowTask]) -> None:
     """Kahn's algorithm: whatever is left unordered lies on (or behind) a cycle."""
     left = {key: len(t.depends_on) for key, t in tasks.items()}
@@ -180,6 +198,27 @@ def _on_cycle(tasks: dict[str, FlowTask], stuck: list[str]) -> str:
         seen.add(key)
         key = next(p for p in tasks[key].depends_on if p in stuck_set)
     return key
+
+
+def dependency_order(depends_on: Mapping[str, Sequence[str]]) -> list[str]:
+    """The keys parents first (Kahn's algorithm; ties in the given order). Keys on a
+    cycle, which validation never lets in, come last in the given order."""
+    left = {key: len(deps) for key, deps in depends_on.items()}
+    children: dict[str, list[str]] = {key: [] for key in depends_on}
+    for key, deps in depends_on.items():
+        for parent in deps:
+            children.setdefault(parent, []).append(key)
+    ready = deque(key for key, n in left.items() if n == 0)
+    order: list[str] = []
+    while ready:
+        key = ready.popleft()
+        order.append(key)
+        for child in children.get(key, ()):
+            left[child] -= 1
+            if left[child] == 0:
+                ready.append(child)
+    placed = set(order)
+    return order + [key for key in depends_on if key not in placed]
 
 
 def queue_of(spec: WorkflowSpec) -> dict[str, list[str]]:

@@ -167,6 +167,40 @@ async def test_sync_client_lists_workflows(redis_url: str, store: Store, queue: 
     assert [first[0]["id"], second[0]["id"]] == [ids[2], ids[1]]
 
 
+async def test_chord_callback_sees_header_results_in_header_order(
+    client: taskd.Client, store: Store, queue: str
+) -> None:
+    """A chord's callback gets its header's results in ctx.parents in header order (the
+    12th member after the 2nd, not sorted as text), and its depends_on lists them so."""
+    seen: list[Any] = []
+
+    async def member(ctx: Context, payload: dict[str, Any]) -> Any:
+        if "i" in payload:
+            return payload["i"]
+        seen.extend(ctx.parents.values())
+        return None
+
+    flow = taskd.chord(
+        [taskd.step("member", {"i": i}, queue=queue) for i in range(12)],
+        taskd.step("member", {}, key="callback", queue=queue),
+    )
+    async with running_pool(store, registry_of(member=member), queue):
+        view = await client.submit_workflow(flow)
+        done = await client.wait_workflow(view["id"], timeout_s=30)
+    assert done["status"] == "completed"
+    assert seen == list(range(12))
+    assert done["tasks"]["callback"]["depends_on"] == [f"member-{i}" for i in range(1, 13)]
+
+
+def test_generated_keys_avoid_keys_named_later() -> None:
+    """A step without a key never takes one that a later step names itself: the body
+    is valid, each key once."""
+    flow = taskd.chain(taskd.step("echo"), taskd.step("echo", key="echo-1"))
+    keys = [t["key"] for t in flow.body()["tasks"]]
+    assert keys[1] == "echo-1"
+    assert len(set(keys)) == 2
+
+
 async def test_workflow_ids_are_checked_as_the_api_does(client: taskd.Client) -> None:
     """get_workflow, cancel_workflow and wait_workflow refuse an id that is not a
     non-empty string with ValidationError naming workflow_id (was a TypeError from a

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from taskd.store import Store
+from taskd.workflow import WorkflowSpec
 from tests.conftest import eventually
 from tests.pooltools import running_pool
 from tests.test_http_support import registry_with, serve_app
@@ -201,3 +202,43 @@ async def test_the_curl_example_in_the_docs_is_accepted(client: Client) -> None:
         3,
     )
     assert (await client.post(f"/api/workflows/{body['id']}/cancel")).status == 200
+
+
+class AnswersLate(Store):
+    """A store whose workflow submit returns only once a worker took the workflow's
+    roots (a stall between writing a workflow and answering for it)."""
+
+    async def submit_workflow(self, spec: WorkflowSpec) -> int:
+        now = await super().submit_workflow(spec)
+        roots = [t.spec for t in spec.tasks.values() if not t.depends_on]
+
+        async def taken() -> bool:
+            found = [await self.get(r.id, r.queue) for r in roots]
+            return all(t.status != "pending" for t in found)
+
+        await eventually(taken)
+        return now
+
+
+async def test_submit_answer_shows_the_workflow_as_submitted(redis_url: str, queue: str) -> None:
+    """The 201 of POST /api/workflows shows the workflow as written, as the docs say
+    (roots pending, the others waiting, status running), even when workers took the
+    roots before the answer was built."""
+    store = await AnswersLate.connect(redis_url)
+    registry = registry_with(add=_add, boom=_boom)
+    try:
+        async with running_pool(store, registry, queue), serve_app(store, registry=registry) as c:
+            response = await c.post("/api/workflows", json=_wf(queue))
+            body = await response.json()
+    finally:
+        await store.close()
+    assert response.status == 201
+    assert body["status"] == "running"
+    assert {k: t["status"] for k, t in body["tasks"].items()} == {
+        "a": "pending",
+        "b": "pending",
+        "total": "waiting",
+    }
+    counts = body["counts"]
+    assert (counts["pending"], counts["waiting"], counts["total"]) == (2, 1, 3)
+    assert body["tasks"]["total"]["depends_on"] == ["a", "b"]

@@ -36,6 +36,24 @@ def test_result_reference_outside_dependencies_refused() -> None:
         make_workflow({"tasks": [_t("a"), _t("b", payload={"x": {"$result": "a"}})]})
 
 
+def test_unique_key_used_twice_in_one_queue_refused() -> None:
+    """Two tasks of one workflow with the same unique_key in the same queue are refused,
+    naming the second (they cannot both own the key)."""
+    with pytest.raises(ValidationError) as info:
+        make_workflow({"tasks": [_t("a", unique_key="u"), _t("b", "a", unique_key="u")]})
+    assert info.value.field == "tasks.b.unique_key"
+    assert "'a'" in info.value.message
+
+
+def test_unique_key_shared_across_queues_allowed() -> None:
+    """The same unique_key in two queues is two keys (each queue has its own), as for
+    single submits."""
+    spec = make_workflow(
+        {"tasks": [_t("a", unique_key="u", queue="q1"), _t("b", unique_key="u", queue="q2")]}
+    )
+    assert [t.spec.unique_key for t in spec.tasks.values()] == ["u", "u"]
+
+
 async def test_dependents_wait_and_count_in_stats(store: Store, queue: str) -> None:
     """Dependents are 'waiting' and counted under that status; roots are pending."""
     spec = await submit(store, [_t("a", queue=queue), _t("b", "a", queue=queue)])

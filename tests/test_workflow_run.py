@@ -203,3 +203,38 @@ async def test_cancelling_waiting_task_cancels_its_dependents(store: Store, queu
     assert (c.status, c.error) == ("cancelled", "dependency b cancelled")
     stats = await store.stats(queue)
     assert (stats["waiting"], stats["cancelled"], stats["pending"]) == (0, 2, 1)
+
+
+async def test_hand_retry_of_a_dependent_waits_for_its_unfinished_parent(
+    store: Store, queue: str
+) -> None:
+    """Retrying by hand a dependent that its parent's failure cancelled makes it wait
+    for that parent again (it never runs without its dependency's result); it runs once
+    the parent, retried too, completes."""
+    ran: list[tuple[str, Any]] = []
+    fail_first = True
+
+    async def step(ctx: Context, payload: dict[str, Any]) -> Any:
+        nonlocal fail_first
+        ran.append((payload["k"], payload.get("x")))
+        if payload["k"] == "a" and fail_first:
+            fail_first = False
+            raise Fail("first time")
+        return {"v": 7}
+
+    spec = await submit(
+        store,
+        [
+            _t("a", queue=queue, payload={"k": "a"}),
+            _t("b", "a", queue=queue, payload={"k": "b", "x": {"$result": "a.v"}}),
+        ],
+    )
+    async with running_pool(store, registry_of(step=step), queue):
+        await eventually(_all_finished(store, spec))
+        retried = await store.retry(spec.tasks["b"].spec.id)
+        assert (retried.status, retried.error) == ("waiting", None)
+        assert (await store.stats(queue))["waiting"] == 1
+        await store.retry(spec.tasks["a"].spec.id)
+        found = await eventually(_completed_all(store, spec))
+    assert set(found.values()) == {"completed"}
+    assert ran == [("a", None), ("a", None), ("b", 7)]

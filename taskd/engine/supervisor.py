@@ -32,6 +32,7 @@ class SupervisorConfig:
     sweep_interval_s: float = 1.0
     retention_s: float = 86_400.0
     housekeeping_every: int = 10  # sweeps between retention / trim / dead-consumer passes
+    submit_grace_s: float = 300.0  # a workflow submit unfinished this long stopped for good
     queues: tuple[str, ...] | None = None  # None = every queue that ever had a task
 
 
@@ -73,6 +74,9 @@ class Supervisor:
         for queue in self.config.queues or await self.store.queues():
             await self.housekeep(queue)
         expired = await self.store.expire_workflows(int(self.config.retention_s * 1000))
+        repaired = await self.store.repair_workflows(int(self.config.submit_grace_s * 1000))
+        if repaired:
+            log.warning("workflow_submits_repaired", count=repaired)
         if expired:
             log.debug("workflows_expired", count=expired)
         return self.config.sweep_interval_s * self.config.housekeeping_every

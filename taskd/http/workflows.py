@@ -15,7 +15,7 @@ from taskd.http.api import check_type, read_json
 from taskd.http.shapes import json_response
 from taskd.http.state import STATE, AppState
 from taskd.model import TaskSpec
-from taskd.store.flowview import MAX_LIST_LIMIT, WORKFLOW_STATUSES
+from taskd.store.flowview import MAX_LIST_LIMIT, WORKFLOW_STATUSES, submitted_view
 from taskd.workflow import make_workflow, result_refs
 
 DEFAULT_LIMIT: Final = 50
@@ -23,7 +23,8 @@ MAX_LIMIT: Final = MAX_LIST_LIMIT
 
 
 async def create_workflow(request: web.Request) -> web.Response:
-    """POST /api/workflows: 201 with the workflow (roots pending, the rest waiting)."""
+    """POST /api/workflows: 201 with the workflow as written (roots pending, the rest
+    waiting), like a task's submit answers the task as created."""
     state = request.app[STATE]
     tasks = state.settings.tasks
     spec = make_workflow(
@@ -38,8 +39,7 @@ async def create_workflow(request: web.Request) -> web.Response:
         except ValidationError as exc:
             message = exc.message.removeprefix(f"{exc.field}: ")
             raise ValidationError(f"tasks.{key}.{exc.field}", message) from None
-    await state.store.submit_workflow(spec)
-    view = await state.store.get_workflow(spec.id)
+    view = submitted_view(spec, await state.store.submit_workflow(spec))
     return json_response(view, status=201, headers={"Location": f"/api/workflows/{spec.id}"})
 
 

@@ -73,21 +73,30 @@ local function flow_settle(tag, child_id, parent_id, outcome, why, now, maxlen, 
   work[#work + 1] = {tag, child, 'cancelled', why}
 end
 
+-- How many parents (JSON key -> [queue, id]) a task brought back by a hand retry must
+-- wait for again: those not completed (not ended at all, with ``any_end``: a
+-- run_on_failure task). Their marks are forgotten, so their next end counts.
+local function flow_unmet(key, parents, any_end)
+  local left = 0
+  for _, parent in pairs(cjson.decode(parents or '{}')) do
+    local mark = 'dep:' .. parent[2]
+    local ended = redis.call('HGET', key, mark)
+    if not (ended == 'completed' or (any_end and ended)) then
+      redis.call('HDEL', key, mark)
+      left = left + 1
+    end
+  end
+  return left
+end
+
 -- A hand retry brings back a dependent that a failure cancelled: it waits again for every
--- parent that has not completed (their marks are forgotten, so their next end counts).
+-- parent that has not completed.
 local function flow_rearm(tag, child_id, now, maxlen, work)
   local key = tag .. ':task:' .. child_id
   local child = load_task(key, {'children', 'parents', 'error', 'wf_key'})
   if not child or child.status ~= 'cancelled' then return end
   if string.sub(child.error or '', 1, 11) ~= 'dependency ' then return end
-  local left = 0
-  for _, parent in pairs(cjson.decode(child.parents or '{}')) do
-    local mark = 'dep:' .. parent[2]
-    if redis.call('HGET', key, mark) ~= 'completed' then
-      redis.call('HDEL', key, mark)
-      left = left + 1
-    end
-  end
+  local left = flow_unmet(key, child.parents, false)
   clear(key, child, 'completed_at', 'error')
   update(key, child, 'status', 'waiting', 'deps_left', left, 'updated_at', int(now))
   move(tag .. ':stats', 'cancelled', 'waiting')

@@ -8,7 +8,7 @@ called by EVALSHA); script error codes become :mod:`taskd.errors` exceptions in
 from __future__ import annotations
 
 from taskd.store.events import EventOps
-from taskd.store.flowview import FlowExpiry
+from taskd.store.flowrepair import FlowRepair
 from taskd.store.history import HistoryOps
 from taskd.store.queues import QueueOps
 from taskd.store.records import CancelRequests, Event, Fetched, Reclaimed, stream_id_key
@@ -19,5 +19,5 @@ from taskd.store.worker import WorkerOps
 __all__ = ["CancelRequests", "Event", "Fetched", "Reclaimed", "Store", "stream_id_key"]
 
 
-class Store(TaskOps, WorkerOps, UpkeepOps, QueueOps, EventOps, HistoryOps, FlowExpiry):
+class Store(TaskOps, WorkerOps, UpkeepOps, QueueOps, EventOps, HistoryOps, FlowRepair):
     """Everything taskd does with Redis, by area (see the mixin modules)."""

@@ -39,13 +39,8 @@ class FlowOps(StoreBase):
             if queue not in self._ready_queues:
                 await self.ensure_queue(queue)
         await self._refuse_taken_unique_keys(spec)
-        record = {
-            "id": spec.id,
-            "name": spec.name,
-            "tasks": orjson.dumps(
-                [[key, t.spec.queue, t.spec.id, t.depends_on] for key, t in spec.tasks.items()]
-            ).decode(),
-        }
+        entries = [[key, t.spec.queue, t.spec.id, t.depends_on] for key, t in spec.tasks.items()]
+        record = {"id": spec.id, "name": spec.name, "tasks": orjson.dumps(entries).decode()}
         calls = [
             self._add_call(spec, keys_[i : i + ADD_CHUNK])
             for keys_ in by_queue.values()
@@ -54,16 +49,27 @@ class FlowOps(StoreBase):
         now = await self.time_ms()
         async with translated():
             record["created_at"] = str(now)
+            # Marked until its roots are released: a submit that stops before (its process
+            # died, Redis went away) is finished or undone by repair_workflows.
+            await self.redis.zadd(keys.WORKFLOWS_WRITING, {spec.id: now})
             await self.redis.hset(keys.workflow(spec.id), mapping=record)
             await self.redis.zadd(keys.WORKFLOWS, {spec.id: now})
             await self._pipelined(calls)
-            roots: list[Call] = []
-            for queue, keys_ in by_queue.items():
-                ids = [spec.tasks[k].spec.id for k in keys_ if not spec.tasks[k].depends_on]
-                if ids:
-                    roots.append(("wf_start", [self.keys(queue).stats], [self.events_maxlen, *ids]))
-            await self._pipelined(roots)
+            await self._pipelined(self._start_calls(entries))
+            await self.redis.zrem(keys.WORKFLOWS_WRITING, spec.id)
         return now
+
+    def _start_calls(self, tasks: Sequence[Sequence[Any]]) -> list[Call]:
+        """wf_start calls releasing the roots (tasks without dependencies) of each queue,
+        from a record's tasks ``(key, queue, id, depends_on)``."""
+        roots: dict[str, list[str]] = {}
+        for _, queue, task_id, deps in tasks:
+            if not deps:
+                roots.setdefault(queue, []).append(task_id)
+        return [
+            ("wf_start", [self.keys(queue).stats], [self.events_maxlen, *ids])
+            for queue, ids in roots.items()
+        ]
 
     async def _refuse_taken_unique_keys(self, spec: WorkflowSpec) -> None:
         wanted = [(k, t) for k, t in spec.tasks.items() if t.spec.unique_key]
@@ -103,7 +109,7 @@ class FlowOps(StoreBase):
             "name": raw["name"],
             "created_at": int(raw["created_at"]),
             "cancelled": raw.get("cancelled") == "1",
-            "tasks": [tuple(t) for t in orjson.loads(raw["tasks"])],
+            "tasks": record_tasks(raw),
         }
 
     async def workflow_tasks(self, record: dict[str, Any]) -> dict[str, Task | None]:
@@ -218,3 +224,8 @@ class FlowOps(StoreBase):
         else:
             await self._pipelined(calls)
         await self.redis.xdel(outbox, *[entry_id for entry_id, _ in entries])
+
+
+def record_tasks(record: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """A workflow record's tasks, ``(key, queue, id, depends_on)`` each, in submit order."""
+    return [tuple(t) for t in orjson.loads(record["tasks"])]

@@ -26,6 +26,7 @@ from taskd.model import FINISHED, STATUS_NAMES, Status, Task, ms_to_iso
 from taskd.store.base import Call
 from taskd.store.flows import FlowOps
 from taskd.store.translate import translated
+from taskd.workflow import WorkflowSpec, dependency_order
 
 WORKFLOW_STATUSES = ("running", "completed", "failed", "cancelled")
 MAX_LIST_SCAN = 1000  # workflows one list call looks at when filtering by status
@@ -117,18 +118,40 @@ class FlowViewOps(FlowOps):
 
     async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
         """Cancel every unfinished task (running ones cooperatively); the workflow's
-        status is ``cancelled`` from now on unless it already ended."""
+        status is ``cancelled`` from now on unless it already ended.
+
+        The run_on_failure members go first, children before parents: cancelling any
+        task releases its waiting run_on_failure dependents (that is what the flag
+        means), and a released task may start before this loop reaches it. The others
+        follow parents first, so a dependent is cancelled by its parent's cancellation
+        (error ``dependency <key> cancelled``, which a hand retry of the parent re-arms)
+        and a root is stopped before it can release anything. Safe to repeat.
+        """
         record = await self.workflow_record(workflow_id)
-        statuses = await self._statuses(record)
+        found = await self._cancel_states(record)
+        statuses = [status for status, _ in found.values()]
         if workflow_status(statuses, cancelled=False) != "running":
             raise WorkflowWrongState(workflow_id, workflow_status(statuses, False), "cancel")
         await self.mark_workflow(workflow_id, cancelled="1")
-        for _, _, task_id, _ in record["tasks"]:
+        for task_id in _cancel_order(record, found):
             try:
                 await self.cancel(task_id)  # type: ignore[attr-defined]  # TaskOps, in Store
             except (WrongState, TaskNotFound):
                 continue  # finished, or cancelled by a dependency's cancellation
         return await self.get_workflow(workflow_id)
+
+    async def _cancel_states(self, record: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+        """Each present task's (status, run_on_failure) by key, one round trip."""
+        async with translated():
+            pipe = self.redis.pipeline(transaction=False)
+            for _, queue, task_id, _ in record["tasks"]:
+                pipe.hmget(self.keys(queue).task(task_id), "status", "run_on_failure")
+            rows = await pipe.execute()
+        return {
+            t[0]: (str(status), flag == "1")
+            for t, (status, flag) in zip(record["tasks"], rows, strict=True)
+            if status
+        }
 
     async def delete_workflow(self, workflow_id: str) -> None:
         """Delete a finished workflow and its tasks; WrongState while it runs."""
@@ -211,6 +234,51 @@ class FlowExpiry(FlowViewOps):
                 for call in calls:
                     with contextlib.suppress(rexc.ResponseError):
                         await self._pipelined([call])
+
+
+def submitted_view(spec: WorkflowSpec, created_ms: int) -> dict[str, Any]:
+    """The view of a workflow as its submit wrote it (the answer to the submit, like a
+    task's): roots pending (scheduled when delayed), the others waiting. A re-read could
+    already show roots taken by workers; GET /api/workflows/{id} is the live view."""
+    statuses: dict[str, str] = {}
+    for key, task in spec.tasks.items():
+        s = task.spec
+        due = max(created_ms + (s.delay_ms or 0), s.run_at_ms or 0)
+        if task.depends_on:
+            statuses[key] = "waiting"
+        else:
+            statuses[key] = "scheduled" if due > created_ms else "pending"
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "status": "running",
+        "created_at": ms_to_iso(created_ms),
+        "counts": counts_of(list(statuses.values())),
+        "tasks": {
+            key: {
+                "id": t.spec.id,
+                "name": t.spec.name,
+                "task_type": t.spec.task_type,
+                "queue": t.spec.queue,
+                "status": statuses[key],
+                "progress": 0,
+                "depends_on": list(t.depends_on),
+                "result": None,
+                "error": None,
+            }
+            for key, t in spec.tasks.items()
+        },
+    }
+
+
+def _cancel_order(record: dict[str, Any], found: dict[str, tuple[str, bool]]) -> list[str]:
+    """The ids of the unfinished tasks in the order a workflow cancel takes them: the
+    run_on_failure ones children first, then the rest parents first."""
+    order = dependency_order({key: deps for key, _, _, deps in record["tasks"]})
+    ids = {key: task_id for key, _, task_id, _ in record["tasks"]}
+    unfinished = [k for k in order if k in found and Status(found[k][0]) not in FINISHED]
+    last_resort = [k for k in reversed(unfinished) if found[k][1]]
+    return [ids[k] for k in last_resort] + [ids[k] for k in unfinished if not found[k][1]]
 
 
 def _task_view(task: Task) -> dict[str, Any]:

@@ -346,7 +346,7 @@ def batch_items(items: object) -> Iterable[Any]:
 
 def _check_queue(queue: object) -> None:
     """A queue filter the API would accept (None: every queue)."""
-    if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.match(queue)):
+    if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue)):
         raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
 
 

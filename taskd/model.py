@@ -76,7 +76,7 @@ def parse_statuses(value: str | Iterable[str]) -> frozenset[Status]:
 def parse_queue_spec(spec: str) -> tuple[str, int | None]:
     """``"emails:4"`` -> ("emails", 4): a queue name and its optional concurrency cap."""
     name, _, cap = spec.partition(":")
-    if not QUEUE_NAME.match(name):
+    if not QUEUE_NAME.fullmatch(name):
         raise ValidationError("queue", f"bad queue name {name!r}")
     if not cap:
         return name, None
@@ -352,7 +352,7 @@ def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
     max_payload_bytes: int = 1024 * 1024,
 ) -> TaskSpec:
     """Validate submit arguments from any caller (client, REST, CLI); raise ValidationError."""
-    if not isinstance(task_type, str) or not TASK_TYPE_NAME.match(task_type):
+    if not isinstance(task_type, str) or not TASK_TYPE_NAME.fullmatch(task_type):
         raise ValidationError("task_type", "must be 1-100 characters of letters, digits, _.-:")
     if payload is None:
         payload = {}
@@ -372,7 +372,7 @@ def make_spec(  # noqa: PLR0912 - one branch per validated field reads best
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LEN:
         raise ValidationError("name", f"must be a string of 1-{MAX_NAME_LEN} characters")
     priority = _int_in("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
     retries = default_max_retries if max_retries is None else max_retries
     retries = _int_in("max_retries", retries, 0, 1000)

@@ -125,7 +125,7 @@ def _flow_task(i: int, item: Any, defaults: dict[str, Any]) -> FlowTask:
     if unknown:
         raise ValidationError(f"{where}.{unknown[0]}", "unknown field")
     key = item.get("key")
-    if not isinstance(key, str) or not WORKFLOW_KEY.match(key):
+    if not isinstance(key, str) or not WORKFLOW_KEY.fullmatch(key):
         raise ValidationError(f"{where}.key", "must be 1-100 characters of letters, digits, _-")
     deps = item.get("depends_on", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):

@@ -370,6 +370,26 @@ async def test_invalid_fields_are_422_naming_the_field(
     assert error["details"]["field"] == field
 
 
+async def test_a_name_with_a_trailing_newline_is_refused_and_nothing_created(
+    client: Client, store: Store
+) -> None:
+    """A queue, task type or name check holds to the end of the text: 'default\\n' is not
+    the name 'default' (a `$` anchor also matches before a final newline, which let such a
+    queue be created)."""
+    before = (await store.stats())["total"]
+    for body, field in (
+        ({"task_type": "noop", "queue": "default\n"}, "queue"),
+        ({"task_type": "noop\n"}, "task_type"),
+    ):
+        reply = await client.post("/api/tasks", json=body)
+        assert reply.status == 422, await reply.text()
+        assert (await reply.json())["error"]["details"]["field"] == field
+    listed = await client.get("/api/tasks", params={"queue": "default\n"})
+    assert listed.status == 422
+    assert (await store.stats())["total"] == before
+    assert "default\n" not in await store.queues()
+
+
 async def test_unknown_payload_key_is_422_with_a_hint(client: Client) -> None:
     """A misspelt payload key of a built-in type is a 422 naming the key it resembles."""
     body = {"task_type": "data_processing", "payload": {"records": 5, "operation": "sum"}}

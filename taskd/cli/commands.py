@@ -228,7 +228,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 
 
 def _queue_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not QUEUE_NAME.match(value):
+    if value is not None and not QUEUE_NAME.fullmatch(value):
         raise click.BadParameter(f"expected a queue name (A-Z a-z 0-9 _ . -), got {value!r}")
     return value
 

@@ -16,7 +16,7 @@ from taskd.model import TASK_ID
 
 
 def _workflow_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not TASK_ID.match(value):
+    if not TASK_ID.fullmatch(value):
         raise click.BadParameter("a workflow id is 32 hex digits")
     return value
 

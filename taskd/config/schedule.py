@@ -78,9 +78,9 @@ def parse_schedules(raw: object, origin: str) -> tuple[Schedule, ...]:
 
 def _one(entry: dict[str, Any]) -> Schedule:
     name, task_type = entry.get("name"), entry.get("task_type")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValidationError("name", "required: 1-100 letters, digits, _ . -")
-    if not isinstance(task_type, str) or not TASK_TYPE_NAME.match(task_type):
+    if not isinstance(task_type, str) or not TASK_TYPE_NAME.fullmatch(task_type):
         raise ValidationError("task_type", "required: a task type name")
     payload = entry.get("payload", {})
     if not isinstance(payload, dict):
@@ -97,7 +97,7 @@ def _one(entry: dict[str, Any]) -> Schedule:
     ):
         raise ValidationError("every_s", "must be a number of seconds >= 1")
     queue = entry.get("queue", "default")
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise ValidationError("queue", "bad queue name")
     priority = entry.get("priority", DEFAULT_PRIORITY)
     if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:

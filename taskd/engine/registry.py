@@ -77,7 +77,7 @@ def task(
 
     A ``schema`` outside the supported subset raises ValueError here, at import time.
     """
-    if not TASK_TYPE_NAME.match(name):
+    if not TASK_TYPE_NAME.fullmatch(name):
         raise ValueError(f"invalid task type name {name!r}")
     if schema is not None:
         payload_schema.check_schema(schema, f"task {name!r} schema")

@@ -80,7 +80,7 @@ def validate(payload: dict[str, Any]) -> None:
     if not isinstance(payload.get("title", ""), str) or len(payload.get("title", "")) > 200:
         raise ValidationError("payload.title", "must be a string of at most 200 characters")
     queue = payload.get("queue")
-    if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.match(queue)):
+    if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue)):
         raise ValidationError("payload.queue", "must be a queue name")
     formats = payload.get("formats", list(FORMATS))
     if not isinstance(formats, list) or not formats or set(formats) - set(FORMATS):

@@ -188,7 +188,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     raw_cursor = query.get("cursor")
     cursor = Cursor.decode(raw_cursor) if raw_cursor else None
     queue = query.get("queue") or None
-    if queue is not None and not QUEUE_NAME.match(queue):
+    if queue is not None and not QUEUE_NAME.fullmatch(queue):
         raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
     accept = _filter(query)
     tasks, nxt = await request.app[STATE].store.list_tasks(

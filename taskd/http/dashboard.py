@@ -98,7 +98,7 @@ def load_assets(folder: Traversable | None = None) -> Assets:
     if not root.is_dir():
         return Assets(found)
     for entry in root.iterdir():
-        if not entry.is_file() or not _NAME.match(entry.name):
+        if not entry.is_file() or not _NAME.fullmatch(entry.name):
             continue
         found[entry.name] = make_asset(entry.name, entry.read_bytes())
     return Assets(found)

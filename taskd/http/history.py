@@ -34,10 +34,10 @@ async def stats_history(request: web.Request) -> web.Response:
     if bucket_s % BUCKET_S:
         raise ValidationError("bucket_s", f"must be a multiple of {BUCKET_S}")
     queue = query.get("queue")
-    if queue is not None and not QUEUE_NAME.match(queue):
+    if queue is not None and not QUEUE_NAME.fullmatch(queue):
         raise ValidationError("queue", "must be 1-64 characters of letters, digits, _.-")
     task_type = query.get("task_type")
-    if task_type is not None and not TASK_TYPE_NAME.match(task_type):
+    if task_type is not None and not TASK_TYPE_NAME.fullmatch(task_type):
         raise ValidationError("task_type", "must be 1-100 characters of letters, digits, _.-:")
     store = request.app[STATE].store
     last = await store.redis_minute()

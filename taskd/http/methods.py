@@ -33,7 +33,7 @@ class MethodTable:
         found = self._literal.get(path)
         if found is not None:
             return found
-        return next((m for pattern, m in self._patterns if pattern.match(path)), None)
+        return next((m for pattern, m in self._patterns if pattern.fullmatch(path)), None)
 
 
 def _regex(path: str) -> re.Pattern[str]:

@@ -181,7 +181,7 @@ def _cors_headers(origin: str) -> dict[str, str]:
 
 def request_id(header: str | None) -> str:
     """Echo a caller's sane request id, else make one."""
-    if header and _SAFE_ID.match(header):
+    if header and _SAFE_ID.fullmatch(header):
         return header
     return uuid.uuid4().hex
 

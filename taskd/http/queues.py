@@ -142,7 +142,7 @@ def _not_found(name: str) -> web.Response:
 async def _known(request: web.Request) -> tuple[Store, str, bool]:
     """The store, the path's queue name (422 when malformed) and whether the queue exists."""
     name = request.match_info["name"]
-    if not QUEUE_NAME.match(name):
+    if not QUEUE_NAME.fullmatch(name):
         raise ValidationError("name", "must be 1-64 characters of letters, digits, _.-")
     store = request.app[STATE].store
     return store, name, name in await store.queues()

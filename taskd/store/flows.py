@@ -98,7 +98,7 @@ class FlowOps(StoreBase):
 
     async def workflow_record(self, workflow_id: str) -> dict[str, Any]:
         """A workflow's record: id, name, created_at, tasks [(key, queue, id, deps)]."""
-        if not TASK_ID.match(workflow_id):
+        if not TASK_ID.fullmatch(workflow_id):
             raise WorkflowNotFound(workflow_id)
         async with translated():
             raw = await self.redis.hgetall(keys.workflow(workflow_id))

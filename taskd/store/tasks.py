@@ -87,7 +87,7 @@ class TaskOps(StoreBase):
 
     async def locate(self, task_id: str) -> str:
         """The queue holding a task id (ids are unique over all queues)."""
-        if not TASK_ID.match(task_id):
+        if not TASK_ID.fullmatch(task_id):
             raise TaskNotFound(task_id)
         queues = await self.queues()
         async with translated():

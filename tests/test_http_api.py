@@ -390,6 +390,16 @@ async def test_a_name_with_a_trailing_newline_is_refused_and_nothing_created(
     assert "default\n" not in await store.queues()
 
 
+async def test_list_refuses_a_task_type_no_task_can_have(client: Client) -> None:
+    """?task_type= that is not a task type name ('x y') is a 422 naming it, as a bad
+    ?queue= is, not an empty page that hides the typo; empty means any type."""
+    reply = await client.get("/api/tasks", params={"task_type": "x y"})
+    assert reply.status == 422
+    assert (await reply.json())["error"]["details"]["field"] == "task_type"
+    assert (await client.get("/api/tasks", params={"task_type": ""})).status == 200
+    assert (await client.get("/api/tasks", params={"task_type": "email"})).status == 200
+
+
 async def test_unknown_payload_key_is_422_with_a_hint(client: Client) -> None:
     """A misspelt payload key of a built-in type is a 422 naming the key it resembles."""
     body = {"task_type": "data_processing", "payload": {"records": 5, "operation": "sum"}}

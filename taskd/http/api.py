@@ -24,6 +24,7 @@ from taskd.model import (
     MAX_UNIQUE_KEY_LEN,
     QUEUE_NAME,
     SUBMIT_FIELDS,
+    TASK_TYPE_NAME,
     Task,
     TaskSpec,
     int_from_text,
@@ -170,6 +171,8 @@ def _filter(query: Any) -> Callable[[Task], bool] | None:
         statuses = parse_statuses(status)
         checks.append(lambda t: t.status in statuses)
     if task_type := query.get("task_type"):
+        if not TASK_TYPE_NAME.fullmatch(task_type):  # no task has it: a typo, said so
+            raise ValidationError("task_type", "must be 1-100 characters of letters, digits, _.-:")
         checks.append(lambda t: t.task_type == task_type)
     if (text := query.get("q")) is not None and text != "":
         if len(text) > MAX_QUERY_LEN:

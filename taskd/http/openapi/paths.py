@@ -24,6 +24,7 @@ from taskd.http.openapi.common import (
 from taskd.model import (
     QUEUE_NAME,
     STATUS_NAMES,
+    TASK_TYPE_NAME,
 )
 from taskd.paging import PATTERN as CURSOR_PATTERN
 
@@ -62,7 +63,12 @@ def _list_parameters() -> list[dict[str, Any]]:
             {"type": "string", "pattern": _STATUS_LIST},
             "One status, or several separated by commas (empty: any).",
         ),
-        param("task_type", "query", {"type": "string"}, "Only this type (empty: any)."),
+        param(
+            "task_type",
+            "query",
+            {"type": "string", "pattern": f"^$|{TASK_TYPE_NAME.pattern}"},
+            "Only this type (empty: any).",
+        ),
         param("queue", "query", queue, "Only tasks of this queue (empty: every queue)."),
         param(
             "q",

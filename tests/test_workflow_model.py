@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from taskd.errors import ValidationError, WorkflowNotFound
+from taskd.model import make_spec
 from taskd.store import Store
-from taskd.workflow import make_workflow
+from taskd.workflow import WorkflowSpec, make_workflow
 from tests.conftest import eventually
 from tests.enginetools import complete, take
 from tests.flowtools import statuses, submit, task_of
@@ -138,3 +139,30 @@ async def _expired(store: Store, workflow_id: str) -> bool:
     except WorkflowNotFound:
         return True
     return False
+
+
+class TakesTheKeyMeanwhile(Store):
+    """A store whose workflow submit, right after finding its unique keys free, lets a
+    plain submit take one of them (another client, between two round trips)."""
+
+    async def _refuse_taken_unique_keys(self, spec: WorkflowSpec) -> None:
+        await super()._refuse_taken_unique_keys(spec)
+        for t in spec.tasks.values():
+            if t.spec.unique_key:
+                plain = make_spec("noop", queue=t.spec.queue, unique_key=t.spec.unique_key)
+                await self.submit([plain])
+
+
+async def test_a_unique_key_taken_meanwhile_keeps_its_task(redis_url: str, queue: str) -> None:
+    """A plain submit that takes a unique key between a workflow submit's check and its
+    write keeps the key: the key goes on naming the plain task, not the workflow's."""
+    racing = await TakesTheKeyMeanwhile.connect(redis_url)
+    try:
+        spec = await submit(racing, [_t("a", queue=queue, unique_key="order-7")])
+        again = make_spec("noop", queue=queue, unique_key="order-7")
+        ((named, created),) = await racing.submit([again])
+        assert not created
+        assert named.id != spec.tasks["a"].spec.id
+        assert named.workflow_id is None
+    finally:
+        await racing.close()

@@ -39,7 +39,8 @@ for i = 0, count - 1 do
     flat[#flat + 1] = value
   end
   redis.call('HSET', task_key, unpack(flat))
-  if unique_ptr ~= task_key then redis.call('SET', unique_ptr, fields.id) end
+  -- NX: a plain submit that took the key after the caller found it free keeps it.
+  if unique_ptr ~= task_key then redis.call('SET', unique_ptr, fields.id, 'NX') end
   redis.call('ZADD', index, int(base + i), fields.id)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'kind', 'created', 'ts', now_text,
     'id', fields.id, 'status', 'waiting', 'name', fields.name,

@@ -17,6 +17,7 @@ from tests.conftest import eventually
 from tests.enginetools import take
 from tests.pooltools import registry_of, running_pool
 from tests.procs import DaemonProcess
+from tests.test_engine_states import wait_finished
 
 
 async def test_queues_are_served_in_order_of_preference(store: Store, queue: str) -> None:
@@ -242,3 +243,45 @@ async def test_a_daemon_corrects_a_drifted_depth_and_logs_it(
     logged = daemon.log_path.read_text().splitlines()
     (line,) = [json.loads(line) for line in logged if "depth_corrected" in line]
     assert (line["queue"], line["priority"], line["found"], line["now"]) == (queue, 4, 0, 2)
+
+
+async def test_pause_keeps_a_task_reserved_in_a_buffer_from_starting(
+    store: Store, queue: str
+) -> None:
+    """A task a worker holds in its prefetch buffer when the queue is paused is not
+    started: it goes back to the queue (pending, no attempt used) until resume."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        ran.append(payload["name"])
+        await gate.wait()
+
+    async with running_pool(
+        store, registry_of(work=work), queue, concurrency=1, prefetch=1, block_ms=50
+    ) as pool:
+        (first, _), (second, _) = await store.submit(
+            [
+                make_spec("work", {"name": "first"}, queue=queue),
+                make_spec("work", {"name": "second"}, queue=queue),
+            ]
+        )
+        await eventually(lambda: asyncio.sleep(0, result=second.id in pool.held and ran))
+        assert (await store.get(second.id)).status == Status.RESERVED
+        await store.pause(queue)
+        gate.set()
+        await wait_finished(store, first.id)
+
+        async def handed_back() -> bool:
+            return (await store.get(second.id)).status == Status.PENDING
+
+        await eventually(handed_back)
+        assert ran == ["first"]
+        assert second.id not in pool.held
+        await store.resume(queue)
+        done = await wait_finished(store, second.id)
+    assert ran == ["first", "second"]
+    assert (done.status, done.retry_count) == (Status.COMPLETED, 0)
+    stats = await store.stats(queue)
+    assert (stats["completed"], stats["reserved"], stats["pending"]) == (2, 0, 0)
+    assert sum((await store.depth_by_priority(queue)).values()) == 0

@@ -194,7 +194,7 @@ class WorkerOps(StoreBase):
             script_keys = [k.stats, k.events, k.finished]
             args: list[Any] = [GROUP, self.events_maxlen]
         else:
-            script_keys = [k.stats, k.events, k.finished]
+            script_keys = [k.stats, k.events, k.finished, k.paused, k.depth, k.front]
             args = [GROUP, consumer, self.events_maxlen]
         for _, _, task, result in steps:
             script_keys += [k.task(task.id), k.stream(task.priority)]

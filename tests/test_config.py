@@ -364,3 +364,14 @@ def test_as_dict_masks_secrets() -> None:
     assert data["redis"]["url"] == "redis://:***@h:6379/0"
     assert data["server"]["port"] == 8000
     assert data["data_dir"] == "/home/ada/.local/share/taskd"
+
+
+def test_a_schedule_whose_cron_never_matches_is_refused(tmp_path: Path) -> None:
+    """A [[schedule]] cron that no date can match (February 31st) stops startup with one
+    line naming it, instead of a daemon whose scheduler fails at its first check."""
+    path = write(
+        tmp_path,
+        '[[schedule]]\nname = "feb31"\ncron = "0 0 31 2 *"\ntask_type = "email"\n',
+    )
+    message = config_error(path)
+    assert message.startswith("config: schedule[0].cron: expression never matches")

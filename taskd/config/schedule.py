@@ -91,7 +91,9 @@ def _one(entry: dict[str, Any]) -> Schedule:
     if cron is not None:
         if not isinstance(cron, str):
             raise ValidationError("cron", "must be a string")
-        Cron.parse(cron)
+        # Parsing checks each field alone; a date no month has (February 31st) only shows
+        # when looking for an occurrence, which must fail here, not in a running daemon.
+        Cron.parse(cron).next_after(datetime.now(UTC))
     if every is not None and (
         isinstance(every, bool) or not isinstance(every, int | float) or every < 1
     ):

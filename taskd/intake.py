@@ -9,12 +9,15 @@ in Python, before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from taskd.config import Settings
+from taskd.config.schedule import Schedule
 from taskd.engine.registry import Registry
+from taskd.errors import ConfigError, ValidationError
 from taskd.model import TaskSpec, make_spec
 
 
@@ -44,3 +47,25 @@ def checked_spec(
         # change; parsed only for types that check anything.
         registry.check_payload(spec.task_type, orjson.loads(spec.payload_json))
     return spec
+
+
+def check_schedules(registry: Registry, settings: Settings, schedules: Sequence[Schedule]) -> None:
+    """Check each ``[[schedule]]`` as a submit of its task would be checked, at startup.
+
+    A payload its type refuses would otherwise be enqueued at every occurrence and fail
+    each time; ConfigError names the schedule's key (``schedule[i].payload.<key>``). Types
+    this node does not run have their payload checked by the worker that runs them.
+    """
+    for i, schedule in enumerate(schedules):
+        try:
+            checked_spec(
+                registry,
+                settings,
+                schedule.task_type,
+                schedule.payload,
+                queue=schedule.queue,
+                priority=schedule.priority,
+            )
+        except ValidationError as exc:
+            detail = str(exc).removeprefix(f"{exc.field}: ")
+            raise ConfigError(f"schedule[{i}].{exc.field}", detail) from None

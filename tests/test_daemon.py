@@ -17,7 +17,7 @@ from taskd.client import Client, embedded_url_file
 from taskd.model import Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
-from tests.procs import REPO, DaemonProcess, pid_gone
+from tests.procs import REPO, DaemonProcess, free_port, pid_gone
 
 pytestmark = pytest.mark.slow
 FAST = {"TASKD_LEASE_S": "2", "TASKD_SWEEP_INTERVAL_S": "0.2"}
@@ -220,3 +220,29 @@ async def test_port_in_use_is_one_line_naming_the_port(tmp_path: Path, redis_url
         assert first.proc.poll() is None
     finally:
         first.close()
+
+
+def test_a_schedule_payload_its_type_refuses_stops_startup(tmp_path: Path, redis_url: str) -> None:
+    """A [[schedule]] whose payload the API would refuse for its (built-in) type stops
+    startup with one line naming the schedule's payload key, instead of a daemon that
+    enqueues a task bound to fail at every occurrence."""
+    toml = tmp_path / "taskd.toml"
+    toml.write_text(
+        '[[schedule]]\nname = "mail"\nevery_s = 60\ntask_type = "email"\n'
+        'payload = {to = "ada@example.com", subject = "hi", sujbect = "typo"}\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "taskd", "serve", "--config", str(toml)],
+        env=os.environ
+        | {"PYTHONPATH": str(REPO), "TASKD_DATA_DIR": str(tmp_path), "TASKD_PORT": str(free_port())}
+        | {"TASKD_REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("taskd: config: schedule[0].payload.sujbect:")
+    assert "Traceback" not in result.stderr

@@ -40,6 +40,7 @@ from taskd.http.app import SERVICES, AppState, build_app
 from taskd.http.guard import MIN_TOKEN_LEN, is_loopback, weak_tokens
 from taskd.http.health import build_health_app
 from taskd.http.listener import Gate, GuardedSite
+from taskd.intake import check_schedules
 from taskd.model import parse_rate
 from taskd.store import Store
 
@@ -67,6 +68,7 @@ class Daemon:
         self.registry = registry or Registry.from_modules(
             settings.workers.handlers, settings=settings
         )
+        check_schedules(self.registry, settings, settings.schedules)
         self.stop = asyncio.Event()
         self.embedded: EmbeddedRedis | None = None
         self.store: Store | None = None

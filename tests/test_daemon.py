@@ -246,3 +246,37 @@ def test_a_schedule_payload_its_type_refuses_stops_startup(tmp_path: Path, redis
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("taskd: config: schedule[0].payload.sujbect:")
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_whose_scheduler_fails_exits_instead_of_hanging(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """When one part of a node fails (here the scheduler, on a cron no date matches,
+    given by Python code past the config check), the node shuts down and exits with the
+    error; it used to keep serving HTTP with its lease loop still running, and ignore the
+    first SIGTERM."""
+    script = (
+        "import asyncio, dataclasses, os\n"
+        "from taskd import config\n"
+        "from taskd.config.schedule import Schedule\n"
+        "from taskd.daemon.root import Daemon\n"
+        "flags = {'redis.url': os.environ['URL'], 'server.port': int(os.environ['PORT']),\n"
+        "         'workers.count': 2}\n"
+        "settings = config.load(None, os.environ, flags)\n"
+        "never = Schedule('never', 'email', {'to': 'a@b.c', 'subject': 'x'},\n"
+        "                 cron='0 0 31 2 *')\n"
+        "settings = dataclasses.replace(settings, schedules=(never,))\n"
+        "asyncio.run(Daemon(settings).run())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=os.environ
+        | {"PYTHONPATH": str(REPO), "TASKD_DATA_DIR": str(tmp_path)}
+        | {"URL": redis_url, "PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "expression never matches" in result.stderr

@@ -103,12 +103,16 @@ class Daemon:
             notifier = Notifier(os.environ)
             notifier.ready(self._status_line())
             async with asyncio.TaskGroup() as group:
-                group.create_task(lag.run(self.stop))
-                group.create_task(notifier.serve(self.stop, lambda: lag.healthy(_WATCHDOG_LAG_S)))
+                parts = [
+                    lag.run(self.stop),
+                    notifier.serve(self.stop, lambda: lag.healthy(_WATCHDOG_LAG_S)),
+                    supervisor.run(self.stop),
+                    self._scheduler(store).run(self.stop),
+                ]
                 if self.pool is not None:
-                    group.create_task(self.pool.run(self.stop))
-                group.create_task(supervisor.run(self.stop))
-                group.create_task(self._scheduler(store).run(self.stop))
+                    parts.append(self.pool.run(self.stop))
+                for part in parts:
+                    group.create_task(part).add_done_callback(self._stop_if_failed)
             log.info("taskd_stopped")
         finally:
             if runner is not None:
@@ -283,6 +287,14 @@ class Daemon:
             version = self.embedded.version
             return f"embedded {version[0]} {'.'.join(map(str, version[1]))} at {url}"
         return mask_url(url)
+
+    def _stop_if_failed(self, part: asyncio.Task[None]) -> None:
+        """A part that failed ends the node, through the ordinary shutdown: the task group
+        cancels the other parts once, but a cancel that lands inside a Redis call can be
+        swallowed by redis-py, and a loop that lost it would run on (and the group wait for
+        it) until ``stop``. Setting ``stop`` ends every loop however the cancel fared."""
+        if not part.cancelled() and part.exception() is not None:
+            self.stop.set()
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

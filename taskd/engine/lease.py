@@ -63,7 +63,7 @@ class Lease:
     async def renew_loop(self) -> None:
         """Renew leases and the heartbeat every third of the lease."""
         interval = self.lease_s / 3
-        while not self.closing:
+        while True:
             try:
                 await self.renew_once()
                 await self.store.heartbeat(
@@ -74,6 +74,8 @@ class Lease:
             except RedisUnavailable as exc:
                 log.warning("lease_renewal_failed", error=str(exc))
             self.announced.set()
+            if self.closing:  # checked after the calls: redis-py may swallow a cancel
+                return
             await asyncio.sleep(interval)
 
     async def renew_once(self) -> Renewal:

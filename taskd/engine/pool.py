@@ -174,15 +174,20 @@ class WorkerPool:
                 for _ in range(self.config.concurrency):
                     self._add_runner()
                 fetcher = group.create_task(self._fetch_loop(stop))
-                # Started means visible: a submit from another node right after this may
-                # name a type only this worker runs.
-                await self.lease.announced.wait()
-                self.started.set()
-                await fetcher
-                await self._shutdown()
-                self.lease.closing = True  # loops check it too: redis-py may swallow a cancel
-                for job in background:
-                    job.cancel()
+                try:
+                    # Started means visible: a submit from another node right after this
+                    # may name a type only this worker runs.
+                    await self.lease.announced.wait()
+                    self.started.set()
+                    await fetcher
+                    await self._shutdown()
+                finally:
+                    # Also when run() itself is cancelled: the task group cancels these
+                    # loops once, and redis-py may swallow a cancel that lands in a call,
+                    # so they check the flag too and are cancelled once more here.
+                    self.lease.closing = True
+                    for job in background:
+                        job.cancel()
         finally:
             for job in self._runners:  # only left when run() itself was cancelled
                 job.cancel()

@@ -375,3 +375,15 @@ def test_a_schedule_whose_cron_never_matches_is_refused(tmp_path: Path) -> None:
     )
     message = config_error(path)
     assert message.startswith("config: schedule[0].cron: expression never matches")
+
+
+@pytest.mark.parametrize("every", ["inf", "nan"])
+def test_a_schedule_every_s_that_is_not_finite_is_refused(tmp_path: Path, every: str) -> None:
+    """TOML's inf and nan are floats but no interval: every_s = inf or nan stops startup
+    with one line naming the key, not a traceback from the scheduler's first check."""
+    path = write(
+        tmp_path,
+        f'[[schedule]]\nname = "x"\nevery_s = {every}\ntask_type = "email"\n',
+    )
+    message = config_error(path)
+    assert message.startswith("config: schedule[0].every_s: must be a number of seconds >= 1")

@@ -7,6 +7,7 @@ makes exactly one of them enqueue it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,7 +96,10 @@ def _one(entry: dict[str, Any]) -> Schedule:
         # when looking for an occurrence, which must fail here, not in a running daemon.
         Cron.parse(cron).next_after(datetime.now(UTC))
     if every is not None and (
-        isinstance(every, bool) or not isinstance(every, int | float) or every < 1
+        isinstance(every, bool)
+        or not isinstance(every, int | float)
+        or not math.isfinite(every)  # TOML has inf and nan
+        or every < 1
     ):
         raise ValidationError("every_s", "must be a number of seconds >= 1")
     queue = entry.get("queue", "default")

@@ -84,19 +84,35 @@ class SentinelSetup:
         self.base = base
         self.master = EmbeddedRedis(base / "master", unix_socket=False)
         self.replica: EmbeddedRedis | None = None
-        self.sentinel_port = free_port()
+        self.sentinel_port = 0
         self.sentinel: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> str:
-        """Start all three; return the redis+sentinel:// URL."""
-        master_url = await self.master.start()
-        host, port = master_url.removeprefix("redis://").split(":")
-        self.replica = EmbeddedRedis(
-            self.base / "replica",
-            unix_socket=False,
-            extra_args=["--replicaof", host, port],
-        )
-        await self.replica.start()
+        """Start all three; return the redis+sentinel:// URL. On a failure, what was
+        started is stopped again before the error is raised."""
+        try:
+            master_url = await self.master.start()
+            host, port = master_url.removeprefix("redis://").split(":")
+            self.replica = EmbeddedRedis(
+                self.base / "replica",
+                unix_socket=False,
+                extra_args=["--replicaof", host, port],
+            )
+            await self.replica.start()
+            for _ in range(5):  # a port found free can be taken before the sentinel binds it
+                if await self._start_sentinel(host, port):
+                    break
+            else:
+                raise RuntimeError("the sentinel did not start on any of 5 free ports")
+        except BaseException:
+            await self.stop()
+            raise
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/mymaster"
+
+    async def _start_sentinel(self, host: str, port: str) -> bool:
+        """Spawn the sentinel on a free port (picked now, after both servers took theirs)
+        and wait until it sees the replica; False when the port was not its own."""
+        self.sentinel_port = free_port()
         conf = self.base / "sentinel.conf"
         conf.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.base}\n"
@@ -109,10 +125,15 @@ class SentinelSetup:
         try:
             deadline = time.monotonic() + 20
             while True:
+                if self.sentinel.poll() is not None:  # it could not bind the port
+                    self.sentinel = None
+                    return False
                 try:
-                    replicas = await client.execute_command("SENTINEL", "REPLICAS", "mymaster")
-                    if replicas:
-                        break
+                    if await client.execute_command("SENTINEL", "REPLICAS", "mymaster"):
+                        return True
+                except aioredis.ResponseError:  # another server holds the port
+                    self._stop_sentinel()
+                    return False
                 except (OSError, aioredis.ConnectionError):
                     pass
                 if time.monotonic() > deadline:
@@ -120,7 +141,6 @@ class SentinelSetup:
                 await asyncio.sleep(0.1)
         finally:
             await client.aclose()
-        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/mymaster"
 
     def _spawn_sentinel(self, conf: Path) -> subprocess.Popen[bytes]:
         """Start the sentinel (a plain Popen: it lives for the whole test)."""
@@ -155,12 +175,16 @@ class SentinelSetup:
         finally:
             await client.aclose()
 
-    async def stop(self) -> None:
-        """Stop everything."""
+    def _stop_sentinel(self) -> None:
         if self.sentinel is not None:
             self.sentinel.terminate()
             self.sentinel.wait(10)
             assert pid_gone(self.sentinel.pid)
+            self.sentinel = None
+
+    async def stop(self) -> None:
+        """Stop everything (what was started, after a failed start too)."""
+        self._stop_sentinel()
         if self.replica is not None:
             await self.replica.stop()
         await self.master.stop()

@@ -22,6 +22,7 @@ import pytest
 from taskd import __version__ as taskd_version_text
 from taskd.model import Status, make_spec
 from taskd.store import Store
+from taskd.workflow import make_workflow
 from tests.conftest import eventually
 from tests.procs import DaemonProcess
 
@@ -365,7 +366,7 @@ async def test_queues_pause_resume_and_purge(
 
 
 async def test_drain_waits_until_the_queue_is_empty(daemon: DaemonProcess, store: Store) -> None:
-    """`drain` returns once nothing is pending, scheduled, retrying or processing."""
+    """`drain` returns once no task of the queue is unfinished."""
     ids = [
         t.id
         for t, _ in await store.submit(
@@ -384,6 +385,25 @@ async def test_drain_times_out_with_exit_4(daemon: DaemonProcess, store: Store, 
     run = await taskd(daemon, "drain", queue, "--timeout", "0.5")
     assert run.code == 4, run
     assert f"no running daemon serves queue {queue}" in run.err
+    assert run.err.splitlines()[-1] == f"taskd: queue {queue} not drained after 0.5 s: 1 tasks left"
+
+
+async def test_drain_waits_for_a_workflow_task_still_waiting(
+    daemon: DaemonProcess, store: Store, queue: str
+) -> None:
+    """A queue whose only task waits on a dependency in another queue is not drained: the
+    task will run there later (drain waits for every unfinished task, waiting too)."""
+    spec = make_workflow(
+        {
+            "tasks": [
+                {"key": "a", "task_type": "sleepy", "queue": queue + "-parent"},
+                {"key": "b", "task_type": "sleepy", "queue": queue, "depends_on": ["a"]},
+            ]
+        }
+    )
+    await store.submit_workflow(spec)
+    run = await taskd(daemon, "drain", queue, "--timeout", "0.5")
+    assert run.code == 4, run
     assert run.err.splitlines()[-1] == f"taskd: queue {queue} not drained after 0.5 s: 1 tasks left"
 
 

@@ -494,7 +494,7 @@ def purge(url: str, as_json: bool, queue: str, yes: bool) -> None:
 )
 @client_options
 def drain(url: str, as_json: bool, queue: str, timeout: float | None) -> None:
-    """Wait until QUEUE has nothing pending, scheduled, retrying or processing."""
+    """Wait until no task of QUEUE is unfinished (waiting included)."""
     warned: list[bool] = []
 
     def progress(found: dict[str, Any], remaining: int) -> None:

@@ -15,7 +15,7 @@ import orjson
 
 from taskd.model import STATUS_NAMES
 
-UNFINISHED: Final = ("pending", "scheduled", "retrying", "reserved", "processing")
+UNFINISHED: Final = ("pending", "scheduled", "retrying", "reserved", "processing", "waiting")
 MAX_CELL: Final = 40
 
 

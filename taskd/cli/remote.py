@@ -192,7 +192,8 @@ class Remote:
         *,
         poll_s: float = 1.0,
     ) -> dict[str, Any]:
-        """The queue once nothing of it is pending, scheduled, retrying or processing.
+        """The queue once no task of it is unfinished (waiting, pending, scheduled, retrying,
+        reserved or processing).
 
         ``on_change`` is called with the queue and its unfinished count whenever that
         count changes. Unfinished (exit 4) after ``timeout_s``.

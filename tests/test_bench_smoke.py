@@ -29,12 +29,10 @@ HEADLINE = (
 )
 
 
-@pytest.mark.slow
-def test_bench_json_reports_every_headline_number() -> None:
-    """`python -m bench --tasks 200 --only taskd --json` prints positive headline numbers
-    and the loop-responsiveness figures."""
+def _bench(module: str, *args: str) -> str:
+    """Run ``python -m module args`` from the repository; its stdout, once it exited 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--tasks", "200", "--only", "taskd", "--json"],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -42,7 +40,14 @@ def test_bench_json_reports_every_headline_number() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_bench_json_reports_every_headline_number() -> None:
+    """`python -m bench --tasks 200 --only taskd --json` prints positive headline numbers
+    and the loop-responsiveness figures."""
+    result = json.loads(_bench("bench", "--tasks", "200", "--only", "taskd", "--json"))
     assert result["errors"] == {}
     for key in HEADLINE:
         value = result[key]
@@ -87,16 +92,8 @@ async def test_chord_workload_reports_overhead_over_plain_tasks(tmp_path: Path) 
 def test_handoff_prototype_measures_each_path() -> None:
     """`python -m bench.handoff` prints p50/p99 for the three paths, and its hand-off
     worker gets every task started through its inbox (the path it claims to measure)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.handoff", "--tasks", "20", "--rounds", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split() for line in done.stdout.splitlines() if "handed over" in line]
+    out = _bench("bench.handoff", "--tasks", "20", "--rounds", "1")
+    rows = [line.split() for line in out.splitlines() if "handed over" in line]
     assert [row[0] for row in rows] == ["start-after-wake", "hand-off", "lpush-brpop"]
     handed = {row[0]: row[-3].lstrip("(") for row in rows}
     assert handed == {"start-after-wake": "0", "hand-off": "20", "lpush-brpop": "0"}

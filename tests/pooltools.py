@@ -6,12 +6,16 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from taskd.engine.context import Context
 from taskd.engine.pool import PoolConfig, WorkerPool
 from taskd.engine.registry import Registry, TaskType
 from taskd.engine.supervisor import Supervisor, SupervisorConfig
+from taskd.model import Task, make_spec
 from taskd.store import Store
+from tests.conftest import eventually
 
 _consumers = itertools.count()
 
@@ -66,3 +70,41 @@ async def running_pool(
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*jobs), timeout=30)
+
+
+@dataclass
+class HeldBehind:
+    """A pool of one runner busy with ``first`` (until ``gate`` is set) while ``second``
+    waits reserved in its prefetch buffer; ``ran`` names the tasks whose handler began."""
+
+    pool: WorkerPool
+    first: Task
+    second: Task
+    gate: asyncio.Event
+    ran: list[str]
+
+
+@asynccontextmanager
+async def one_running_one_reserved(
+    store: Store, queue: str, **pool_options: Any
+) -> AsyncIterator[HeldBehind]:
+    """Two ``work`` tasks on a one-runner pool with a prefetch of one, yielded once the
+    first runs and the second is held reserved behind it."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def work(ctx: Context, payload: dict[str, Any]) -> None:
+        ran.append(payload["name"])
+        await gate.wait()
+
+    async with running_pool(
+        store, registry_of(work=work), queue, concurrency=1, prefetch=1, **pool_options
+    ) as pool:
+        (first, _), (second, _) = await store.submit(
+            [
+                make_spec("work", {"name": "first"}, queue=queue),
+                make_spec("work", {"name": "second"}, queue=queue),
+            ]
+        )
+        await eventually(lambda: asyncio.sleep(0, result=second.id in pool.held and ran))
+        yield HeldBehind(pool, first, second, gate, ran)

@@ -10,7 +10,7 @@ from taskd.engine.context import Context
 from taskd.model import FINISHED, Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
-from tests.pooltools import registry_of, running_pool
+from tests.pooltools import one_running_one_reserved, registry_of, running_pool
 
 
 async def wait_finished(store: Store, task_id: str, timeout_s: float = 10.0) -> Any:
@@ -28,26 +28,11 @@ async def test_a_cancel_of_a_prefetched_task_never_runs_its_handler(
 ) -> None:
     """A task waiting in a worker's prefetch buffer is cancelled at once when asked, and its
     handler never runs (it was reserved, not started)."""
-    gate = asyncio.Event()
-    ran: list[str] = []
-
-    async def work(ctx: Context, payload: dict[str, Any]) -> None:
-        ran.append(payload["name"])
-        await gate.wait()
-
-    async with running_pool(
-        store, registry_of(work=work), queue, concurrency=1, prefetch=1
-    ) as pool:
-        (first, _), (second, _) = await store.submit(
-            [
-                make_spec("work", {"name": "first"}, queue=queue),
-                make_spec("work", {"name": "second"}, queue=queue),
-            ]
-        )
-        await eventually(lambda: asyncio.sleep(0, result=second.id in pool.held and ran))
+    async with one_running_one_reserved(store, queue) as held:
+        pool, first, second, ran = held.pool, held.first, held.second, held.ran
         assert (await store.get(second.id)).status == Status.RESERVED
         assert await store.cancel(second.id) == "cancelled"
-        gate.set()
+        held.gate.set()
         await wait_finished(store, first.id)
         await eventually(lambda: asyncio.sleep(0, result=not pool.held))
     assert ran == ["first"]

@@ -15,7 +15,7 @@ from taskd.model import Status, make_spec
 from taskd.store import Store
 from tests.conftest import eventually
 from tests.enginetools import take
-from tests.pooltools import registry_of, running_pool
+from tests.pooltools import one_running_one_reserved, registry_of, running_pool
 from tests.procs import DaemonProcess
 from tests.test_engine_states import wait_finished
 
@@ -250,26 +250,11 @@ async def test_pause_keeps_a_task_reserved_in_a_buffer_from_starting(
 ) -> None:
     """A task a worker holds in its prefetch buffer when the queue is paused is not
     started: it goes back to the queue (pending, no attempt used) until resume."""
-    gate = asyncio.Event()
-    ran: list[str] = []
-
-    async def work(ctx: Context, payload: dict[str, Any]) -> None:
-        ran.append(payload["name"])
-        await gate.wait()
-
-    async with running_pool(
-        store, registry_of(work=work), queue, concurrency=1, prefetch=1, block_ms=50
-    ) as pool:
-        (first, _), (second, _) = await store.submit(
-            [
-                make_spec("work", {"name": "first"}, queue=queue),
-                make_spec("work", {"name": "second"}, queue=queue),
-            ]
-        )
-        await eventually(lambda: asyncio.sleep(0, result=second.id in pool.held and ran))
+    async with one_running_one_reserved(store, queue, block_ms=50) as held:
+        pool, first, second, ran = held.pool, held.first, held.second, held.ran
         assert (await store.get(second.id)).status == Status.RESERVED
         await store.pause(queue)
-        gate.set()
+        held.gate.set()
         await wait_finished(store, first.id)
 
         async def handed_back() -> bool:

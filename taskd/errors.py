@@ -89,10 +89,10 @@ class WrongState(TaskdError):
 
     code = "conflict"
 
-    def __init__(self, task_id: str, status: str, action: str) -> None:
+    def __init__(self, task_id: str, status: str, action: str, *, kind: str = "task") -> None:
         super().__init__(
-            f"cannot {action} task {task_id}: it is {status}",
-            task_id=task_id,
+            f"cannot {action} {kind} {task_id}: it is {status}",
+            **{f"{kind}_id": task_id},
             status=status,
             action=action,
         )
@@ -106,16 +106,7 @@ class WorkflowWrongState(WrongState):
     task's, whose message and details name the workflow rather than a task."""
 
     def __init__(self, workflow_id: str, status: str, action: str) -> None:
-        TaskdError.__init__(
-            self,
-            f"cannot {action} workflow {workflow_id}: it is {status}",
-            workflow_id=workflow_id,
-            status=status,
-            action=action,
-        )
-        self.task_id = workflow_id
-        self.status = status
-        self.action = action
+        super().__init__(workflow_id, status, action, kind="workflow")
 
 
 class StaleAttempt(TaskdError):
